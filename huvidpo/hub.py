@@ -1,0 +1,211 @@
+"""Loading by Hub id or local path, LoRA save/load, and pushing to the Hub.
+
+One code path for both worlds: the embedded default is a saved :class:`HuViDPOPipeline` folder; a
+Stable Diffusion 1.x id or folder (``stable-diffusion-v1-5/stable-diffusion-v1-5``) is loaded with
+diffusers and inflated on the fly; the first-frame model is any text-to-image pipeline, or a
+UNet-only repository such as ``mhdang/dpo-sdxl-text2image-v1`` put on its base pipeline (SDXL base).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoPipelineForText2Image, DDIMScheduler, DiffusionPipeline, StableDiffusionPipeline, UNet2DConditionModel
+from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+from .embedded import default_model_path
+from .models import VideoUNet
+from .pipeline import HuViDPOPipeline
+
+SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DPO_SDXL_UNET_ID = "mhdang/dpo-sdxl-text2image-v1"
+SDXL_BASE_ID = "stabilityai/stable-diffusion-xl-base-1.0"
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+DEFAULT_ADAPTER = "huvidpo"
+
+
+class ModelLoadError(ValueError):
+    """A model could not be found or read; the message says what to do."""
+
+
+def _offline_message(model: str) -> str:
+    return (
+        f"Could not load '{model}': it is not a local folder and is not in the Hugging Face cache, and the Hub "
+        "could not be reached. Download it on a machine with a network (`hf download "
+        f"{model}`), point to a local folder, or use the embedded default (leave the model empty)."
+    )
+
+
+def read_model_json(model: str, filename: str) -> dict | None:
+    """``filename`` of a local folder or a Hub repo as a dict; None when the repo has no such file."""
+    path = Path(model).expanduser()
+    if path.exists() or path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+        if not path.is_dir():
+            raise ModelLoadError(f"No model folder at {path}: check the path, or give a Hub id like '{SD15_ID}'.")
+        file = path / filename
+        return json.loads(file.read_text()) if file.is_file() else None
+    try:
+        return json.loads(Path(hf_hub_download(model, filename)).read_text())
+    except LocalEntryNotFoundError as err:  # offline and not cached (a subclass of EntryNotFoundError)
+        raise ModelLoadError(_offline_message(model)) from err
+    except EntryNotFoundError:
+        return None
+    except RepositoryNotFoundError as err:
+        raise ModelLoadError(f"'{model}' is neither a local folder nor a model repo on the Hub.") from err
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise ModelLoadError(_offline_message(model)) from err
+
+
+def load_image_pipeline(
+    model: str, base: str = SDXL_BASE_ID, torch_dtype: torch.dtype = torch.float32
+) -> DiffusionPipeline:
+    """A text-to-image pipeline for first frames: a full pipeline, or a UNet-only repo on ``base``."""
+    try:
+        if read_model_json(model, "model_index.json") is not None:
+            return AutoPipelineForText2Image.from_pretrained(model, dtype=torch_dtype)
+        if read_model_json(model, "unet/config.json") is not None:
+            unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", dtype=torch_dtype)
+            return AutoPipelineForText2Image.from_pretrained(base, unet=unet, dtype=torch_dtype)
+    except (LocalEntryNotFoundError, OSError) as err:
+        raise ModelLoadError(_offline_message(model)) from err
+    raise ModelLoadError(f"'{model}' holds neither a pipeline (model_index.json) nor a UNet (unet/config.json).")
+
+
+def inflate_image_pipeline(sd: DiffusionPipeline, image_pipeline: DiffusionPipeline | None) -> HuViDPOPipeline:
+    """A HuViDPO pipeline from a Stable Diffusion 1.x pipeline: same VAE and text encoder, inflated UNet, DDIM."""
+    return HuViDPOPipeline(
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=VideoUNet.from_unet2d(sd.unet),
+        scheduler=DDIMScheduler.from_config(sd.scheduler.config),
+        image_pipeline=image_pipeline,
+    )
+
+
+def load_pipeline(
+    model: str | None = None,
+    image_model: str | None = None,
+    image_model_base: str = SDXL_BASE_ID,
+    device: str | torch.device | None = None,
+    torch_dtype: torch.dtype = torch.float32,
+) -> HuViDPOPipeline:
+    """Load a video pipeline by local path or Hub id.
+
+    Args:
+        model: a saved HuViDPO pipeline, or a Stable Diffusion 1.x pipeline to inflate; default the embedded model.
+        image_model: first-frame model replacing the pipeline's own (e.g. ``mhdang/dpo-sdxl-text2image-v1``);
+            None keeps the saved one (an inflated SD model then needs an uploaded first frame).
+        image_model_base: base pipeline for a UNet-only ``image_model``.
+    """
+    model = model or default_model_path()
+    index = read_model_json(model, "model_index.json")
+    if index is None:
+        raise ModelLoadError(f"'{model}' has no model_index.json: give a HuViDPO or Stable Diffusion 1.x pipeline folder or id.")
+    image_pipeline = load_image_pipeline(image_model, image_model_base, torch_dtype) if image_model else None
+    try:
+        if index.get("_class_name") == HuViDPOPipeline.__name__:
+            kwargs = {"image_pipeline": image_pipeline} if image_pipeline is not None else {}
+            pipe = HuViDPOPipeline.from_pretrained(model, dtype=torch_dtype, **kwargs)
+        elif "unet" in index and "vae" in index:
+            sd = StableDiffusionPipeline.from_pretrained(
+                model, dtype=torch_dtype, safety_checker=None, requires_safety_checker=False
+            )
+            pipe = inflate_image_pipeline(sd, image_pipeline)
+        else:
+            raise ModelLoadError(f"'{model}' is a {index.get('_class_name')}, not a HuViDPO or Stable Diffusion 1.x pipeline.")
+    except (LocalEntryNotFoundError, OSError) as err:
+        raise ModelLoadError(_offline_message(model)) from err
+    for pipeline in (pipe, pipe.image_pipeline):
+        if pipeline is not None:
+            pipeline.set_progress_bar_config(disable=True)
+    return pipe.to(device) if device is not None else pipe
+
+
+def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name: str = DEFAULT_ADAPTER) -> None:
+    """Load a diffusers-format LoRA (folder, file or Hub id) into the video UNet and activate it at ``scale``."""
+    if adapter_name in pipe.get_list_adapters().get("unet", []):
+        pipe.delete_adapters(adapter_name)
+    try:
+        pipe.load_lora_weights(lora, adapter_name=adapter_name)
+    except (LocalEntryNotFoundError, OSError) as err:
+        raise ModelLoadError(
+            f"Could not load the LoRA '{lora}': expected a folder with {LORA_WEIGHT_NAME}, the file itself, "
+            "or a Hub model id reachable from here."
+        ) from err
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise ModelLoadError(f"'{lora}' is not a LoRA for this model ({err}). Was it trained on a different base model?") from err
+    pipe.set_adapters([adapter_name], adapter_weights=[scale])
+
+
+def unload_lora(pipe: HuViDPOPipeline) -> None:
+    """Remove every LoRA: the pipeline is the base model again."""
+    pipe.unload_lora_weights()
+
+
+def save_lora(unet: VideoUNet, out_dir: str | Path, adapter_name: str = "default") -> Path:
+    """Write ``adapter_name`` of ``unet`` in the diffusers LoRA format (``pytorch_lora_weights.safetensors``)."""
+    from peft.utils import get_peft_model_state_dict
+
+    out_dir = Path(out_dir)
+    state_dict = get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    # The adapter's config (rank, alpha, targets) travels in the file's metadata so the scale survives loading.
+    metadata = unet.peft_config[adapter_name].to_dict()
+    HuViDPOPipeline.save_lora_weights(
+        out_dir, unet_lora_layers=state_dict, unet_lora_adapter_metadata=metadata, safe_serialization=True
+    )
+    return out_dir / LORA_WEIGHT_NAME
+
+
+def write_model_card(out_dir: str | Path, base_model: str, dataset: str, settings: dict, metrics: dict) -> Path:
+    """A model card for a DPO LoRA: base model, data, hyper-parameters and final metrics."""
+    rows = "\n".join(f"| {k} | {v} |" for k, v in {**settings, **metrics}.items())
+    content = f"""---
+library_name: diffusers
+base_model: {base_model}
+datasets:
+- {dataset}
+tags:
+- text-to-video
+- lora
+- dpo
+- huvidpo
+license: openrail
+---
+# HuViDPO LoRA
+
+A LoRA for the video UNet of [HuViDPO](https://arxiv.org/abs/2502.01690) trained with video DPO on
+human (or oracle) preference pairs from `{dataset}`, on top of `{base_model}`.
+
+Load it with HuViDPO Studio: `python -m huvidpo.generate --model {base_model} --lora <this repo> --prompt "..."`.
+
+| setting / metric | value |
+|---|---|
+{rows}
+"""
+    path = Path(out_dir) / "README.md"
+    ModelCard(content).save(path)
+    return path
+
+
+def push_folder_to_hub(
+    folder: str | Path, repo_id: str, private: bool = True, token: str | None = None, repo_type: str = "model"
+) -> str:
+    """Upload a folder (a LoRA with its card) to a Hub repo and return its URL; the local folder is untouched.
+
+    ``token`` defaults to the environment / the login (``HF_TOKEN`` or ``hf auth login``).
+    """
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message="Upload HuViDPO LoRA")
+    except Exception as err:  # noqa: BLE001 - any failure must leave local files and say why
+        raise ModelLoadError(
+            f"Pushing {folder} to {repo_id} failed ({type(err).__name__}: {err}). The local files are intact; "
+            "check the token (HF_TOKEN or `hf auth login`), the repo name and the network, then push again."
+        ) from err
+    prefix = "datasets/" if repo_type == "dataset" else ""
+    return f"https://huggingface.co/{prefix}{repo_id}"
