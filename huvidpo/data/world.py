@@ -1,0 +1,504 @@
+"""The synthetic world: short clips of one coloured shape moving on a plain background.
+
+"a red circle moving left slowly on a blue background" -> 16 frames of 64x64 pixels.
+
+What is unusual here:
+- The world is built to be *learnable* by a tiny CPU diffusion model and *readable* by a pixel
+  oracle (``oracle.py``) after H.264 compression: six colours far apart in RGB, three shapes
+  whose bounding-box fill ratios differ (square 1.0, circle 0.785, triangle 0.5), straight
+  constant-velocity motion, and shapes that stay in frame for the whole clip.
+- Shapes are drawn with analytic anti-aliasing (4x4 supersampled coverage), so sub-pixel motion
+  (jitter, fractional speeds) renders smoothly and deterministically.
+- ``split_combinations`` holds out (shape, colour, direction) triples, never words: every word
+  of a held-out prompt is seen in training, only the combination is new.
+- ``render_clip`` can also render *worse* clips for the same prompt (jitter, flicker, wrong
+  direction) and ``degraded_spec`` makes specs that contradict their prompt; these are the
+  losers of synthetic preference pairs and the negatives of the oracle's tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+# Colour names -> RGB. Pairwise distances are >= 160, so a shape stays nameable after blur.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 70),
+    "blue": (40, 90, 220),
+    "yellow": (240, 210, 40),
+    "white": (240, 240, 240),
+    "black": (25, 25, 25),
+}
+COLORS: tuple[str, ...] = tuple(PALETTE)
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+# Unit motion per direction in image coordinates (x right, y down).
+DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+# Speed adverb -> pixels per frame at a 64-pixel frame (scaled with the frame size).
+SPEEDS: dict[str, float] = {"slowly": 1.0, "quickly": 2.0}
+CORNERS: tuple[str, ...] = ("top-left", "top-right", "bottom-left", "bottom-right")
+REFERENCE_SIZE = 64
+SHAPE_SIZE_RANGE = (14, 18)
+DISTRACTOR_SIZE = 8
+MARGIN = 2
+
+# Words people use for the same thing; parse_prompt maps them to our vocabulary.
+SHAPE_SYNONYMS: dict[str, str] = {
+    "circle": "circle", "disc": "circle", "disk": "circle", "ball": "circle", "dot": "circle",
+    "square": "square", "box": "square", "block": "square",
+    "triangle": "triangle",
+}
+DIRECTION_SYNONYMS: dict[str, str] = {
+    "left": "left", "leftward": "left", "leftwards": "left",
+    "right": "right", "rightward": "right", "rightwards": "right",
+    "up": "up", "upward": "up", "upwards": "up",
+    "down": "down", "downward": "down", "downwards": "down",
+}
+SPEED_SYNONYMS: dict[str, str] = {
+    "slowly": "slowly", "slow": "slowly",
+    "quickly": "quickly", "quick": "quickly", "fast": "quickly", "rapidly": "quickly",
+}
+COLOR_SYNONYMS: dict[str, str] = {c: c for c in COLORS}
+
+Combo = tuple[str, str, str]  # (shape, color, direction)
+Split = Literal["train", "heldout"]
+
+
+@dataclass(frozen=True)
+class Distractor:
+    """A small static shape in a corner; mentioned in the prompt or not."""
+
+    shape: str
+    color: str
+    corner: str = "top-left"
+    mentioned: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Everything that determines a clip. Positions are the shape's centre at frame 0, in pixels
+    of a ``REFERENCE_SIZE`` frame (scaled when rendering at another size)."""
+
+    shape: str
+    color: str
+    background: str
+    direction: str
+    speed: str = "slowly"
+    size: float = 16.0
+    start_x: float = 32.0
+    start_y: float = 32.0
+    distractor: Distractor | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("shape", self.shape, SHAPES), ("color", self.color, COLORS),
+            ("background", self.background, COLORS), ("direction", self.direction, DIRECTIONS),
+            ("speed", self.speed, SPEEDS),
+        ]
+        for name, value, allowed in checks:
+            if value not in allowed:
+                raise ValueError(f"Unknown {name} {value!r}: use one of {list(allowed)}.")
+        if self.color == self.background:
+            raise ValueError(f"Shape and background are both {self.color}: the shape would be invisible.")
+        if self.distractor is not None:
+            if self.distractor.color in (self.color, self.background):
+                raise ValueError("The distractor's colour must differ from the shape's and the background's.")
+            if self.distractor.shape not in SHAPES or self.distractor.corner not in CORNERS:
+                raise ValueError(f"Bad distractor {self.distractor}: shape in {SHAPES}, corner in {CORNERS}.")
+
+    @property
+    def combo(self) -> Combo:
+        return (self.shape, self.color, self.direction)
+
+    @property
+    def prompt(self) -> str:
+        text = f"a {self.color} {self.shape} moving {self.direction} {self.speed} on a {self.background} background"
+        if self.distractor is not None and self.distractor.mentioned:
+            d = self.distractor
+            text += f" with a small {d.color} {d.shape} in the {d.corner} corner"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["distractor"] = None if self.distractor is None else self.distractor.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClipSpec":
+        data = dict(data)
+        if data.get("distractor") is not None:
+            data["distractor"] = Distractor(**data["distractor"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PromptAttributes:
+    """What a prompt asks for; ``None`` where the prompt does not say."""
+
+    shape: str | None = None
+    color: str | None = None
+    background: str | None = None
+    direction: str | None = None
+    speed: str | None = None
+    distractor_shape: str | None = None
+    distractor_color: str | None = None
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def parse_prompt(prompt: str) -> PromptAttributes:
+    """Read shape, colour, background, direction and speed from a prompt (the inverse of
+    ``ClipSpec.prompt``), tolerant to case, synonyms and extra words.
+
+    The background is the colour before "background" (or after "on"); the shape's colour is the
+    colour nearest before the shape word. A trailing "with a small ..." clause is a distractor.
+    """
+    main_text, _, extra_text = prompt.lower().partition(" with ")
+    words = _words(main_text)
+    background, background_at = None, None
+    for i, word in enumerate(words):
+        if word in ("background", "backdrop") and i > 0 and words[i - 1] in COLOR_SYNONYMS:
+            background, background_at = COLOR_SYNONYMS[words[i - 1]], i - 1
+        elif word == "on" and background is None:
+            after = [j for j in range(i + 1, min(i + 3, len(words))) if words[j] in COLOR_SYNONYMS]
+            if after:
+                background, background_at = COLOR_SYNONYMS[words[after[0]]], after[0]
+    shape_at = next((i for i, w in enumerate(words) if w in SHAPE_SYNONYMS), None)
+    shape = SHAPE_SYNONYMS[words[shape_at]] if shape_at is not None else None
+    colours = [(i, COLOR_SYNONYMS[w]) for i, w in enumerate(words) if w in COLOR_SYNONYMS and i != background_at]
+    if shape_at is not None:
+        before = [c for i, c in colours if i < shape_at]
+        color = before[-1] if before else None
+    else:
+        color = colours[0][1] if colours else None
+    direction = next((DIRECTION_SYNONYMS[w] for w in words if w in DIRECTION_SYNONYMS), None)
+    speed = next((SPEED_SYNONYMS[w] for w in words if w in SPEED_SYNONYMS), None)
+    extra = _words(extra_text)
+    distractor_shape = next((SHAPE_SYNONYMS[w] for w in extra if w in SHAPE_SYNONYMS), None)
+    distractor_color = next((COLOR_SYNONYMS[w] for w in extra if w in COLOR_SYNONYMS), None)
+    attributes = PromptAttributes(shape, color, background, direction, speed, distractor_shape, distractor_color)
+    if all(v is None for v in asdict(attributes).values()):
+        raise ValueError(
+            f"Nothing recognisable in prompt {prompt!r}: describe a shape ({', '.join(SHAPES)}), a colour "
+            f"({', '.join(COLORS)}), a direction ({', '.join(DIRECTIONS)}) and/or a background colour."
+        )
+    return attributes
+
+
+def all_combinations() -> list[Combo]:
+    """Every (shape, colour, direction) triple, in a fixed order."""
+    return list(itertools.product(SHAPES, COLORS, DIRECTIONS))
+
+
+def split_combinations(seed: int = 0, holdout_fraction: float = 0.2) -> tuple[list[Combo], list[Combo]]:
+    """Split (shape, colour, direction) triples into train and held-out sets.
+
+    Held-out triples never occur in training, but each of their words does, and so does each of
+    their pairs (shape+colour, shape+direction, colour+direction): only the triple is new.
+    """
+    if not 0.0 < holdout_fraction < 0.5:
+        raise ValueError(f"holdout_fraction must be in (0, 0.5); got {holdout_fraction}.")
+    combos = all_combinations()
+    rng = np.random.default_rng(seed)
+    num_heldout = max(1, int(round(holdout_fraction * len(combos))))
+    heldout: list[Combo] = []
+    for index in rng.permutation(len(combos)):
+        candidate = combos[int(index)]
+        trial = set(heldout) | {candidate}
+        train = [c for c in combos if c not in trial]
+        if _pairs_covered(train, list(trial)):
+            heldout.append(candidate)
+        if len(heldout) == num_heldout:
+            break
+    heldout_set = set(heldout)
+    return [c for c in combos if c not in heldout_set], sorted(heldout)
+
+
+def _pairs_covered(train: Sequence[Combo], heldout: Sequence[Combo]) -> bool:
+    seen = {(i, j, c[i], c[j]) for c in train for i, j in ((0, 1), (0, 2), (1, 2))}
+    return all((i, j, c[i], c[j]) in seen for c in heldout for i, j in ((0, 1), (0, 2), (1, 2)))
+
+
+def _path_bounds(size: float, travel: float, frame: int) -> tuple[float, float]:
+    """Range of start centres (along the motion) that keep the shape in frame all clip long."""
+    low = size / 2 + MARGIN
+    high = frame - size / 2 - MARGIN - travel
+    if high < low:  # longer clips than the world was made for: centre the path
+        mid = (frame - travel) / 2
+        return mid, mid
+    return low, high
+
+
+def sample_clip_spec(
+    rng: np.random.Generator,
+    combos: Sequence[Combo] | None = None,
+    num_frames: int = 16,
+    distractor_prob: float = 0.0,
+) -> ClipSpec:
+    """Draw a random spec (from ``combos`` if given) whose shape stays in frame for ``num_frames``."""
+    combos = list(combos) if combos is not None else all_combinations()
+    if not combos:
+        raise ValueError("combos is empty: pass at least one (shape, color, direction) triple.")
+    shape, color, direction = combos[int(rng.integers(len(combos)))]
+    background = str(rng.choice([c for c in COLORS if c != color]))
+    speed = str(rng.choice(list(SPEEDS)))
+    size = float(rng.integers(SHAPE_SIZE_RANGE[0], SHAPE_SIZE_RANGE[1] + 1))
+    travel = SPEEDS[speed] * (num_frames - 1)
+    along = float(rng.uniform(*_path_bounds(size, travel, REFERENCE_SIZE)))
+    across = float(rng.uniform(size / 2 + MARGIN, REFERENCE_SIZE - size / 2 - MARGIN))
+    dx, dy = DIRECTIONS[direction]
+    if dx:
+        start_x = along if dx > 0 else REFERENCE_SIZE - along
+        start_y = across
+    else:
+        start_y = along if dy > 0 else REFERENCE_SIZE - along
+        start_x = across
+    distractor = None
+    if distractor_prob > 0 and rng.random() < distractor_prob:
+        distractor = Distractor(
+            shape=str(rng.choice(SHAPES)),
+            color=str(rng.choice([c for c in COLORS if c not in (color, background)])),
+            corner=str(rng.choice(CORNERS)),
+            mentioned=bool(rng.random() < 0.5),
+        )
+    return ClipSpec(shape, color, background, direction, speed, size, round(start_x, 2), round(start_y, 2), distractor)
+
+
+def _coverage(shape: str, cx: float, cy: float, size: float, height: int, width: int, ss: int = 4) -> np.ndarray:
+    """Fraction of each pixel covered by the shape (``ss`` x ``ss`` supersampling), (H, W) float32."""
+    offsets = (np.arange(ss) + 0.5) / ss
+    ys = (np.arange(height)[:, None] + offsets[None, :]).reshape(-1)[:, None]  # (H*ss, 1)
+    xs = (np.arange(width)[:, None] + offsets[None, :]).reshape(-1)[None, :]  # (1, W*ss)
+    half = size / 2
+    if shape == "circle":
+        inside = (xs - cx) ** 2 + (ys - cy) ** 2 <= half**2
+    elif shape == "square":
+        inside = (np.abs(xs - cx) <= half) & (np.abs(ys - cy) <= half)
+    else:  # an upright isosceles triangle filling its size x size box: half the box's area
+        top, bottom = cy - half, cy + half
+        rel = np.clip((ys - top) / size, 0.0, 1.0)
+        inside = (ys >= top) & (ys <= bottom) & (np.abs(xs - cx) <= rel * half)
+    return inside.reshape(height, ss, width, ss).mean(axis=(1, 3)).astype(np.float32)
+
+
+def _corner_centre(corner: str, frame: int, size: float) -> tuple[float, float]:
+    low, high = MARGIN + size / 2, frame - MARGIN - size / 2
+    return (low if "left" in corner else high), (low if "top" in corner else high)
+
+
+def render_clip(
+    spec: ClipSpec,
+    num_frames: int = 16,
+    size: int = 64,
+    jitter: float = 0.0,
+    flicker: float = 0.0,
+    wrong_direction: bool = False,
+    seed: int = 0,
+) -> np.ndarray:
+    """Render ``spec`` to a ``(F, H, W, 3)`` uint8 clip; deterministic for a given ``seed``.
+
+    Degradations (for preference losers): ``jitter`` adds Gaussian noise of that many pixels
+    (std) to the shape's position in each frame; ``flicker`` multiplies each frame's brightness
+    by ``1 + flicker * u`` with ``u`` uniform in [-1, 1]; ``wrong_direction`` moves the shape
+    the opposite way (from its end point, so it still stays in frame).
+    """
+    if num_frames < 1 or size < 8:
+        raise ValueError(f"Need num_frames >= 1 and size >= 8; got {num_frames} and {size}.")
+    rng = np.random.default_rng(seed)
+    scale = size / REFERENCE_SIZE
+    step = SPEEDS[spec.speed] * scale
+    dx, dy = DIRECTIONS[spec.direction]
+    t = np.arange(num_frames, dtype=np.float64)
+    if wrong_direction:
+        t = (num_frames - 1) - t
+    xs = spec.start_x * scale + dx * step * t
+    ys = spec.start_y * scale + dy * step * t
+    if jitter > 0:
+        xs = xs + rng.normal(0.0, jitter * scale, num_frames)
+        ys = ys + rng.normal(0.0, jitter * scale, num_frames)
+    background = np.array(PALETTE[spec.background], np.float32)
+    colour = np.array(PALETTE[spec.color], np.float32)
+    base = np.broadcast_to(background, (size, size, 3)).copy()
+    if spec.distractor is not None:
+        d = spec.distractor
+        d_size = DISTRACTOR_SIZE * scale
+        dcx, dcy = _corner_centre(d.corner, size, d_size)
+        alpha = _coverage(d.shape, dcx, dcy, d_size, size, size)[..., None]
+        base = base * (1 - alpha) + np.array(PALETTE[d.color], np.float32) * alpha
+    frames = np.empty((num_frames, size, size, 3), np.float32)
+    for i in range(num_frames):
+        alpha = _coverage(spec.shape, xs[i], ys[i], spec.size * scale, size, size)[..., None]
+        frames[i] = base * (1 - alpha) + colour * alpha
+    if flicker > 0:
+        frames *= (1.0 + flicker * rng.uniform(-1.0, 1.0, num_frames)).astype(np.float32)[:, None, None, None]
+    return np.clip(np.round(frames), 0, 255).astype(np.uint8)
+
+
+DEGRADATIONS: tuple[str, ...] = (
+    "jitter", "flicker", "wrong_direction", "wrong_color", "wrong_shape", "wrong_background", "static",
+)
+
+
+def degraded_spec(spec: ClipSpec, kind: str, rng: np.random.Generator) -> ClipSpec:
+    """A spec that contradicts ``spec.prompt`` in one way (colour, shape or background)."""
+    if kind == "wrong_color":
+        return replace(spec, color=str(rng.choice([c for c in COLORS if c not in (spec.color, spec.background)])))
+    if kind == "wrong_shape":
+        return replace(spec, shape=str(rng.choice([s for s in SHAPES if s != spec.shape])))
+    if kind == "wrong_background":
+        return replace(spec, background=str(rng.choice([c for c in COLORS if c not in (spec.color, spec.background)])))
+    raise ValueError(f"degraded_spec handles wrong_color/wrong_shape/wrong_background; got {kind!r}.")
+
+
+def render_degraded(
+    spec: ClipSpec, kind: str, num_frames: int = 16, size: int = 64, seed: int = 0, strength: float = 1.0
+) -> np.ndarray:
+    """A clip worse than ``render_clip(spec)`` for ``spec.prompt``, in one of ``DEGRADATIONS``.
+
+    ``strength`` scales jitter (1.5 px std at 1.0) and flicker (+-25 % brightness at 1.0).
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "jitter":
+        return render_clip(spec, num_frames, size, jitter=1.5 * strength, seed=seed)
+    if kind == "flicker":
+        return render_clip(spec, num_frames, size, flicker=0.25 * strength, seed=seed)
+    if kind == "wrong_direction":
+        return render_clip(spec, num_frames, size, wrong_direction=True, seed=seed)
+    if kind == "static":
+        return np.repeat(render_clip(spec, 1, size, seed=seed), num_frames, axis=0)
+    if kind in ("wrong_color", "wrong_shape", "wrong_background"):
+        return render_clip(degraded_spec(spec, kind, rng), num_frames, size, seed=seed)
+    raise ValueError(f"Unknown degradation {kind!r}: use one of {DEGRADATIONS}.")
+
+
+def _split_combos(split: Split, holdout_seed: int = 0) -> list[Combo]:
+    train, heldout = split_combinations(seed=holdout_seed)
+    if split == "train":
+        return train
+    if split == "heldout":
+        return heldout
+    raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}.")
+
+
+def sample_specs(
+    num_clips: int, seed: int = 0, split: Split = "train", num_frames: int = 16, distractor_prob: float = 0.0
+) -> list[ClipSpec]:
+    """``num_clips`` specs drawn deterministically from the combinations of ``split``."""
+    combos = _split_combos(split)
+    rng = np.random.default_rng(seed)
+    return [sample_clip_spec(rng, combos, num_frames, distractor_prob) for _ in range(num_clips)]
+
+
+def world_frames(
+    num_clips: int,
+    seed: int = 0,
+    num_frames: int = 16,
+    size: int = 64,
+    split: Split = "train",
+    distractor_prob: float = 0.0,
+) -> tuple[np.ndarray, list[ClipSpec]]:
+    """Clips in memory, no I/O: frames ``(N, F, H, W, 3)`` uint8 and their specs (``spec.prompt``)."""
+    specs = sample_specs(num_clips, seed, split, num_frames, distractor_prob)
+    frames = np.empty((num_clips, num_frames, size, size, 3), np.uint8)
+    for i, spec in enumerate(specs):
+        frames[i] = render_clip(spec, num_frames, size)
+    return frames, specs
+
+
+def generate_world(
+    out_dir: str | Path,
+    num_clips: int,
+    seed: int = 0,
+    num_frames: int = 16,
+    size: int = 64,
+    split: Split = "train",
+    fps: int = 8,
+    distractor_prob: float = 0.0,
+) -> Path:
+    """Write ``out_dir/videos/*.mp4`` and ``out_dir/metadata.jsonl`` (file_name, prompt, spec).
+
+    ``file_name`` is relative to ``out_dir`` (the `datasets` folder convention). Videos listed
+    by an existing ``metadata.jsonl`` are deleted first, so the folder matches its metadata;
+    other files are left alone.
+    """
+    from .video import write_video
+
+    out_dir = Path(out_dir)
+    if (out_dir / "metadata.jsonl").is_file():
+        for row in read_world_metadata(out_dir):
+            (out_dir / row["file_name"]).unlink(missing_ok=True)
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    specs = sample_specs(num_clips, seed, split, num_frames, distractor_prob)
+    lines = []
+    for i, spec in enumerate(specs):
+        file_name = f"videos/{split}_{seed}_{i:05d}.mp4"
+        write_video(render_clip(spec, num_frames, size), out_dir / file_name, fps=fps)
+        lines.append(json.dumps({"file_name": file_name, "prompt": spec.prompt, "spec": spec.to_dict()}))
+    tmp = out_dir / "metadata.jsonl.tmp"
+    tmp.write_text("\n".join(lines) + ("\n" if lines else ""))
+    tmp.replace(out_dir / "metadata.jsonl")
+    return out_dir
+
+
+def read_world_metadata(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``out_dir/metadata.jsonl``."""
+    path = Path(out_dir) / "metadata.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"No {path}: run generate_world({str(out_dir)!r}, num_clips) first.")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def world_dataset(out_dir: str | Path, num_clips: int | None = None, seed: int = 0, **generate_kwargs: Any):
+    """A ``datasets.Dataset`` with columns ``prompt``, ``video`` (absolute mp4 path), ``spec``.
+
+    ``spec`` is the JSON of ``ClipSpec.to_dict()`` (a string, so the optional distractor does
+    not make Arrow infer a different schema per file); ``specs_from_rows(dataset)`` decodes it.
+
+    With ``num_clips`` the world is (re)generated first (``generate_kwargs`` go to
+    :func:`generate_world`); without it an existing folder is loaded.
+    """
+    from datasets import Dataset
+
+    if num_clips is not None:
+        generate_world(out_dir, num_clips, seed=seed, **generate_kwargs)
+    root = Path(out_dir).resolve()
+    rows = read_world_metadata(root)
+    return Dataset.from_dict(
+        {
+            "prompt": [r["prompt"] for r in rows],
+            "video": [str(root / r["file_name"]) for r in rows],
+            "spec": [json.dumps(r["spec"], sort_keys=True) for r in rows],
+        }
+    )
+
+
+def make_prompt_set(kind: Split = "heldout", n: int = 16, seed: int = 0) -> list[str]:
+    """``n`` evaluation prompts from the ``kind`` combinations, distinct while possible."""
+    specs = sample_specs(max(4 * n, 1), seed, kind)
+    prompts: list[str] = []
+    for spec in specs:
+        if spec.prompt not in prompts:
+            prompts.append(spec.prompt)
+        if len(prompts) == n:
+            return prompts
+    return list(itertools.islice(itertools.cycle(prompts), n)) if prompts else []
+
+
+def specs_from_rows(rows: Iterable[dict[str, Any]]) -> list[ClipSpec]:
+    """Specs of metadata rows (``spec`` as a dict or a JSON string)."""
+    out = []
+    for row in rows:
+        spec = row["spec"]
+        out.append(ClipSpec.from_dict(json.loads(spec) if isinstance(spec, str) else spec))
+    return out

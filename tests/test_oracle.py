@@ -1,0 +1,127 @@
+"""The oracle reads rendered clips (raw and after an mp4 round trip), rejects clips that
+contradict their prompt, prefers clean clips to degraded ones, and survives empty clips."""
+
+import numpy as np
+import pytest
+import torch
+
+from huvidpo.data.oracle import matches, prefer, read_clip, score_clip
+from huvidpo.data.video import read_video, write_video
+from huvidpo.data.world import DEGRADATIONS, SPEEDS, ClipSpec, Distractor, render_clip, render_degraded, world_frames
+
+ATTRIBUTES = ("shape", "color", "background", "direction")
+
+
+@pytest.fixture(scope="module")
+def sampled():
+    return world_frames(60, seed=11, distractor_prob=0.25)
+
+
+def accuracy(clips, specs):
+    readings = [read_clip(clip) for clip in clips]
+    acc = {a: np.mean([getattr(r, a) == getattr(s, a) for r, s in zip(readings, specs)]) for a in ATTRIBUTES}
+    speed_error = max(abs(r.speed / SPEEDS[s.speed] - 1) for r, s in zip(readings, specs))
+    return acc, speed_error
+
+
+def test_reads_rendered_clips(sampled):
+    acc, speed_error = accuracy(*sampled)
+    assert min(acc.values()) >= 0.95, acc
+    assert speed_error < 0.1
+
+
+def test_reads_clips_after_mp4_round_trip(sampled, tmp_path):
+    clips, specs = sampled
+    decoded = [read_video(write_video(clip, tmp_path / f"{i}.mp4")) for i, clip in enumerate(clips)]
+    acc, speed_error = accuracy(decoded, specs)
+    assert min(acc.values()) >= 0.95, acc
+    assert speed_error < 0.1
+    assert np.mean([score_clip(c, s.prompt).total for c, s in zip(decoded, specs)]) > 0.95
+
+
+HAND_PICKED = [
+    ClipSpec("circle", "red", "blue", "left", "slowly", 16, 44, 30),
+    ClipSpec("square", "yellow", "black", "up", "quickly", 14, 20, 50),
+    ClipSpec("triangle", "white", "green", "down", "slowly", 18, 40, 14),
+    ClipSpec("triangle", "black", "yellow", "right", "quickly", 14, 12, 40,
+             distractor=Distractor("square", "red", "bottom-right")),
+]
+
+
+@pytest.mark.parametrize("spec", HAND_PICKED, ids=lambda s: s.prompt)
+def test_hand_picked_clips_exactly(spec, tmp_path):
+    clip = render_clip(spec)
+    for frames in (clip, read_video(write_video(clip, tmp_path / "c.mp4"))):
+        reading = read_clip(frames)
+        assert (reading.shape, reading.color, reading.background, reading.direction) == (
+            spec.shape, spec.color, spec.background, spec.direction)
+        assert reading.presence == 1.0
+        assert reading.speed == pytest.approx(SPEEDS[spec.speed], rel=0.05)
+        assert reading.smoothness > 0.9 and reading.flicker < 0.01
+        x0, y0 = reading.centroids[0]
+        drop = spec.size / 6 if spec.shape == "triangle" else 0.0  # a triangle's mass sits low
+        assert (x0, y0) == pytest.approx((spec.start_x, spec.start_y + drop), abs=0.5)
+        assert all(matches(frames, spec.prompt).values())
+
+
+def test_accepts_float_and_torch_frames():
+    spec = HAND_PICKED[0]
+    clip = render_clip(spec)
+    as_float = clip.astype(np.float32) / 255
+    for frames in (as_float, torch.from_numpy(as_float).permute(0, 3, 1, 2)):
+        assert read_clip(frames).shape == "circle"
+
+
+def test_mismatching_prompt_scores_lower_and_fails_matches():
+    spec = HAND_PICKED[0]
+    clip = render_clip(spec)
+    right = score_clip(clip, spec.prompt)
+    assert right.total > 0.99
+    wrong_prompts = {
+        "color": "a green circle moving left slowly on a blue background",
+        "direction": "a red circle moving up slowly on a blue background",
+        "shape": "a red square moving left slowly on a blue background",
+        "background": "a red circle moving left slowly on a white background",
+        "speed": "a red circle moving left quickly on a blue background",
+    }
+    for attribute, prompt in wrong_prompts.items():
+        result = matches(clip, prompt)
+        assert not result[attribute] and not result["all"], attribute
+        assert score_clip(clip, prompt).total < right.total - 0.03, attribute
+    static = np.repeat(clip[:1], 16, axis=0)
+    assert read_clip(static).direction == "static"
+    assert not matches(static, spec.prompt)["direction"]
+    assert score_clip(static, spec.prompt).total < right.total - 0.1
+
+
+@pytest.mark.parametrize("kind", DEGRADATIONS)
+def test_prefers_clean_to_degraded(kind):
+    _, specs = world_frames(8, seed=21, num_frames=2)
+    for i, spec in enumerate(specs):
+        clean, worse = render_clip(spec), render_degraded(spec, kind, seed=i)
+        assert prefer(clean, worse, spec.prompt) == "left", (kind, spec.prompt)
+        assert prefer(worse, clean, spec.prompt) == "right", (kind, spec.prompt)
+        assert not matches(worse, spec.prompt)["all"], (kind, spec.prompt)
+    assert prefer(clean, clean.copy(), spec.prompt) == "tie"
+
+
+def test_empty_and_tiny_clips_do_not_crash():
+    empty = np.broadcast_to(np.array([40, 90, 220], np.uint8), (16, 64, 64, 3)).copy()
+    reading = read_clip(empty)
+    assert reading.background == "blue" and reading.shape is None and reading.presence == 0.0
+    assert reading.centroids == [None] * 16
+    score = score_clip(empty, "a red circle moving left on a blue background")
+    assert score.presence == 0.0 and score.total == 0.0
+    assert not matches(empty, "a red circle moving left")["present"]
+    one_frame = render_clip(HAND_PICKED[1], num_frames=1)
+    assert read_clip(one_frame).shape == "square"
+    assert 0.0 <= score_clip(one_frame, HAND_PICKED[1].prompt).total <= 1.0
+
+
+def test_shape_missing_in_some_frames_lowers_presence():
+    spec = HAND_PICKED[2]
+    clip = render_clip(spec)
+    clip[8:] = clip[8:, :1, :1]  # frames 8.. show only the background
+    reading = read_clip(clip)
+    assert reading.presence == pytest.approx(0.5)
+    assert reading.centroids[8:] == [None] * 8 and reading.direction == "down"
