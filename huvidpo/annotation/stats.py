@@ -1,0 +1,239 @@
+"""Numbers for maintainers: who labeled what, how far the pool is covered, agreement, and a model leaderboard.
+
+What is unusual here:
+- Sides are randomised when serving, so agreement is computed on side-free labels: "first" / "second" (the
+  winner is the lower / higher clip id of the pair), "tie" or "both_bad". A labeler's latest effective vote
+  on a pair is their label for it; skips are not labels.
+- The leaderboard compares model *versions* (settings["model"] + settings["lora"] @ lora_scale, "base"
+  without a LoRA) from votes between clips of different versions. Win rates carry Wilson 95% intervals;
+  Bradley-Terry strengths come from Hunter's MM iterations with a small symmetric pseudo-count
+  (`bt_prior`) so an undefeated version still has a finite strength. Strengths sum to 1.
+- Everything returns plain lists of dicts / dicts (ready for `gr.Dataframe(value=...)` via `pandas`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections import Counter, defaultdict
+from typing import Any
+
+from huvidpo.annotation.pool import CandidatePool
+from huvidpo.annotation.votes import Choice, Vote, VoteStore
+
+WILSON_Z_95 = 1.959963984540054
+
+
+def labeler_stats(store: VoteStore) -> list[dict[str, Any]]:
+    """Per labeler: effective votes by choice, undone votes, sessions and median response time; busiest first."""
+    records = store.read()
+    undone_by = Counter(record.labeler for record in records if record.choice is Choice.UNDO)
+    by_labeler: dict[str, list[Vote]] = defaultdict(list)
+    for vote in store.effective_votes():
+        by_labeler[vote.labeler].append(vote)
+    rows = []
+    for labeler, votes in by_labeler.items():
+        choices = Counter(vote.choice.value for vote in votes)
+        response_times = [vote.response_ms for vote in votes if vote.response_ms is not None]
+        rows.append(
+            {
+                "labeler": labeler,
+                "votes": len(votes),
+                **{choice.value: choices[choice.value] for choice in Choice.judgements()},
+                "undone": undone_by[labeler],
+                "sessions": len({vote.session_id for vote in votes}),
+                "median_response_ms": statistics.median(response_times) if response_times else None,
+            }
+        )
+    return sorted(rows, key=lambda row: (-row["votes"], row["labeler"]))
+
+
+def pool_progress(pool: CandidatePool, store: VoteStore) -> dict[str, Any]:
+    """How much of the pool's same-prompt pairs is judged (skips do not count)."""
+    clips_per_prompt = Counter(clip.prompt for clip in pool.clips())
+    pairs_total = sum(count * (count - 1) // 2 for count in clips_per_prompt.values())
+    pool_clip_ids = {clip.clip_id for clip in pool.clips()}
+    labelers_per_pair: dict[str, set[str]] = defaultdict(set)
+    for vote in _judgements(store.effective_votes()):
+        if vote.left_clip in pool_clip_ids and vote.right_clip in pool_clip_ids:
+            labelers_per_pair[vote.pair_id].add(vote.labeler)
+    judged = len(labelers_per_pair)
+    return {
+        "clips": len(pool_clip_ids),
+        "prompts": len(clips_per_prompt),
+        "pairs_total": pairs_total,
+        "pairs_judged": judged,
+        "pairs_judged_by_2": sum(1 for labelers in labelers_per_pair.values() if len(labelers) >= 2),
+        "share_judged": judged / pairs_total if pairs_total else 0.0,
+    }
+
+
+def side_free_label(vote: Vote) -> str:
+    """The vote's meaning independent of which side each clip was shown on."""
+    if vote.choice.is_decisive:
+        return "first" if vote.winner_clip == min(vote.left_clip, vote.right_clip) else "second"
+    return vote.choice.value
+
+
+def inter_annotator_agreement(store: VoteStore) -> dict[str, Any]:
+    """Pairwise percent agreement and Krippendorff's alpha (nominal) on pairs judged by several labelers.
+
+    `krippendorff_alpha` is None when it is undefined (fewer than two labels, or every label identical).
+    """
+    latest_label: dict[str, dict[str, str]] = defaultdict(dict)
+    for vote in _judgements(store.effective_votes()):
+        latest_label[vote.pair_id][vote.labeler] = side_free_label(vote)
+    units = [list(labels.values()) for labels in latest_label.values() if len(labels) >= 2]
+    comparisons = [pair for labels in units for pair in itertools.combinations(labels, 2)]
+    agreeing = sum(1 for label_a, label_b in comparisons if label_a == label_b)
+    return {
+        "pairs": len(units),
+        "labelers": len({labeler for labels in latest_label.values() if len(labels) >= 2 for labeler in labels}),
+        "comparisons": len(comparisons),
+        "percent_agreement": agreeing / len(comparisons) if comparisons else None,
+        "krippendorff_alpha": krippendorff_alpha_nominal(units),
+    }
+
+
+def krippendorff_alpha_nominal(units: list[list[str]]) -> float | None:
+    """Krippendorff's alpha for nominal labels; `units` holds the labels each item received (>= 2 each)."""
+    coincidences: Counter[tuple[str, str]] = Counter()
+    for labels in units:
+        if len(labels) < 2:
+            continue
+        for label_a, label_b in itertools.permutations(labels, 2):
+            coincidences[(label_a, label_b)] += 1 / (len(labels) - 1)
+    label_totals: Counter[str] = Counter()
+    for (label_a, _), weight in coincidences.items():
+        label_totals[label_a] += weight
+    total = sum(label_totals.values())
+    observed_disagreement = sum(weight for (a, b), weight in coincidences.items() if a != b)
+    expected_disagreement = sum(
+        label_totals[a] * label_totals[b] for a, b in itertools.permutations(label_totals, 2)
+    )
+    if total <= 1 or expected_disagreement == 0:
+        return None
+    return 1 - (total - 1) * observed_disagreement / expected_disagreement
+
+
+def wilson_interval(successes: int, trials: int, z: float = WILSON_Z_95) -> tuple[float, float] | None:
+    """Wilson score interval of a binomial proportion (None without trials)."""
+    if trials == 0:
+        return None
+    rate = successes / trials
+    denominator = 1 + z**2 / trials
+    center = (rate + z**2 / (2 * trials)) / denominator
+    half_width = z * math.sqrt(rate * (1 - rate) / trials + z**2 / (4 * trials**2)) / denominator
+    return max(0.0, center - half_width), min(1.0, center + half_width)
+
+
+def version_of(settings: dict[str, Any], key: str = "lora") -> str:
+    """A clip's model version: for key="lora", "<model>/<lora>@<scale>" or "<model>/base"; else settings[key]."""
+    if key != "lora":
+        return str(settings.get(key, "unknown"))
+    lora = settings.get("lora")
+    scale = settings.get("lora_scale")
+    adapter = "base" if not lora else (f"{lora}@{scale:g}" if isinstance(scale, (int, float)) else str(lora))
+    model = settings.get("model")
+    return f"{model}/{adapter}" if model else adapter
+
+
+def head_to_head(store: VoteStore, pool: CandidatePool, key: str = "lora") -> list[dict[str, Any]]:
+    """For each pair of versions that met: wins of each and ties (votes between clips of different versions)."""
+    versions = {clip.clip_id: version_of(clip.settings, key) for clip in pool.clips()}
+    tallies: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for vote in _judgements(store.effective_votes()):
+        left, right = versions.get(vote.left_clip), versions.get(vote.right_clip)
+        if left is None or right is None or left == right:
+            continue
+        matchup = tuple(sorted((left, right)))
+        if vote.choice.is_decisive:
+            tallies[matchup][versions[vote.winner_clip]] += 1
+        elif vote.choice is Choice.TIE:
+            tallies[matchup]["tie"] += 1
+    return [
+        {"version_a": a, "version_b": b, "wins_a": tally[a], "wins_b": tally[b], "ties": tally["tie"]}
+        for (a, b), tally in sorted(tallies.items())
+    ]
+
+
+def leaderboard(
+    store: VoteStore,
+    pool: CandidatePool,
+    key: str = "lora",
+    bt_prior: float = 0.1,
+    bt_iterations: int = 500,
+) -> list[dict[str, Any]]:
+    """Model versions ranked by Bradley-Terry strength, with win rate and its Wilson 95% interval."""
+    matchups = head_to_head(store, pool, key)
+    wins: dict[tuple[str, str], float] = defaultdict(float)
+    record: dict[str, Counter[str]] = defaultdict(Counter)
+    for matchup in matchups:
+        a, b = matchup["version_a"], matchup["version_b"]
+        wins[(a, b)] += matchup["wins_a"]
+        wins[(b, a)] += matchup["wins_b"]
+        record[a].update(wins=matchup["wins_a"], losses=matchup["wins_b"], ties=matchup["ties"])
+        record[b].update(wins=matchup["wins_b"], losses=matchup["wins_a"], ties=matchup["ties"])
+    strengths = bradley_terry(wins, prior=bt_prior, iterations=bt_iterations)
+    clips_per_version = Counter(version_of(clip.settings, key) for clip in pool.clips())
+    rows = []
+    for version in sorted(clips_per_version):
+        games = record[version]["wins"] + record[version]["losses"]
+        interval = wilson_interval(record[version]["wins"], games)
+        rows.append(
+            {
+                "version": version,
+                "clips": clips_per_version[version],
+                "games": games,
+                "wins": record[version]["wins"],
+                "losses": record[version]["losses"],
+                "ties": record[version]["ties"],
+                "win_rate": record[version]["wins"] / games if games else None,
+                "ci_low": interval[0] if interval else None,
+                "ci_high": interval[1] if interval else None,
+                "bt_strength": strengths.get(version),
+            }
+        )
+    return sorted(rows, key=lambda row: (row["bt_strength"] is None, -(row["bt_strength"] or 0.0), row["version"]))
+
+
+def bradley_terry(
+    wins: dict[tuple[str, str], float], prior: float = 0.1, iterations: int = 500, tolerance: float = 1e-10
+) -> dict[str, float]:
+    """Bradley-Terry strengths (summing to 1) from wins[(i, j)] = times i beat j, by MM updates (Hunter 2004).
+
+    `prior` pseudo-wins are added both ways to every pair that met, so the estimate exists even when a
+    version never lost.
+    """
+    matchups = {tuple(sorted(pair)) for pair, count in wins.items() if count > 0}
+    smoothed = defaultdict(float)
+    for a, b in matchups:
+        smoothed[(a, b)] = wins.get((a, b), 0.0) + prior
+        smoothed[(b, a)] = wins.get((b, a), 0.0) + prior
+    players = sorted({player for pair in matchups for player in pair})
+    if not players:
+        return {}
+    total_wins = {player: sum(smoothed[(player, other)] for other in players if other != player) for player in players}
+    strength = {player: 1.0 / len(players) for player in players}
+    for _ in range(iterations):
+        updated = {}
+        for player in players:
+            denominator = sum(
+                (smoothed[(player, other)] + smoothed[(other, player)]) / (strength[player] + strength[other])
+                for other in players
+                if other != player and (smoothed[(player, other)] + smoothed[(other, player)]) > 0
+            )
+            updated[player] = total_wins[player] / denominator if denominator else strength[player]
+        norm = sum(updated.values())
+        updated = {player: value / norm for player, value in updated.items()}
+        converged = max(abs(updated[player] - strength[player]) for player in players) < tolerance
+        strength = updated
+        if converged:
+            break
+    return strength
+
+
+def _judgements(votes: list[Vote]) -> list[Vote]:
+    return [vote for vote in votes if vote.choice is not Choice.SKIP]
+

@@ -1,0 +1,348 @@
+"""Votes as append-only JSON lines that survive crashes and concurrent writers.
+
+What is unusual here:
+- One vote is one line, written by a single `os.write` of the whole line on an `O_APPEND` descriptor and
+  fsynced, under a `threading.Lock` (threads of one app) *and* an `fcntl.flock` on the log itself (several
+  processes). Lines therefore never interleave and a returned `append` is on disk.
+- Readers never repair the file. A torn last line (power loss, a truncated copy) is skipped and counted in
+  `skipped_lines`; the next append first checks the last byte and starts on a fresh line, so the torn
+  fragment stays a single unparsable line instead of corrupting the new vote.
+- Undo is a record too (`choice="undo"` with `undone_vote_id`): nothing is ever rewritten or deleted, and
+  `effective_votes()` replays the log with the undos applied.
+- Reads are incremental: only bytes appended since the previous read are parsed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+SCHEMA_VERSION = 1
+MAX_SCORE = 10
+
+RecordT = TypeVar("RecordT")
+
+
+def utc_now_iso() -> str:
+    """Current UTC time as an ISO-8601 string with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def pair_id_for(clip_a: str, clip_b: str) -> str:
+    """Canonical id of the unordered pair {clip_a, clip_b}: the same whichever clip is shown on the left."""
+    first, second = sorted((clip_a, clip_b))
+    return f"{first}|{second}"
+
+
+def clean_labeler_name(labeler: str | None) -> str:
+    """Strip a labeler name, raising a `ValueError` a user can act on when it is empty."""
+    name = (labeler or "").strip()
+    if not name:
+        raise ValueError("labeler name is empty: enter your name (or sign in with Hugging Face) before voting")
+    return name
+
+
+class Choice(str, Enum):
+    """What a labeler said about a pair. `UNDO` marks an undo record and is never a judgement."""
+
+    LEFT = "left"
+    RIGHT = "right"
+    TIE = "tie"
+    BOTH_BAD = "both_bad"
+    SKIP = "skip"
+    UNDO = "undo"
+
+    @classmethod
+    def parse(cls, value: "Choice | str") -> "Choice":
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(choice.value for choice in cls.judgements())
+            raise ValueError(f"unknown choice {value!r}: expected one of {valid}") from None
+
+    @classmethod
+    def judgements(cls) -> tuple["Choice", ...]:
+        """The choices a labeler can click (everything except the internal undo record)."""
+        return (cls.LEFT, cls.RIGHT, cls.TIE, cls.BOTH_BAD, cls.SKIP)
+
+    @property
+    def is_decisive(self) -> bool:
+        return self in (Choice.LEFT, Choice.RIGHT)
+
+
+def _check_score(name: str, score: Any) -> None:
+    if score is None:
+        return
+    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= MAX_SCORE:
+        raise ValueError(f"{name} must be an integer from 0 to {MAX_SCORE} (or empty), got {score!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Vote:
+    """One labeler judgement (or one undo record) = one JSON line of the vote log."""
+
+    labeler: str
+    choice: Choice
+    left_clip: str = ""
+    right_clip: str = ""
+    prompt: str = ""
+    session_id: str = ""
+    pair_id: str = ""
+    left_settings: dict[str, Any] = field(default_factory=dict)
+    right_settings: dict[str, Any] = field(default_factory=dict)
+    left_score: int | None = None
+    right_score: int | None = None
+    response_ms: int | None = None
+    served_at: str | None = None
+    undone_vote_id: str | None = None
+    vote_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    timestamp: str = field(default_factory=utc_now_iso)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labeler", clean_labeler_name(self.labeler))
+        object.__setattr__(self, "choice", Choice.parse(self.choice))
+        _check_score("left_score", self.left_score)
+        _check_score("right_score", self.right_score)
+        if self.choice is Choice.UNDO:
+            if not self.undone_vote_id:
+                raise ValueError("an undo record needs undone_vote_id")
+            return
+        if not self.left_clip or not self.right_clip:
+            raise ValueError("a vote needs both left_clip and right_clip")
+        if self.left_clip == self.right_clip:
+            raise ValueError(f"a vote compares two different clips, got {self.left_clip!r} twice")
+        if not self.pair_id:
+            object.__setattr__(self, "pair_id", pair_id_for(self.left_clip, self.right_clip))
+
+    @property
+    def winner_clip(self) -> str | None:
+        return {Choice.LEFT: self.left_clip, Choice.RIGHT: self.right_clip}.get(self.choice)
+
+    @property
+    def loser_clip(self) -> str | None:
+        return {Choice.LEFT: self.right_clip, Choice.RIGHT: self.left_clip}.get(self.choice)
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["choice"] = self.choice.value
+        return record
+
+    def to_json_line(self) -> bytes:
+        return (json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "Vote":
+        """Build a vote from a log record; keys unknown to this schema version are ignored."""
+        if not isinstance(record, dict):
+            raise ValueError(f"a vote record is a JSON object, got {type(record).__name__}")
+        if int(record.get("schema_version", SCHEMA_VERSION)) > SCHEMA_VERSION:
+            raise ValueError(f"vote written by a newer schema version {record['schema_version']}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in known})
+
+
+class JsonLinesLog(Generic[RecordT]):
+    """An append-only JSON-lines file safe for many threads and processes; used for votes and the clip manifest.
+
+    `parse` turns one decoded JSON value into a record and raises on bad input; such lines are skipped and
+    counted in `skipped_lines` (the file itself is never modified by reading).
+    """
+
+    def __init__(self, path: str | os.PathLike, parse: Callable[[Any], RecordT]) -> None:
+        self.path = Path(path)
+        self._parse = parse
+        self._thread_lock = threading.Lock()
+        self._cached_records: list[RecordT] = []
+        self._cached_offset = 0
+        self._cached_skipped = 0
+        self._cached_file_identity: tuple[int, int] | None = None
+        self.skipped_lines = 0
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Append records as lines: one write, fsynced, never interleaved with another writer."""
+        with self.transaction() as transaction:
+            transaction.append(records)
+
+    def read(self) -> list[RecordT]:
+        """All parsable records in file order (a torn or bad line is skipped, see `skipped_lines`)."""
+        if not self.path.exists():
+            self.skipped_lines = 0
+            return []
+        with self._thread_lock:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                return self._read_locked(fd)
+            finally:
+                os.close(fd)
+
+    @contextmanager
+    def transaction(self) -> Iterator["_LogTransaction[RecordT]"]:
+        """Hold the exclusive lock to read and then append atomically (no other writer in between)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield _LogTransaction(self, fd)
+            finally:
+                os.close(fd)
+
+    def _read_locked(self, fd: int) -> list[RecordT]:
+        stat = os.fstat(fd)
+        identity = (stat.st_dev, stat.st_ino)
+        if identity != self._cached_file_identity or stat.st_size < self._cached_offset:
+            self._cached_records, self._cached_offset, self._cached_skipped = [], 0, 0
+            self._cached_file_identity = identity
+        new_bytes = _pread_all(fd, self._cached_offset, stat.st_size - self._cached_offset)
+        complete_end = new_bytes.rfind(b"\n") + 1
+        for line in new_bytes[:complete_end].split(b"\n"):
+            self._parse_line_into(line, self._cached_records)
+        self._cached_offset += complete_end
+        records = list(self._cached_records)
+        unterminated_tail = new_bytes[complete_end:]
+        tail_skipped = 0 if self._parse_line_into(unterminated_tail, records) else 1
+        self.skipped_lines = self._cached_skipped + tail_skipped
+        return records
+
+    def _parse_line_into(self, line: bytes, records: list[RecordT]) -> bool:
+        """Append the parsed line to `records`; blank lines are ignored. False if the line is unparsable."""
+        if not line.strip():
+            return True
+        try:
+            records.append(self._parse(json.loads(line.decode("utf-8"))))
+            return True
+        except (ValueError, TypeError, KeyError):
+            if records is self._cached_records:
+                self._cached_skipped += 1
+            return False
+
+    def _append_locked(self, fd: int, records: list[dict[str, Any]]) -> None:
+        payload = b"".join(
+            (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8") for record in records
+        )
+        size = os.fstat(fd).st_size
+        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+            payload = b"\n" + payload  # the last line is torn: keep the fragment on its own line
+        written = 0
+        while written < len(payload):
+            written += os.write(fd, payload[written:])
+        os.fsync(fd)
+        if size == 0:
+            _fsync_directory(self.path.parent)
+
+
+class _LogTransaction(Generic[RecordT]):
+    """The view of a `JsonLinesLog` while its exclusive lock is held."""
+
+    def __init__(self, log: JsonLinesLog[RecordT], fd: int) -> None:
+        self._log = log
+        self._fd = fd
+
+    def records(self) -> list[RecordT]:
+        return self._log._read_locked(self._fd)
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        self._log._append_locked(self._fd, records)
+
+
+def _pread_all(fd: int, offset: int, length: int) -> bytes:
+    chunks = []
+    while length > 0:
+        chunk = os.pread(fd, length, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+        length -= len(chunk)
+    return b"".join(chunks)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class VoteStore:
+    """The vote log: append-only, crash-safe, shared by threads and processes; a restart resumes from the file."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self._log: JsonLinesLog[Vote] = JsonLinesLog(path, Vote.from_dict)
+
+    @property
+    def path(self) -> Path:
+        return self._log.path
+
+    @property
+    def skipped_lines(self) -> int:
+        """Unparsable lines seen by the last read (a torn last line included)."""
+        return self._log.skipped_lines
+
+    def append(self, vote: Vote) -> Vote:
+        self._log.append([vote.to_dict()])
+        return vote
+
+    def read(self) -> list[Vote]:
+        """Every record in the log, undo records included, in write order."""
+        return self._log.read()
+
+    def votes(self, labeler: str | None = None) -> list[Vote]:
+        """Judgements as written (undo records excluded, votes later undone still included)."""
+        return [
+            vote
+            for vote in self.read()
+            if vote.choice is not Choice.UNDO and (labeler is None or vote.labeler == labeler)
+        ]
+
+    def effective_votes(self, labeler: str | None = None) -> list[Vote]:
+        """Judgements with the undos applied: what the labelers currently stand by."""
+        return _apply_undos(self.read(), labeler)
+
+    def undo_last(self, labeler: str, session_id: str) -> Vote | None:
+        """Undo this labeler's latest effective vote in this session; returns the undone vote (None if none)."""
+        labeler = clean_labeler_name(labeler)
+        with self._log.transaction() as transaction:
+            records = transaction.records()
+            for vote in reversed(_apply_undos(records, labeler)):
+                if vote.session_id == session_id:
+                    undo = Vote(
+                        labeler=labeler,
+                        session_id=session_id,
+                        choice=Choice.UNDO,
+                        undone_vote_id=vote.vote_id,
+                        pair_id=vote.pair_id,
+                        prompt=vote.prompt,
+                        left_clip=vote.left_clip,
+                        right_clip=vote.right_clip,
+                    )
+                    transaction.append([undo.to_dict()])
+                    return vote
+        return None
+
+    def __len__(self) -> int:
+        return len(self.votes())
+
+
+def _apply_undos(records: list[Vote], labeler: str | None) -> list[Vote]:
+    undone = {record.undone_vote_id for record in records if record.choice is Choice.UNDO}
+    return [
+        record
+        for record in records
+        if record.choice is not Choice.UNDO
+        and record.vote_id not in undone
+        and (labeler is None or record.labeler == labeler)
+    ]
