@@ -337,3 +337,23 @@ def test_sampler_is_thread_safe_with_many_sessions(tmp_path):
     assert len(votes) == 8 * 20
     per_labeler_pair = Counter((vote.labeler, vote.pair_id) for vote in votes)
     assert set(per_labeler_pair.values()) == {1}
+
+
+def test_oracle_labels_pairs_through_the_vote_store(tmp_path):
+    from huvidpo.annotation import CandidatePool, PairSampler, VoteStore
+    from huvidpo.annotation.oracle_labeler import label_with_oracle
+    from huvidpo.data.video import write_video
+    from huvidpo.data.world import ClipSpec, render_clip, render_degraded
+
+    spec = ClipSpec(shape="circle", color="red", background="blue", direction="left", speed="slowly",
+                    size=16, start_x=44, start_y=32)
+    pool = CandidatePool(tmp_path / "pool")
+    good = write_video(render_clip(spec, 8, 64), tmp_path / "good.mp4")
+    bad = write_video(render_degraded(spec, "wrong_direction", 8, 64), tmp_path / "bad.mp4")
+    good_clip = pool.add_clip(spec.prompt, good, {"seed": 0})
+    bad_clip = pool.add_clip(spec.prompt, bad, {"seed": 1})
+    store = VoteStore(tmp_path / "votes.jsonl")
+    votes = label_with_oracle(PairSampler(pool, store, seed=0))
+    assert len(votes) == 1
+    assert votes[0].winner_clip == good_clip.clip_id and votes[0].loser_clip == bad_clip.clip_id
+    assert [v.labeler for v in store.read()] == ["oracle"]
