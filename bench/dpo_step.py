@@ -1,0 +1,256 @@
+"""What a DPO step costs next to a plain fine-tuning step, and what our design saves over the naive one.
+
+Three variants on the same tiny components, LoRA and batch of B (winner, loser) pairs:
+
+- ``sft``: a plain denoising step with the same LoRA on the 2B clips (one forward + backward);
+- ``dpo``: our step (``huvidpo.training.dpo_step``): one policy forward + backward on 2B clips plus a
+  reference forward under ``no_grad`` of the same UNet with its adapter disabled. The arithmetic floor
+  is about (3 + 1) / 3 = 1.33 of ``sft`` (a backward costs about two forwards);
+- ``naive``: a deep-copied reference UNet, and winner and loser in separate passes.
+
+Time: one subprocess runs the three variants' steps interleaved (sft, dpo, naive, in a rotating
+order), so load from other processes hits them alike; a step is forward, backward and optimizer
+step, and each ratio is the median over rounds of that round's ratio. Memory: each variant runs in a
+fresh subprocess; its number is the peak RSS during the steps minus the RSS after building the model
+(Linux ``VmHWM``, reset through ``/proc/self/clear_refs``; ``ru_maxrss`` elsewhere). Everything runs
+on one torch thread (spinning OpenMP threads make timings erratic on a busy machine). Writes ``bench/results/dpo_step.json`` and prints a table::
+
+    python bench/dpo_step.py                # about two minutes on a laptop CPU
+    python bench/dpo_step.py --rounds 3     # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # run as a script from a checkout
+
+RESULTS = REPO_ROOT / "bench" / "results" / "dpo_step.json"
+VARIANTS = ("sft", "dpo", "naive")
+TARGETS = {"time_ratio_dpo_over_sft": 1.45, "memory_ratio_dpo_over_sft": 1.15}
+
+
+def rss_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class Bench:
+    """The tiny components, one LoRA, one batch of pairs, and the three step functions."""
+
+    def __init__(self, pairs: int, num_frames: int, threads: int):
+        import torch
+        from diffusers import DDPMScheduler
+
+        from huvidpo.data.world import render_clip, render_degraded, sample_specs
+        from huvidpo.embedded import build_tiny_pipeline
+        from huvidpo.training import DPOConfig
+        from huvidpo.training.dpo import add_dpo_lora
+        from huvidpo.training.trainer import trainable_parameters
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        pipe = build_tiny_pipeline(seed=0, with_image_pipeline=False)
+        specs = sample_specs(pairs, seed=0, num_frames=num_frames)
+        winners = torch.stack([torch.from_numpy(render_clip(s, num_frames)) for s in specs])
+        losers = torch.stack([torch.from_numpy(render_degraded(s, "jitter", num_frames)) for s in specs])
+        with torch.no_grad():
+            def encode(frames):  # b f h w 3 uint8 -> b c f h w latents
+                return pipe.encode_video(frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1)
+
+            self.latents_w, self.latents_l = encode(winners), encode(losers)
+            self.embeds = pipe.encode_prompt([s.prompt for s in specs], torch.device("cpu"))
+        self.unet = pipe.unet
+        add_dpo_lora(self.unet, DPOConfig(), "default")
+        self.unet.train()
+        self.optimizer = torch.optim.AdamW(trainable_parameters(self.unet).values(), lr=1e-4)
+        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.reference = None
+        self.steps_done = 0
+
+    def make_naive_reference(self) -> None:
+        self.reference = copy.deepcopy(self.unet)
+        self.reference.disable_adapters()
+        self.reference.requires_grad_(False)
+
+    def sft_loss(self, generator):
+        import torch
+
+        from huvidpo.losses import denoising_loss
+        from huvidpo.training.trainer import noisy_latents_and_target, sample_noise
+
+        latents = torch.cat([self.latents_w, self.latents_l])
+        noise, t = sample_noise(self.scheduler, tuple(self.latents_w.shape), generator, "cpu", torch.float32)
+        noise, t = noise.repeat(2, 1, 1, 1, 1), t.repeat(2)
+        noisy, target = noisy_latents_and_target(self.scheduler, latents, noise, t)
+        return denoising_loss(self.unet(noisy, t, self.embeds.repeat(2, 1, 1)).sample, target)
+
+    def dpo_loss(self, generator):
+        from huvidpo.training import dpo_step
+
+        return dpo_step(self.unet, self.unet, self.scheduler, self.latents_w, self.latents_l, self.embeds, generator, beta=50.0)[0]
+
+    def naive_loss(self, generator):
+        import torch
+
+        from huvidpo.losses import per_sample_mse, video_dpo_loss
+        from huvidpo.training.trainer import noisy_latents_and_target, sample_noise
+
+        noise, t = sample_noise(self.scheduler, tuple(self.latents_w.shape), generator, "cpu", torch.float32)
+        noisy_w, target_w = noisy_latents_and_target(self.scheduler, self.latents_w, noise, t)
+        noisy_l, target_l = noisy_latents_and_target(self.scheduler, self.latents_l, noise, t)
+        model_w = per_sample_mse(self.unet(noisy_w, t, self.embeds).sample, target_w)
+        model_l = per_sample_mse(self.unet(noisy_l, t, self.embeds).sample, target_l)
+        with torch.no_grad():
+            ref_w = per_sample_mse(self.reference(noisy_w, t, self.embeds).sample, target_w)
+            ref_l = per_sample_mse(self.reference(noisy_l, t, self.embeds).sample, target_l)
+        return video_dpo_loss(model_w, model_l, ref_w, ref_l, beta=50.0)[0]
+
+    def step(self, variant: str) -> float:
+        """One optimizer step of ``variant``; its wall time in seconds."""
+        from huvidpo.training.trainer import step_generator
+
+        start = time.perf_counter()
+        loss = getattr(self, f"{variant}_loss")(step_generator(0, self.steps_done))
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.steps_done += 1
+        return time.perf_counter() - start
+
+
+def measure_memory(variant: str, args: argparse.Namespace) -> dict:
+    bench = Bench(args.pairs, args.num_frames, args.threads)
+    baseline_kb = rss_kb("VmRSS")
+    resettable = reset_peak()
+    if variant == "naive":
+        bench.make_naive_reference()
+    for _ in range(args.memory_steps):
+        bench.step(variant)
+    peak_kb = rss_kb("VmHWM") if resettable else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "baseline_rss_mb": baseline_kb / 1024 if baseline_kb else None,
+        "peak_rss_increase_mb": (peak_kb - (baseline_kb or 0)) / 1024,
+        "peak_measure": "VmHWM after clear_refs" if resettable else "ru_maxrss",
+        "unet_params_mb": sum(p.numel() * p.element_size() for p in bench.unet.parameters()) / 2**20,
+    }
+
+
+def measure_time(args: argparse.Namespace) -> dict:
+    import torch
+
+    bench = Bench(args.pairs, args.num_frames, args.threads)
+    bench.make_naive_reference()
+    for variant in VARIANTS * args.warmup:
+        bench.step(variant)
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for round_index in range(args.rounds):
+        order = VARIANTS[round_index % 3 :] + VARIANTS[: round_index % 3]
+        for variant in order:
+            times[variant].append(bench.step(variant))
+    return {"times_s": times, "torch_threads": torch.get_num_threads()}
+
+
+def run_child(*argv: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"bench child {argv[:2]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=2, help="Pairs per batch (B).")
+    parser.add_argument("--num_frames", type=int, default=8, help="Frames per clip.")
+    parser.add_argument("--rounds", type=int, default=12, help="Timed rounds (one step of each variant per round).")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps of each variant first.")
+    parser.add_argument("--memory_steps", type=int, default=3, help="Steps per memory run.")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default).")
+    parser.add_argument("--child", choices=("time", *VARIANTS), help=argparse.SUPPRESS)  # internal: one measurement
+    args = parser.parse_args()
+    if args.child == "time":
+        print(json.dumps(measure_time(args)))
+        return
+    if args.child:
+        print(json.dumps(measure_memory(args.child, args)))
+        return
+
+    settings = [f"--{k}={v}" for k, v in vars(args).items() if k != "child"]
+    print("timing the three variants, interleaved ...", file=sys.stderr)
+    timing = run_child("--child", "time", *settings)
+    memory = {}
+    for variant in VARIANTS:
+        print(f"peak memory of {variant} in a fresh process ...", file=sys.stderr)
+        memory[variant] = run_child("--child", variant, *settings)
+
+    times = timing["times_s"]
+
+    def time_ratio(variant: str) -> float:
+        return statistics.median(t / base for t, base in zip(times[variant], times["sft"]))
+
+    def memory_ratio(variant: str) -> float:
+        return memory[variant]["peak_rss_increase_mb"] / memory["sft"]["peak_rss_increase_mb"]
+
+    summary = {
+        v: {"step_time_s": statistics.median(times[v]), "peak_rss_increase_mb": memory[v]["peak_rss_increase_mb"]}
+        for v in VARIANTS
+    }
+    result = {
+        "time_ratio_dpo_over_sft": time_ratio("dpo"),
+        "memory_ratio_dpo_over_sft": memory_ratio("dpo"),
+        "time_ratio_naive_over_sft": time_ratio("naive"),
+        "memory_ratio_naive_over_sft": memory_ratio("naive"),
+        "targets": TARGETS,
+        "summary": summary,
+        "settings": {
+            **{k: v for k, v in vars(args).items() if k != "child"},
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "torch_threads": timing["torch_threads"],
+            "peak_measure": memory["sft"]["peak_measure"],
+            "unet_params_mb": memory["sft"]["unet_params_mb"],
+        },
+        "timing": timing,
+        "memory": memory,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(f"\nDPO step vs SFT step: {args.pairs} pairs x {args.num_frames} frames, tiny UNet, CPU, "
+          f"{args.threads or 'default'} thread(s), median of {args.rounds} interleaved rounds")
+    print(f"{'variant':<8} {'step (s)':>9} {'x sft':>7} {'peak RSS +MB':>13} {'x sft':>7}")
+    for v in VARIANTS:
+        t_ratio = 1.0 if v == "sft" else time_ratio(v)
+        m_ratio = 1.0 if v == "sft" else memory_ratio(v)
+        print(f"{v:<8} {summary[v]['step_time_s']:>9.3f} {t_ratio:>7.2f} {summary[v]['peak_rss_increase_mb']:>13.1f} {m_ratio:>7.2f}")
+    print(f"UNet parameters: {result['settings']['unet_params_mb']:.1f} MB (the least the naive reference copy adds)")
+    print(f"targets for dpo: time x{TARGETS['time_ratio_dpo_over_sft']}, memory x{TARGETS['memory_ratio_dpo_over_sft']}; "
+          f"wrote {RESULTS.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
