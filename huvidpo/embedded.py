@@ -32,7 +32,7 @@ BASE_WORDS = (
     "a an the on in of with and moving move moves background small large big tiny slowly quickly fast slow "
     "left right up down circle square triangle red green blue yellow white black orange purple cyan magenta "
     "gray grey pink brown corner bird birds fly flying firework fireworks helicopter horse run running play "
-    "playing guitar rain raining turn smile smiling waterfall sky video"
+    "playing guitar rain raining turn smile smiling waterfall sky video top bottom"
 ).split()
 
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
@@ -84,10 +84,10 @@ def tiny_vae() -> AutoencoderKL:
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 64, 64),
+        block_out_channels=(16, 32, 32),
         layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=16,
+        norm_num_groups=8,
         sample_size=64,
     )
 
