@@ -1,0 +1,173 @@
+"""The synthetic world end to end: is the embedded default faithful, fast, and does DPO change it?
+
+1. Faithfulness: held-out prompts (combinations never seen in training) x seeds; the oracle reads each clip.
+2. Speed: seconds for one 16-frame clip with 25 steps.
+3. DPO: a candidate pool from the default model on training prompts, labelled by the oracle through the
+   PairSampler/VoteStore path a person uses, exported, and trained with ``train_dpo``.
+4. What DPO changed, on held-out prompts: the oracle's preference of base+LoRA over base (same prompt and
+   seed), and the implicit accuracy of the LoRA on oracle-labelled held-out pairs.
+
+    python bench/world.py                 # the README's figures (about an hour on 2 cores)
+    python bench/world.py --quick         # a smoke run of every step in a few minutes
+
+Writes bench/results/world.json (or world-quick.json) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, build_pool, export_preferences  # noqa: E402
+from huvidpo.annotation.oracle_labeler import label_with_oracle  # noqa: E402
+from huvidpo.data.video import write_video  # noqa: E402
+from huvidpo.data.world import make_prompt_set  # noqa: E402
+from huvidpo.eval import evaluate  # noqa: E402
+from huvidpo.generate import GenerationSettings, generate  # noqa: E402
+from huvidpo.hub import load_pipeline  # noqa: E402
+from huvidpo.training import DPOConfig, PreferencePairs, build_pair_cache, dpo_step, train_dpo  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class WorldBench:
+    heldout_prompts: int = 16
+    eval_seeds: int = 2
+    pool_prompts: int = 16
+    clips_per_prompt: int = 4
+    heldout_pair_prompts: int = 6
+    frames: int = 16
+    steps: int = 25
+    dpo_steps: int = 200
+    dpo_lr: float = 1e-4
+    dpo_beta: float = 50.0
+    dpo_batch: int = 2
+
+
+QUICK = WorldBench(heldout_prompts=2, eval_seeds=1, pool_prompts=2, clips_per_prompt=2, heldout_pair_prompts=1,
+                   frames=4, steps=3, dpo_steps=2, dpo_batch=1)
+
+
+def make_pool(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings) -> CandidatePool:
+    pool = CandidatePool(root / "pool")
+
+    def generate_fn(prompt: str, seed: int, **_) -> Path:
+        frames, _ = generate(pipe, replace(settings, prompt=prompt, seed=seed))
+        return write_video(frames, root / "clips" / f"{abs(hash((prompt, seed)))}.mp4")
+
+    build_pool(pool, generate_fn, prompts, clips_per_prompt, settings={"model": "embedded", "steps": settings.steps})
+    return pool
+
+
+def oracle_export(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings) -> tuple[Path, int]:
+    pool = make_pool(pipe, root, prompts, clips_per_prompt, settings)
+    store = VoteStore(root / "votes.jsonl")
+    votes = label_with_oracle(PairSampler(pool, store, seed=0))
+    export_preferences(store, pool, root / "export")
+    return root / "export", len(votes)
+
+
+@torch.no_grad()
+def implicit_accuracy(pipe, pairs_dir: Path, frames: int, beta: float, seeds: int = 4) -> float | None:
+    """Share of held-out pairs whose winner the LoRA favours over the reference, averaged over noise draws."""
+    from diffusers import DDPMScheduler
+
+    pairs = PreferencePairs.load(str(pairs_dir), "prompt", "video_w", "video_l")
+    if len(pairs) == 0:
+        return None
+    height, width = pipe.default_size
+    cache = build_pair_cache(pipe, pairs, frames, (height, width), pipe.device)
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    accuracies = []
+    for seed in range(seeds):
+        latents_w, latents_l, embeds = cache.batch(list(range(len(cache))), pipe.device, torch.float32)
+        _, metrics = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds,
+                              torch.Generator().manual_seed(seed), beta)
+        accuracies.append(float(metrics["rewards/accuracies"]))
+    return sum(accuracies) / len(accuracies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="Pipeline to measure (default: the embedded default).")
+    parser.add_argument("--quick", action="store_true", help="Tiny settings: checks every step runs.")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else WorldBench()
+    pipe = load_pipeline(args.model)
+    settings = GenerationSettings(prompt="-", frames=plan.frames, steps=plan.steps, image_steps=plan.steps)
+    heldout = make_prompt_set("heldout", plan.heldout_prompts, seed=1)
+    seeds = list(range(plan.eval_seeds))
+    result: dict = {"plan": asdict(plan), "model": args.model or "embedded default"}
+
+    # 1. Faithfulness of the default on held-out prompts
+    base = evaluate(pipe, heldout, seeds, settings)
+    clips = [r for r in base.records if r["variant"] == "base"]
+    result["faithfulness"] = {
+        "clips": len(clips),
+        "shape_and_color": sum(r["oracle"]["shape_match"] and r["oracle"]["color_match"] for r in clips) / len(clips),
+        "direction": sum(r["oracle"]["direction_match"] for r in clips) / len(clips),
+        "summary": base.summary["base"],
+    }
+
+    # 2. Speed of a 16-frame, 25-step clip
+    start = time.perf_counter()
+    generate(pipe, GenerationSettings(prompt=heldout[0], frames=16, steps=25, image_steps=25))
+    result["seconds_16_frames_25_steps"] = time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        # 3. DPO on oracle-labelled pairs of the default's own clips
+        train_prompts = make_prompt_set("train", plan.pool_prompts, seed=2)
+        export, votes = oracle_export(pipe, root / "train", train_prompts, plan.clips_per_prompt, settings)
+        heldout_export, _ = oracle_export(pipe, root / "heldout", heldout[: plan.heldout_pair_prompts],
+                                          plan.clips_per_prompt, settings)
+        config = DPOConfig(data=str(export), output_dir=str(root / "dpo"), num_frames=plan.frames,
+                           max_steps=plan.dpo_steps, learning_rate=plan.dpo_lr, beta=plan.dpo_beta,
+                           batch_size=plan.dpo_batch, checkpointing_steps=0)
+        start = time.perf_counter()
+        trained = train_dpo(config, pipe=pipe)
+        dpo_minutes = (time.perf_counter() - start) / 60
+        history = trained.metrics_history
+        result["dpo"] = {
+            "oracle_votes": votes, "pairs": len(PreferencePairs.load(str(export), "prompt", "video_w", "video_l")),
+            "steps": trained.steps, "minutes": dpo_minutes,
+            "final_train_accuracy": history[-1]["rewards/accuracies"] if history else None,
+        }
+        # 4. What DPO changed on held-out prompts
+        result["dpo"]["heldout_implicit_accuracy"] = implicit_accuracy(pipe, heldout_export, plan.frames, plan.dpo_beta)
+        compared = evaluate(pipe, heldout, seeds, settings, lora=str(trained.lora_path))
+        result["dpo"]["oracle_prefers_dpo"] = compared.pairwise
+        result["dpo"]["summary"] = compared.summary
+
+    result["targets"] = {"shape_and_color": 0.8, "direction": 0.7, "seconds_16_frames_25_steps": 15.0,
+                         "dpo_minutes": 30, "oracle_prefers_dpo": 0.65, "heldout_implicit_accuracy": 0.6}
+    out = RESULTS_DIR / ("world-quick.json" if args.quick else "world.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    win = result["dpo"]["oracle_prefers_dpo"] or {}
+    rows = [
+        ("shape+colour match (held-out)", result["faithfulness"]["shape_and_color"], ">= 0.80"),
+        ("direction match (held-out)", result["faithfulness"]["direction"], ">= 0.70"),
+        ("s per 16-frame clip, 25 steps", result["seconds_16_frames_25_steps"], "<= 15"),
+        ("DPO minutes", dpo_minutes, "<= 30"),
+        ("oracle prefers DPO clip", win.get("win_rate"), ">= 0.65"),
+        ("held-out implicit accuracy", result["dpo"]["heldout_implicit_accuracy"], ">= 0.60"),
+    ]
+    for name, value, target in rows:
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{name:<32} {shown:>8}   target {target}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
