@@ -1,0 +1,203 @@
+"""The studio's settings: one dataclass, filled from flags, environment variables and defaults.
+
+Everything the app writes lives under ``data_dir`` and survives restarts::
+
+    data_dir/
+      votes.jsonl        every vote (append-only; the only copy that matters)
+      pool/              the candidate clips labelers compare (manifest.jsonl + videos/)
+      runs/<run>/        DPO runs started from the Train tab (LoRA, model card, metrics, before/after clips)
+      exports/<name>/    preference datasets exported from the votes (what a run trains on)
+      generated/         clips made in the Generate tab (pruned to the newest ``keep_generated``)
+      loras/             LoRA folders a maintainer copies in by hand, offered in the LoRA picker
+
+On a Space the environment sets what a maintainer would set with flags locally (see ``from_env``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+# Mirrors of huvidpo.embedded's constants, which is not imported here: it pulls in diffusers and torch, and the
+# app's page should be up before those finish loading (tests check that the two agree).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ASSETS_DIR = REPO_ROOT / "assets"
+DEFAULT_MODEL_DIR = ASSETS_DIR / "huvidpo-tiny"
+MODEL_ENV_VAR = "HUVIDPO_MODEL"
+TABS = ("generate", "label", "train")
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+# Environment variables a Space (or a shell) sets; flags win over them.
+ENV_MAINTAINERS = "HUVIDPO_MAINTAINERS"
+ENV_VOTES_REPO = "HUVIDPO_VOTES_REPO"
+ENV_DATA_DIR = "HUVIDPO_DATA_DIR"
+ENV_IMAGE_MODEL = "HUVIDPO_IMAGE_MODEL"
+ENV_TABS = "HUVIDPO_TABS"
+
+DEFAULT_COMPARISON_PROMPTS = (
+    "a red circle moving right on a blue background",
+    "a yellow square moving up on a black background",
+)
+
+
+def on_space() -> bool:
+    """Whether this process runs on a Hugging Face Space (the variables the Space runtime sets)."""
+    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+def split_names(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """'alice, bob carol' or ['alice', 'bob'] -> ['alice', 'bob', 'carol'] (commas and/or spaces)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [name for item in items for name in re.split(r"[,\s]+", str(item)) if name]
+
+
+@dataclass
+class StudioConfig:
+    """Settings of the Gradio studio (``python app.py --help`` lists the flags that set them)."""
+
+    model: str = field(
+        default="",
+        metadata=_help(f"Video model: a HuViDPO or SD 1.x folder or Hub id. Empty: ${MODEL_ENV_VAR} or the embedded default."),
+    )
+    image_model: str | None = field(
+        default=None, metadata=_help("First-frame text-to-image model replacing the pipeline's own (e.g. mhdang/dpo-sdxl-text2image-v1).")
+    )
+    device: str | None = field(default=None, metadata=_help("torch device for generation, e.g. cuda (default: cuda if present, else cpu)."))
+    data_dir: str = field(default="data", metadata=_help("Folder for votes, the clip pool, training runs and exports."))
+    maintainers: list[str] = field(
+        default_factory=list,
+        metadata=_help(f"Hugging Face usernames allowed to train and push (on a Space, with OAuth); env {ENV_MAINTAINERS}."),
+    )
+    local_maintainer: bool = field(
+        default=False, metadata=_help("Local use only: everyone who reaches this app may train and push (no login).")
+    )
+    oauth: bool | None = field(
+        default=None, metadata=_help("Sign in with Hugging Face (labeler names and maintainers). Default: on when running on a Space.")
+    )
+    votes_repo: str | None = field(
+        default=None, metadata=_help(f"Hub dataset repo the votes and pool are pushed to in the background; env {ENV_VOTES_REPO}.")
+    )
+    sync_every_minutes: float = field(default=5.0, metadata=_help("Minutes between background pushes of the votes."))
+    tabs: list[str] = field(default_factory=lambda: list(TABS), metadata=_help(f"Tabs to show, among {TABS}; env {ENV_TABS}."))
+    preload_model: bool = field(default=True, metadata=_help("Load the video model at start-up (else on the first generation)."))
+    generate_concurrency: int = field(default=1, metadata=_help("Generations running at once (the pipeline is not re-entrant: keep 1)."))
+    label_concurrency: int = field(default=16, metadata=_help("Label events (next pair, vote, undo) handled at once."))
+    max_queue: int = field(default=64, metadata=_help("Requests waiting in the queue before new ones are refused."))
+    default_frames: int = field(default=16, metadata=_help("Frames preset in the Generate tab."))
+    default_steps: int = field(default=25, metadata=_help("Denoising steps preset in the Generate tab."))
+    max_frames: int = field(default=32, metadata=_help("Most frames a visitor may ask for."))
+    max_steps: int = field(default=100, metadata=_help("Most denoising steps a visitor may ask for."))
+    keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
+    comparison_prompts: list[str] = field(
+        default_factory=lambda: list(DEFAULT_COMPARISON_PROMPTS),
+        metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes."),
+    )
+    comparison_seed: int = field(default=0, metadata=_help("Seed of the before/after comparison."))
+    comparison_frames: int = field(default=8, metadata=_help("Frames of the before/after clips."))
+    comparison_steps: int = field(default=10, metadata=_help("Denoising steps of the before/after clips."))
+    sampler_seed: int | None = field(default=None, metadata=_help("Seed of the pair sampler (None: random)."))
+
+    def __post_init__(self) -> None:
+        self.maintainers = [name.lower() for name in split_names(self.maintainers)]
+        self.tabs = [tab.strip().lower() for tab in split_names(self.tabs)]
+        unknown = sorted(set(self.tabs) - set(TABS))
+        if unknown or not self.tabs:
+            raise ValueError(f"tabs must be a non-empty list among {TABS}, got {self.tabs}.")
+        if self.oauth is None:
+            self.oauth = on_space()
+        if self.local_maintainer and self.oauth:
+            raise ValueError(
+                "The maintainer flag is for local use; with Hugging Face sign-in (on a Space) list the maintainers' "
+                f"usernames in {ENV_MAINTAINERS} instead."
+            )
+        if self.votes_repo is not None and not HUB_ID_PATTERN.match(self.votes_repo):
+            raise ValueError(f"votes_repo must be a Hub dataset id like 'user/huvidpo-votes', got {self.votes_repo!r}.")
+        for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "keep_generated"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not 2 <= self.default_frames <= self.max_frames:
+            raise ValueError(f"default_frames must be in [2, max_frames={self.max_frames}], got {self.default_frames}.")
+        if not 1 <= self.default_steps <= self.max_steps:
+            raise ValueError(f"default_steps must be in [1, max_steps={self.max_steps}], got {self.default_steps}.")
+        if not self.sync_every_minutes > 0:
+            raise ValueError(f"sync_every_minutes must be > 0, got {self.sync_every_minutes}.")
+        if not self.comparison_prompts or self.comparison_frames < 2 or self.comparison_steps < 1:
+            raise ValueError("The before/after comparison needs at least one prompt, >= 2 frames and >= 1 step.")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "StudioConfig":
+        """Defaults, then the HUVIDPO_* environment variables, then ``overrides`` (None values are ignored)."""
+        values: dict[str, Any] = {}
+        env = {
+            "maintainers": os.environ.get(ENV_MAINTAINERS),
+            "votes_repo": os.environ.get(ENV_VOTES_REPO) or None,
+            "data_dir": os.environ.get(ENV_DATA_DIR),
+            "image_model": os.environ.get(ENV_IMAGE_MODEL) or None,
+            "tabs": os.environ.get(ENV_TABS),
+        }
+        values.update({key: value for key, value in env.items() if value})
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"Unknown studio settings {unknown}.")
+        return cls(**values)
+
+    # ------------------------------------------------------------------------------------------ paths
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def votes_path(self) -> Path:
+        return self.root / "votes.jsonl"
+
+    @property
+    def pool_dir(self) -> Path:
+        return self.root / "pool"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def generated_dir(self) -> Path:
+        return self.root / "generated"
+
+    @property
+    def loras_dir(self) -> Path:
+        return self.root / "loras"
+
+    def served_roots(self) -> list[Path]:
+        """The only folders whose files the app hands to a browser."""
+        return [self.root, ASSETS_DIR]
+
+    def make_dirs(self) -> None:
+        for folder in (self.root, self.pool_dir, self.runs_dir, self.exports_dir, self.generated_dir, self.loras_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def model_name(self) -> str:
+        """How clips name their model in the pool and the leaderboard."""
+        model = self.model or os.environ.get(MODEL_ENV_VAR) or str(DEFAULT_MODEL_DIR)
+        path = Path(model).expanduser()
+        if path.resolve() == DEFAULT_MODEL_DIR.resolve():
+            return "huvidpo-tiny"
+        return path.name if path.is_dir() else model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

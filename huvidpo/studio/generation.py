@@ -1,0 +1,305 @@
+"""The Generate tab without the browser: one pipeline, one lock, clips written into the data dir.
+
+What is unusual here:
+- The pipeline is loaded once (at start-up, or by the first request under a lock) and every
+  generation runs under one lock: the pipeline keeps per-call state (the frame count of its temporal
+  layers, the active LoRA), so two generations must never interleave.
+- LoRA references are what users type or pick ("runs/dpo-...", "loras/name", "assets/name" or a Hub
+  id). Local references are resolved inside the app's own folders only; a path elsewhere on the
+  server is refused, so the picker cannot be used to probe the disk.
+- The clip's settings keep the reference as typed (plus the model name), not the resolved path: they
+  are what the pool, the votes and the leaderboard show.
+- Building modules is serialised across threads (``MODEL_BUILD_LOCK``): the libraries build models on the
+  meta device by patching torch globally, which would leave another thread's new modules weightless.
+- torch and diffusers are imported by the first use of the model (``start_loading`` does it in the
+  background at start-up), so the page is served while they load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from huvidpo.data.video import write_video
+from huvidpo.studio.config import ASSETS_DIR, DEFAULT_MODEL_DIR, HUB_ID_PATTERN, MODEL_ENV_VAR, StudioConfig
+from huvidpo.studio.zerogpu import gpu
+
+if TYPE_CHECKING:  # the model stack (torch, diffusers) is imported when the model loads, not with the app
+    import PIL.Image
+
+    from huvidpo.generate import GenerationSettings
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int], None]
+MAX_SEED = 2**32 - 1
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # huvidpo.hub.LORA_WEIGHT_NAME
+
+
+@dataclass
+class GeneratedClip:
+    """One generated video: its mp4 and first frame in the data dir, and how to make it again."""
+
+    video: Path
+    first_frame: Path
+    settings: dict[str, Any]
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "video": str(self.video), "first_frame": str(self.first_frame)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GeneratedClip":
+        return cls(Path(values["video"]), Path(values["first_frame"]), dict(values["settings"]), values.get("seconds", 0.0))
+
+
+def check_settings(settings: GenerationSettings, config: StudioConfig) -> None:
+    """Raise a ValueError a visitor can act on for settings outside what this app allows."""
+    if not settings.prompt or not settings.prompt.strip():
+        raise ValueError("The prompt is empty: describe the video, e.g. 'a red circle moving left on a blue background'.")
+    if len(settings.prompt) > 500:
+        raise ValueError(f"The prompt is {len(settings.prompt)} characters long; keep it under 500.")
+    ranges = {
+        "frames": (2, config.max_frames),
+        "steps": (1, config.max_steps),
+        "image_steps": (1, config.max_steps),
+        "seed": (0, MAX_SEED),
+        "fps": (1, 60),
+    }
+    for name, (low, high) in ranges.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
+    if not 0 <= settings.guidance <= 30:
+        raise ValueError(f"guidance must be between 0 and 30, got {settings.guidance}.")
+    if not -2 <= settings.lora_scale <= 2:
+        raise ValueError(f"The LoRA scale must be between -2 and 2 (0 = base model), got {settings.lora_scale}.")
+    if not 0 <= settings.shared_noise < 1:
+        raise ValueError(f"shared noise must be in [0, 1), got {settings.shared_noise}.")
+
+
+def _has_lora(folder: Path) -> bool:
+    return (folder / LORA_WEIGHT_NAME).is_file()
+
+
+def _local_lora_roots(config: StudioConfig) -> dict[str, Path]:
+    return {"runs/": config.runs_dir, "loras/": config.loras_dir, "assets/": ASSETS_DIR}
+
+
+def resolve_lora(reference: str | None, config: StudioConfig) -> str | None:
+    """A LoRA reference from the picker -> what ``load_lora`` reads: a folder inside the app, or a Hub id.
+
+    ``runs/<run>``, ``loras/<name>`` (both in the data dir) and ``assets/<name>`` name local folders; any
+    other ``owner/name`` is a Hub model id. Paths outside these folders are refused.
+    """
+    reference = (reference or "").strip()
+    if not reference:
+        return None
+    for prefix, root in _local_lora_roots(config).items():
+        if reference.startswith(prefix):
+            folder = (root / reference[len(prefix):]).resolve()
+            if not folder.is_relative_to(root.resolve()) or folder == root.resolve():
+                raise ValueError(f"'{reference}' leaves the {prefix.rstrip('/')} folder; pick a LoRA from the list.")
+            if not _has_lora(folder):
+                raise ValueError(f"No LoRA at '{reference}' (expected {LORA_WEIGHT_NAME} in it); pick one from the list.")
+            return str(folder)
+    # A Hub id is 'owner/name'. One that is also a folder here (relative to the working directory) would be
+    # read from disk by diffusers, so it is refused like any other path.
+    if HUB_ID_PATTERN.match(reference) and not {".", ".."} & set(reference.split("/")) and not Path(reference).exists():
+        return reference
+    raise ValueError(
+        f"'{reference}' is not a LoRA this app can use: pick a trained run from the list, give a Hub model id "
+        f"('user/name'), or copy the LoRA folder into {config.loras_dir} and pick 'loras/<folder>'."
+    )
+
+
+def list_loras(config: StudioConfig) -> list[str]:
+    """Local LoRA references for the picker, newest runs first."""
+    found = []
+    for prefix, root in _local_lora_roots(config).items():
+        if not root.is_dir():
+            continue
+        folders = [folder for folder in root.iterdir() if folder.is_dir() and _has_lora(folder)]
+        folders.sort(key=lambda folder: folder.stat().st_mtime, reverse=prefix == "runs/")
+        found += [prefix + folder.name for folder in folders]
+    return found
+
+
+def load_studio_pipeline(config: StudioConfig):
+    """The serving pipeline: ``config.model``, or the embedded default (random tiny weights, with a warning,
+    while the embedded checkpoint has not been built)."""
+    import torch
+
+    from huvidpo.embedded import build_tiny_pipeline
+    from huvidpo.hub import load_pipeline
+
+    device = config.device or ("cuda" if torch.cuda.is_available() else None)
+    default_missing = not (DEFAULT_MODEL_DIR / "model_index.json").is_file()
+    if not config.model and not os.environ.get(MODEL_ENV_VAR) and default_missing:
+        logger.warning(
+            "The embedded checkpoint %s is not built: serving random-initialised tiny weights. "
+            "Build it with `python -m huvidpo.embedded` (or train it), or pass --model.",
+            DEFAULT_MODEL_DIR,
+        )
+        pipe = build_tiny_pipeline(seed=0)
+        for pipeline in (pipe, pipe.image_pipeline):
+            pipeline.set_progress_bar_config(disable=True)
+        return pipe.to(device) if device else pipe
+    return load_pipeline(config.model or None, image_model=config.image_model, device=device)
+
+
+_MODEL_STACK_LOCK = threading.Lock()
+
+# Held while a pipeline or a LoRA is being built (loading, adding adapters): transformers, accelerate and peft
+# build modules on the meta device by patching torch globally for the duration, so a second thread building
+# modules meanwhile gets weightless ("meta") parameters. The serving pipeline, the training runs and every
+# LoRA swap take it; plain generations with no LoRA involved do not.
+MODEL_BUILD_LOCK = threading.Lock()
+
+
+def import_model_stack(training: bool = False) -> None:
+    """Import torch, diffusers and the pipeline modules (and the trainers) from one thread at a time.
+
+    The model loads in a background thread while requests arrive; two threads running the first import of
+    diffusers' lazy modules at once can see a half-initialised module ("cannot import name ...").
+    """
+    modules = ["huvidpo.embedded", "huvidpo.generate", "huvidpo.hub"] + (["huvidpo.training"] if training else [])
+    with _MODEL_STACK_LOCK:
+        for module in modules:
+            importlib.import_module(module)
+
+
+@gpu(duration=120)
+def render(pipe, settings: GenerationSettings, image: PIL.Image.Image | None, step_callback: StepCallback | None):
+    """The GPU part of a generation (a ZeroGPU slot on a Space): frames and the first frame."""
+    from huvidpo.generate import generate
+
+    return generate(pipe, settings, image=image, step_callback=step_callback)
+
+
+@dataclass
+class GenerationService:
+    """Loads the pipeline once and turns settings into clips, one at a time."""
+
+    config: StudioConfig
+    pipe: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def start_loading(self) -> threading.Thread:
+        """Load the pipeline in a background thread (a failure is logged; the next request retries and reports it)."""
+
+        def load() -> None:
+            try:
+                self.pipeline()
+            except Exception as err:  # noqa: BLE001 - reported here, and again to whoever generates
+                logger.error("Could not load the video model %s: %s", self.config.model_name, err, exc_info=True)
+
+        thread = threading.Thread(target=load, name="load-model", daemon=True)
+        thread.start()
+        return thread
+
+    def pipeline(self):
+        """The pipeline, loaded by the first caller."""
+        import_model_stack()
+        with self._load_lock:
+            if self.pipe is None:
+                started = time.perf_counter()
+                with MODEL_BUILD_LOCK:
+                    self.pipe = load_studio_pipeline(self.config)
+                logger.info("Loaded the video model %s in %.1f s", self.config.model_name, time.perf_counter() - started)
+            return self.pipe
+
+    def generate(
+        self,
+        settings: GenerationSettings,
+        image: PIL.Image.Image | None = None,
+        step_callback: StepCallback | None = None,
+    ) -> GeneratedClip:
+        """One clip; ``step_callback(step, total)`` after every denoising step."""
+        check_settings(settings, self.config)
+        run_settings = replace(settings, lora=resolve_lora(settings.lora, self.config))
+        started = time.perf_counter()
+        with self._lock:
+            pipe = self.pipeline()
+            swaps_lora = bool(run_settings.lora) or bool(pipe.get_list_adapters())
+            with MODEL_BUILD_LOCK if swaps_lora else contextlib.nullcontext():
+                frames, first_frame = render(pipe, run_settings, image, step_callback)
+        seconds = time.perf_counter() - started
+        stem = self.config.generated_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        video = write_video(frames, stem.with_suffix(".mp4"), fps=settings.fps)
+        first_frame.save(stem.with_suffix(".png"))
+        self._prune()
+        recorded = {
+            **settings.to_dict(),
+            "lora": settings.lora or None,
+            "model": self.config.model_name,
+            "first_frame": "uploaded" if image is not None else "generated",
+        }
+        return GeneratedClip(video=video, first_frame=stem.with_suffix(".png"), settings=recorded, seconds=round(seconds, 2))
+
+    def compare(
+        self,
+        settings: GenerationSettings,
+        image: PIL.Image.Image | None = None,
+        step_callback: StepCallback | None = None,
+    ) -> tuple[GeneratedClip, GeneratedClip]:
+        """The base model and the base model with ``settings.lora``, same seed: (base, with LoRA)."""
+        if not settings.lora:
+            raise ValueError("Compare mode shows the base model next to a LoRA: pick a LoRA first.")
+        total = 2 * settings.steps
+
+        def first_half(step: int, _: int) -> None:
+            if step_callback:
+                step_callback(step, total)
+
+        def second_half(step: int, _: int) -> None:
+            if step_callback:
+                step_callback(settings.steps + step, total)
+
+        base = self.generate(replace(settings, lora=None), image, first_half)
+        tuned = self.generate(settings, image, second_half)
+        return base, tuned
+
+    def _prune(self) -> None:
+        """Keep the newest ``keep_generated`` clips (and their first frames)."""
+        videos = sorted(self.config.generated_dir.glob("*.mp4"), key=lambda path: path.stat().st_mtime)
+        for video in videos[: max(0, len(videos) - self.config.keep_generated)]:
+            video.unlink(missing_ok=True)
+            video.with_suffix(".png").unlink(missing_ok=True)
+
+
+def reproduce_command(settings: dict[str, Any]) -> str:
+    """The CLI command that makes the same clip (the model's name stands in for its path)."""
+    import_model_stack()
+    from huvidpo.generate import GenerationSettings
+
+    defaults = GenerationSettings(prompt="").to_dict()
+    parts = ["python -m huvidpo.generate"]
+    for name, value in settings.items():
+        if name not in defaults or name == "prompt" or value == defaults[name] or value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{name.replace('_', '-')}")
+        else:
+            parts.append(f"{flag} {_quote(value)}")
+    parts.insert(1, f"--prompt {_quote(settings['prompt'])}")
+    if settings.get("first_frame") == "uploaded":
+        parts.append("--image first_frame.png")
+    return " ".join(parts)
+
+
+def _quote(value: Any) -> str:
+    import shlex
+
+    return shlex.quote(str(value))

@@ -1,0 +1,136 @@
+"""The Label tab without the browser: the data dir's pool, vote store, pair sampler and Hub sync.
+
+Everything here is the annotation library (``huvidpo.annotation``) bound to the studio's folders; the
+service adds the payloads the UI and scripted labelers receive (plain dicts) and the progress counter.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huvidpo.annotation import (
+    CandidatePool,
+    Choice,
+    ClipRecord,
+    HubSync,
+    PairSampler,
+    ServedPair,
+    VoteStore,
+    export_preferences,
+    inter_annotator_agreement,
+    labeler_stats,
+    leaderboard,
+    pool_progress,
+)
+from huvidpo.studio.config import StudioConfig
+from huvidpo.studio.generation import GeneratedClip
+
+SYNCED_FILES = ("votes.jsonl",)
+SYNCED_FOLDERS = ("pool/",)
+
+
+class AnnotationSync(HubSync):
+    """``HubSync`` of the data dir limited to what labelers made: ``votes.jsonl`` and ``pool/``.
+
+    Runs, exports and generated clips stay local (runs are pushed as model repos from the Train tab).
+    """
+
+    def _changed_files(self):
+        return {
+            path: signature
+            for path, signature in super()._changed_files().items()
+            if path in SYNCED_FILES or path.startswith(SYNCED_FOLDERS)
+        }
+
+
+def pair_payload(served: ServedPair) -> dict[str, Any]:
+    """What a labeler's client needs to show a pair and vote on it (the videos travel separately)."""
+    return {
+        "token": served.token,
+        "pair_id": served.pair_id,
+        "prompt": served.prompt,
+        "left_clip": served.left.clip_id,
+        "right_clip": served.right.clip_id,
+    }
+
+
+@dataclass
+class LabelingService:
+    """Pool, votes and sampler of one data dir, shared by every session of the app."""
+
+    config: StudioConfig
+    pool: CandidatePool = field(init=False)
+    store: VoteStore = field(init=False)
+    sampler: PairSampler = field(init=False)
+    sync: HubSync | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.config.make_dirs()
+        self.pool = CandidatePool(self.config.pool_dir)
+        self.store = VoteStore(self.config.votes_path)
+        self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed)
+        if self.config.votes_repo:
+            self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes)
+
+    def next_pair(self, labeler: str, session_id: str) -> dict[str, Any] | None:
+        """The next pair for this labeler (None when there is nothing left for them)."""
+        served = self.sampler.next_pair(labeler, session_id)
+        return pair_payload(served) if served is not None else None
+
+    def vote(self, labeler: str, session_id: str, token: str, choice: str) -> dict[str, Any]:
+        """Record a choice on the pair served with ``token``; the vote as stored (without settings)."""
+        if not token:
+            raise ValueError("No pair on screen: press 'Next pair' (or call next_pair) before voting.")
+        vote = self.sampler.record_vote(labeler, session_id, token, Choice.parse(choice))
+        return {"vote_id": vote.vote_id, "pair_id": vote.pair_id, "choice": vote.choice.value, "response_ms": vote.response_ms}
+
+    def undo(self, labeler: str, session_id: str) -> dict[str, Any] | None:
+        """Undo this labeler's last vote of the session and serve that pair again (None: nothing to undo)."""
+        served = self.sampler.undo_last(labeler, session_id)
+        return pair_payload(served) if served is not None else None
+
+    def video_path(self, clip_id: str) -> Path:
+        return self.pool.video_path(clip_id)
+
+    def progress(self, labeler: str | None = None) -> dict[str, Any]:
+        """Pool coverage, and this labeler's effective votes."""
+        progress = pool_progress(self.pool, self.store)
+        if labeler:
+            progress["your_votes"] = len(self.store.effective_votes(labeler))
+        return progress
+
+    def add_clips(self, clips: list[GeneratedClip]) -> list[ClipRecord]:
+        """Put generated clips into the candidate pool (an identical clip is not added twice)."""
+        return [self.pool.add_clip(clip.settings["prompt"], clip.video, clip.settings) for clip in clips]
+
+    def stats(self) -> dict[str, Any]:
+        """Per-labeler counts, pool progress, agreement and the model leaderboard."""
+        return {
+            "labelers": labeler_stats(self.store),
+            "progress": pool_progress(self.pool, self.store),
+            "agreement": inter_annotator_agreement(self.store),
+            "leaderboard": leaderboard(self.store, self.pool),
+            "sync": self.sync.status() if self.sync is not None else None,
+        }
+
+    def export(self, min_votes: int = 1) -> tuple[Path, int]:
+        """Export the decided pairs to ``exports/votes-<time>``: (folder, number of pairs)."""
+        out_dir = unique_dir(self.config.exports_dir, f"votes-{time.strftime('%Y%m%d-%H%M%S')}")
+        dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes)
+        return out_dir, len(dataset)
+
+    def close(self) -> None:
+        if self.sync is not None:
+            self.sync.stop()
+
+
+def unique_dir(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``parent/name-2``, ``-3``... if taken."""
+    candidate, number = parent / name, 1
+    while candidate.exists():
+        number += 1
+        candidate = parent / f"{name}-{number}"
+    return candidate

@@ -1,0 +1,351 @@
+"""The Train tab without the browser: one DPO run at a time in a background thread, its live status,
+cancel, a before/after comparison when it finishes, and the push of its LoRA to the Hub.
+
+What is unusual here:
+- The run trains its own copy of the model (loaded in the worker), never the pipeline that serves the
+  Generate tab, so visitors keep generating while it trains; only the CPU/GPU is shared.
+- Every entry point checks the user server-side (``require_maintainer``); hiding the tab is cosmetic.
+- The before/after clips come from the trained pipeline through ``huvidpo.generate``: "after" loads the
+  LoRA back from the run folder exactly as the LoRA picker will, so a LoRA that does not load fails here.
+- Hub tokens are never typed into the page: pushes use ``HF_TOKEN`` or the machine's login.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from huvidpo.data.video import write_video
+from huvidpo.studio.access import User, require_maintainer
+from huvidpo.studio.config import HUB_ID_PATTERN, StudioConfig
+from huvidpo.studio.generation import MODEL_BUILD_LOCK, import_model_stack
+from huvidpo.studio.labeling import LabelingService, unique_dir
+
+logger = logging.getLogger(__name__)
+
+VOTES_DATASET = "votes"
+ACTIVE_STATES = ("starting", "exporting", "loading", "running", "comparing")
+LOG_LINES = 200
+REPO_NAME_PATTERN = r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$"
+
+
+@dataclass
+class TrainRequest:
+    """What a maintainer chooses in the Train tab."""
+
+    dataset: str = VOTES_DATASET
+    model: str = ""
+    beta: float = 50.0
+    learning_rate: float = 1e-4
+    steps: int = 100
+    lora_rank: int = 16
+    frames: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "lora_rank", "frames", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, float) and value.is_integer():
+                setattr(self, name, int(value))
+        self.dataset = (self.dataset or "").strip()
+        self.model = (self.model or "").strip()
+
+
+@dataclass
+class TrainingRun:
+    """One run's settings and what it has produced so far."""
+
+    run_id: str
+    output_dir: Path
+    started_by: str
+    request: TrainRequest
+    max_steps: int
+    state: str = "starting"
+    dataset: str = ""
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+    error: str | None = None
+    lora_path: Path | None = None
+    comparison: list[dict[str, Any]] = field(default_factory=list)
+    hub_url: str | None = None
+    dpo_config: Any = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def say(self, line: str) -> None:
+        self.log.append(f"[{time.strftime('%H:%M:%S')}] {line}")
+
+    def on_metrics(self, row: dict[str, Any]) -> None:
+        self.history.append(dict(row))
+        self.say(
+            f"step {row['step']}/{self.max_steps}  loss {row.get('loss', float('nan')):.4f}  "
+            f"accuracy {row.get('rewards/accuracies', float('nan')):.2f}  margin {row.get('rewards/margins', float('nan')):.4f}"
+        )
+
+
+class _RunLogHandler(logging.Handler):
+    """Copies the library's log records into the run's log tail."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        super().__init__(level=logging.INFO)
+        self.run = run
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run.say(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+def _load_training_pipeline(model: str):
+    from huvidpo.training.trainer import load_training_pipeline
+
+    return load_training_pipeline(model)
+
+
+class TrainingManager:
+    """Starts, watches, cancels and pushes DPO runs (at most one at a time) in ``data_dir/runs``."""
+
+    def __init__(
+        self,
+        config: StudioConfig,
+        labeling: LabelingService | None = None,
+        load_pipeline: Callable[[str], Any] = _load_training_pipeline,
+    ) -> None:
+        self.config = config
+        self.labeling = labeling
+        self._load_pipeline = load_pipeline
+        self._lock = threading.Lock()
+        self._run: TrainingRun | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------------------ choices
+
+    def dataset_choices(self) -> list[str]:
+        """'votes' (export the current votes now) and the exports already in the data dir, newest first."""
+        exports = []
+        if self.config.exports_dir.is_dir():
+            folders = [f for f in self.config.exports_dir.iterdir() if (f / "metadata.jsonl").is_file()]
+            folders.sort(key=lambda folder: folder.stat().st_mtime, reverse=True)
+            exports = [f"exports/{folder.name}" for folder in folders]
+        return [VOTES_DATASET, *exports]
+
+    def resolve_dataset(self, dataset: str) -> str:
+        """A dataset choice -> the ``data`` the trainer reads: an export folder, or a Hub dataset id."""
+        if dataset in ("", VOTES_DATASET):
+            if self.labeling is None:
+                raise ValueError("This app has no Label tab, so there are no local votes: give a Hub dataset id.")
+            folder, pairs = self.labeling.export()
+            if pairs == 0:
+                raise ValueError(
+                    "No decided pairs to train on yet: a pair needs at least one left/right vote (ties, 'both bad' "
+                    "and skips do not make pairs). Label some pairs, or give a Hub dataset id."
+                )
+            return str(folder)
+        if dataset.startswith("exports/"):
+            folder = (self.config.exports_dir / dataset.removeprefix("exports/")).resolve()
+            if not folder.is_relative_to(self.config.exports_dir.resolve()) or not (folder / "metadata.jsonl").is_file():
+                raise ValueError(f"No export '{dataset}' in {self.config.exports_dir}; pick one from the list.")
+            return str(folder)
+        if HUB_ID_PATTERN.match(dataset) and not {".", ".."} & set(dataset.split("/")):
+            return dataset
+        raise ValueError(f"'{dataset}' is neither 'votes', an export from the list, nor a Hub dataset id ('user/name').")
+
+    # ------------------------------------------------------------------------------------------ runs
+
+    def start(self, user: User, request: TrainRequest) -> dict[str, Any]:
+        """Check, export the votes if asked, and start the run in a background thread; returns its status."""
+        require_maintainer(self.config, user, "Training")
+        import_model_stack(training=True)
+        from huvidpo.training import DPOConfig
+
+        with self._lock:
+            if self._run is not None and self._run.state in ACTIVE_STATES:
+                raise ValueError(
+                    f"A run is already in progress ({self._run.run_id}, started by {self._run.started_by}): "
+                    "wait for it or cancel it first."
+                )
+            output_dir = unique_dir(self.config.runs_dir, f"dpo-{time.strftime('%Y%m%d-%H%M%S')}")
+            dpo_config = DPOConfig(
+                model=request.model or self.config.model,
+                data="-",  # replaced below once the dataset is resolved; the other settings are checked now
+                output_dir=str(output_dir),
+                max_steps=request.steps,
+                learning_rate=request.learning_rate,
+                beta=request.beta,
+                lora_rank=request.lora_rank,
+                lora_alpha=2 * request.lora_rank if isinstance(request.lora_rank, int) else request.lora_rank,
+                num_frames=request.frames,
+                seed=request.seed,
+                checkpointing_steps=max(1, min(500, request.steps // 4)) if isinstance(request.steps, int) else 500,
+                checkpoints_total_limit=2,
+            )
+            dpo_config = replace(dpo_config, data=self.resolve_dataset(request.dataset))
+            run = TrainingRun(
+                run_id=output_dir.name, output_dir=output_dir, started_by=user.name or "local maintainer",
+                request=request, max_steps=request.steps, dataset=dpo_config.data, dpo_config=dpo_config,
+            )
+            run.say(f"run {run.run_id} started by {run.started_by}: {request.steps} steps on {self._shown(dpo_config.data)}")
+            self._run = run
+            self._thread = threading.Thread(target=self._work, args=(run,), name=f"train-{run.run_id}", daemon=True)
+            self._thread.start()
+        return self.status()
+
+    def cancel(self, user: User) -> dict[str, Any]:
+        require_maintainer(self.config, user, "Cancelling training")
+        run = self._run
+        if run is None or run.state not in ACTIVE_STATES:
+            raise ValueError("No run in progress to cancel.")
+        run.stop_event.set()
+        run.say(f"cancel requested by {user.name or 'local maintainer'}; stopping after the current step")
+        return self.status()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the current run's worker ends (for scripts and tests); True if it ended."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def push(self, user: User, repo_id: str, private: bool = True) -> str:
+        """Push the last run's LoRA and model card to a Hub model repo; returns its URL."""
+        import re
+
+        require_maintainer(self.config, user, "Pushing to the Hub")
+        import_model_stack(training=True)
+        from huvidpo.training.trainer import push_output
+
+        run = self._run
+        if run is None or run.lora_path is None or run.state in ACTIVE_STATES:
+            raise ValueError("Nothing to push yet: push when a run has finished (or was cancelled) and saved its LoRA.")
+        repo_id = (repo_id or "").strip()
+        if not re.match(REPO_NAME_PATTERN, repo_id):
+            raise ValueError(f"Name the model repo 'user/name' (or just 'name' for your own namespace), got {repo_id!r}.")
+        url, error = push_output(replace(run.dpo_config, hub_model_id=repo_id, hub_private=bool(private)), run.output_dir)
+        if error:
+            raise ValueError(error)
+        run.hub_url = url
+        run.say(f"pushed to {url}")
+        return url
+
+    def status(self) -> dict[str, Any]:
+        """The current (or last) run, as plain values; ``state`` is 'idle' before the first run."""
+        run = self._run
+        if run is None:
+            return {"state": "idle"}
+        history = list(run.history)
+        return {
+            "state": run.state,
+            "run_id": run.run_id,
+            "started_by": run.started_by,
+            "started_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)),
+            "seconds": round((run.finished_at or time.time()) - run.started_at, 1),
+            "step": history[-1]["step"] if history else 0,
+            "max_steps": run.max_steps,
+            "dataset": self._shown(run.dataset),
+            "settings": asdict(run.request),
+            "last_metrics": history[-1] if history else None,
+            "lora": f"runs/{run.run_id}" if run.lora_path is not None else None,
+            "error": run.error,
+            "hub_url": run.hub_url,
+            "comparison": list(run.comparison),
+        }
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self._run.history) if self._run is not None else []
+
+    def log_tail(self) -> str:
+        return "\n".join(self._run.log) if self._run is not None else ""
+
+    # ------------------------------------------------------------------------------------------ worker
+
+    def _shown(self, data: str) -> str:
+        """A data path as shown to users: relative to the data dir when inside it."""
+        path = Path(data)
+        if path.is_absolute() and path.is_relative_to(self.config.root):
+            return str(path.relative_to(self.config.root))
+        return data
+
+    def _work(self, run: TrainingRun) -> None:
+        import_model_stack(training=True)
+        from huvidpo.training import train_dpo
+
+        handler = _RunLogHandler(run)
+        library_logger = logging.getLogger("huvidpo")
+        library_logger.addHandler(handler)
+        previous_level = library_logger.level
+        if library_logger.getEffectiveLevel() > logging.INFO:
+            library_logger.setLevel(logging.INFO)
+        # The model is built, and its LoRA added, while holding the build lock; the first step's metrics
+        # mean both are done, so the lock is released there rather than held for the whole run.
+        building = MODEL_BUILD_LOCK.acquire()
+
+        def built(_row: dict | None = None) -> None:
+            nonlocal building
+            if building:
+                MODEL_BUILD_LOCK.release()
+                building = False
+
+        try:
+            run.state = "loading"
+            run.say(f"loading {run.dpo_config.model or self.config.model_name}")
+            pipe = self._load_pipeline(run.dpo_config.model)
+            run.state = "running"
+            result = train_dpo(run.dpo_config, callbacks=[built, run.on_metrics], stop_event=run.stop_event, pipe=pipe)
+            built()
+            run.lora_path = result.lora_path
+            if result.cancelled:
+                run.state = "cancelled"
+                run.say(f"cancelled at step {result.steps}; the LoRA so far is saved in runs/{run.run_id}")
+                return
+            run.say(f"trained {result.steps} steps; LoRA saved in runs/{run.run_id}")
+            run.state = "comparing"
+            with MODEL_BUILD_LOCK:  # swaps LoRAs in and out
+                self._compare(run, pipe)
+            run.state = "finished"
+            run.say("finished: the LoRA is in the Generate tab's picker")
+        except Exception as err:  # noqa: BLE001 - the worker reports every failure in the status
+            run.state = "failed"
+            run.error = str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}"
+            run.say(f"failed: {run.error}")
+            logger.exception("Training run %s failed", run.run_id)
+        finally:
+            built()
+            run.finished_at = time.time()
+            library_logger.removeHandler(handler)
+            library_logger.setLevel(previous_level)
+
+    def _compare(self, run: TrainingRun, pipe) -> None:
+        """Before/after clips on the fixed prompts and seed, written to the run's comparison/ folder."""
+        from huvidpo.generate import GenerationSettings, generate
+
+        folder = run.output_dir / "comparison"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, prompt in enumerate(self.config.comparison_prompts):
+            settings = GenerationSettings(
+                prompt=prompt,
+                frames=self.config.comparison_frames,
+                steps=self.config.comparison_steps,
+                image_steps=self.config.comparison_steps,
+                seed=self.config.comparison_seed,
+            )
+            row = {"prompt": prompt, "seed": settings.seed}
+            for name, lora in (("after", str(run.output_dir)), ("before", None)):
+                frames, _ = generate(pipe, replace(settings, lora=lora))
+                row[name] = str(write_video(frames, folder / f"{index}-{name}.mp4", fps=settings.fps))
+            run.comparison.append(row)
+            run.say(f"before/after clip {index + 1}/{len(self.config.comparison_prompts)} done")
+
+
+def metrics_frame(history: list[dict[str, Any]]):
+    """The metrics history as a DataFrame with the plotted columns (step, loss, accuracy, margin)."""
+    import pandas as pd
+
+    columns = {"step": "step", "loss": "loss", "rewards/accuracies": "accuracy", "rewards/margins": "margin"}
+    rows = [{new: row.get(old) for old, new in columns.items()} for row in history]
+    # float columns even when empty: the plots take their axis types from the first value they get
+    return pd.DataFrame(rows, columns=list(columns.values())).astype(float)

@@ -1,0 +1,337 @@
+"""The studio's logic without a browser: settings, who may do what, LoRA paths, services, ZeroGPU shim."""
+
+import copy
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from huvidpo.annotation import Choice
+from huvidpo.data.video import probe_video, write_video
+from huvidpo.generate import GenerationSettings
+from huvidpo.studio import (
+    AccessError,
+    AnnotationSync,
+    GeneratedClip,
+    GenerationService,
+    LabelingService,
+    SessionState,
+    StudioConfig,
+    TrainingManager,
+    TrainRequest,
+    User,
+    check_settings,
+    gpu,
+    list_loras,
+    reproduce_command,
+    require_labeler,
+    require_maintainer,
+    resolve_lora,
+    resolve_user,
+)
+from huvidpo.studio import config as studio_config
+
+PROMPT = "a red circle moving left on a blue background"
+
+
+def make_config(tmp_path, **overrides) -> StudioConfig:
+    return StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, **overrides)
+
+
+def fake_lora(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"not read here")
+    return folder
+
+
+def clip_file(tmp_path, name: str, shade: float) -> GeneratedClip:
+    video = write_video(np.full((4, 64, 64, 3), shade, dtype=np.float32), tmp_path / f"{name}.mp4")
+    return GeneratedClip(video=video, first_frame=video.with_suffix(".png"), settings={"prompt": PROMPT, "seed": int(shade * 10)})
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_config_reads_the_environment_and_flags_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUVIDPO_MAINTAINERS", "Alice, bob carol")
+    monkeypatch.setenv("HUVIDPO_VOTES_REPO", "team/votes")
+    monkeypatch.setenv("HUVIDPO_TABS", "label,train")
+    config = StudioConfig.from_env(data_dir=str(tmp_path), oauth=True, votes_repo=None)
+    assert config.maintainers == ["alice", "bob", "carol"]
+    assert config.votes_repo == "team/votes"
+    assert config.tabs == ["label", "train"]
+    assert StudioConfig.from_env(data_dir=str(tmp_path), tabs="generate").tabs == ["generate"]
+    assert config.votes_path == tmp_path.resolve() / "votes.jsonl"
+    assert {path.name for path in (config.pool_dir, config.runs_dir, config.exports_dir)} == {"pool", "runs", "exports"}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"tabs": "generate,bogus"}, "tabs"),
+        ({"local_maintainer": True, "oauth": True}, "HUVIDPO_MAINTAINERS"),
+        ({"votes_repo": "not a repo"}, "votes_repo"),
+        ({"default_frames": 99}, "default_frames"),
+        ({"label_concurrency": 0}, "label_concurrency"),
+    ],
+)
+def test_config_rejects_bad_settings(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        StudioConfig(data_dir=str(tmp_path), **overrides)
+
+
+def test_oauth_defaults_to_on_only_on_a_space(tmp_path, monkeypatch):
+    monkeypatch.delenv("SYSTEM", raising=False)
+    assert StudioConfig(data_dir=str(tmp_path)).oauth is False
+    monkeypatch.setenv("SYSTEM", "spaces")
+    monkeypatch.setenv("SPACE_ID", "team/studio")
+    assert StudioConfig(data_dir=str(tmp_path)).oauth is True
+
+
+def test_config_mirrors_the_embedded_constants():
+    from huvidpo import embedded, hub
+    from huvidpo.studio import generation
+
+    assert studio_config.DEFAULT_MODEL_DIR == embedded.DEFAULT_MODEL_DIR
+    assert studio_config.MODEL_ENV_VAR == embedded.MODEL_ENV_VAR
+    assert generation.LORA_WEIGHT_NAME == hub.LORA_WEIGHT_NAME
+
+
+# ---------------------------------------------------------------------------------------------- access
+
+
+def test_locally_a_typed_name_labels_and_only_the_flag_makes_maintainers(tmp_path):
+    visitor = make_config(tmp_path, maintainers=["ada"])
+    assert resolve_user(visitor, None, "  ada ") == User(name="ada", signed_in=False, maintainer=False)
+    assert resolve_user(visitor, None, "").role == "visitor"
+    with pytest.raises(AccessError, match="Type your name"):
+        require_labeler(visitor, resolve_user(visitor, None, ""))
+    with pytest.raises(AccessError, match="--maintainer"):
+        require_maintainer(visitor, resolve_user(visitor, None, "ada"))
+    flagged = make_config(tmp_path, local_maintainer=True)
+    user = resolve_user(flagged, None, "")
+    assert user.maintainer and user.role == "maintainer"
+    require_maintainer(flagged, user)
+
+
+def test_with_oauth_the_username_decides_and_typed_names_are_ignored(tmp_path):
+    config = StudioConfig(data_dir=str(tmp_path), oauth=True, maintainers="Ada")
+    assert resolve_user(config, None, "ada") == User()
+    assert resolve_user(config, "ada", "mallory") == User(name="ada", signed_in=True, maintainer=True)
+    bob = resolve_user(config, "bob", "ada")
+    assert bob.name == "bob" and bob.role == "labeler"
+    with pytest.raises(AccessError, match="signed in as bob"):
+        require_maintainer(config, bob)
+    with pytest.raises(AccessError, match="Sign in"):
+        require_labeler(config, User())
+
+
+# ---------------------------------------------------------------------------------------------- LoRA paths and settings
+
+
+def test_lora_references_resolve_inside_the_app_folders_only(tmp_path):
+    config = make_config(tmp_path)
+    run = fake_lora(config.runs_dir / "dpo-1")
+    fake_lora(config.loras_dir / "mine")
+    outside = fake_lora(tmp_path / "elsewhere")
+    assert resolve_lora("", config) is None
+    assert resolve_lora("runs/dpo-1", config) == str(run.resolve())
+    assert resolve_lora("someone/huvidpo-lora", config) == "someone/huvidpo-lora"
+    for bad in (str(outside), "runs/../../elsewhere", "runs/", "loras/missing", "../elsewhere", "someone/..", "~/x"):
+        with pytest.raises(ValueError):
+            resolve_lora(bad, config)
+    assert list_loras(config)[:2] == ["runs/dpo-1", "loras/mine"]
+
+
+def test_settings_outside_the_limits_are_refused(tmp_path):
+    config = make_config(tmp_path, max_frames=8, default_frames=8)
+    check_settings(GenerationSettings(prompt=PROMPT, frames=8, steps=2), config)
+    for bad, message in [
+        (GenerationSettings(prompt="  "), "prompt is empty"),
+        (GenerationSettings(prompt=PROMPT, frames=9), "frames"),
+        (GenerationSettings(prompt=PROMPT, frames=8, steps=0), "steps"),
+        (GenerationSettings(prompt=PROMPT, frames=8, seed=-1), "seed"),
+        (GenerationSettings(prompt=PROMPT, frames=8, lora_scale=5), "LoRA scale"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_settings(bad, config)
+
+
+def test_reproduce_command_lists_only_what_differs_from_the_defaults():
+    settings = {**GenerationSettings(prompt="it's red", frames=6, adain=False).to_dict(), "model": "tiny"}
+    command = reproduce_command(settings)
+    assert command.startswith("python -m huvidpo.generate --prompt 'it'\"'\"'s red'")
+    assert "--frames 6" in command and "--no-adain" in command and "--steps" not in command
+
+
+def test_session_state_copies_get_their_own_id():
+    template = SessionState()
+    first, second = copy.deepcopy(template), copy.deepcopy(template)
+    assert first.ensure_id() != second.ensure_id()
+    assert first.ensure_id() == first.session_id
+    first.serve("ada", {"token": "t1", "prompt": PROMPT})
+    assert first.to_dict()["pair_token"] == "t1"
+    first.serve("ada", None)
+    assert first.pair_token == ""
+
+
+# ---------------------------------------------------------------------------------------------- ZeroGPU
+
+
+def test_gpu_is_a_no_op_without_the_spaces_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError
+
+    def work(x):
+        return x + 1
+
+    assert gpu(work) is work
+    assert gpu(duration=5)(work) is work
+
+
+def test_gpu_uses_spaces_gpu_when_present(monkeypatch):
+    calls = []
+    fake = types.ModuleType("spaces")
+
+    def GPU(duration=60):  # noqa: N802 - the package's name
+        def wrap(fn):
+            calls.append(duration)
+            return lambda *args: ("on gpu", fn(*args))
+
+        return wrap
+
+    fake.GPU = GPU
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    assert gpu(duration=30)(lambda x: x * 2)(3) == ("on gpu", 6)
+    assert calls == [30]
+
+
+# ---------------------------------------------------------------------------------------------- services
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Generation in the test's own thread with one intra-op thread: with two, a CPU shared with other jobs
+    makes OpenMP's barriers wait (seconds per tiny step instead of milliseconds)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_generation_writes_clips_into_the_data_dir_and_prunes(tiny_model_dir, tmp_path, one_torch_thread):
+    config = make_config(tmp_path, model=str(tiny_model_dir), keep_generated=2)
+    service = GenerationService(config)
+    steps = []
+    settings = GenerationSettings(prompt=PROMPT, frames=4, steps=2, image_steps=2, seed=1)
+    clip = service.generate(settings, step_callback=lambda step, total: steps.append((step, total)))
+    assert steps == [(1, 2), (2, 2)]
+    assert clip.video.parent == config.generated_dir and clip.first_frame.is_file()
+    info = probe_video(clip.video)
+    assert (info.num_frames, info.codec, info.pix_fmt) == (4, "h264", "yuv420p")
+    assert clip.settings["model"] == tiny_model_dir.name and clip.settings["first_frame"] == "generated"
+    for seed in (2, 3):
+        service.generate(GenerationSettings(prompt=PROMPT, frames=2, steps=1, image_steps=1, seed=seed))
+    assert len(list(config.generated_dir.glob("*.mp4"))) == 2
+    assert not clip.video.exists()
+    with pytest.raises(ValueError, match="pick a LoRA"):
+        service.compare(settings)
+    with pytest.raises(ValueError, match="not a LoRA this app can use"):
+        service.generate(GenerationSettings(prompt=PROMPT, lora="/etc"))
+
+
+def test_labeling_service_serves_records_undoes_and_survives_a_restart(tmp_path):
+    config = make_config(tmp_path, sampler_seed=0)
+    labeling = LabelingService(config)
+    records = labeling.add_clips([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.8)])
+    assert labeling.add_clips([clip_file(tmp_path, "a", 0.2)]) == records[:1]
+    pair = labeling.next_pair("ada", "s1")
+    assert pair["prompt"] == PROMPT and {pair["left_clip"], pair["right_clip"]} == {r.clip_id for r in records}
+    with pytest.raises(ValueError, match="Next pair"):
+        labeling.vote("ada", "s1", "", "left")
+    vote = labeling.vote("ada", "s1", pair["token"], "left")
+    assert vote["choice"] == "left" and labeling.progress("ada")["your_votes"] == 1
+    assert labeling.next_pair("ada", "s1") is None
+    again = labeling.undo("ada", "s1")
+    assert again["pair_id"] == pair["pair_id"] and labeling.progress("ada")["your_votes"] == 0
+    labeling.vote("ada", "s1", again["token"], "right")
+
+    restarted = LabelingService(config)
+    votes = restarted.store.effective_votes()
+    assert [(v.labeler, v.choice) for v in votes] == [("ada", Choice.RIGHT)]
+    assert restarted.stats()["progress"]["pairs_judged"] == 1
+    folder, pairs = restarted.export()
+    assert pairs == 1 and folder.parent == config.exports_dir
+
+
+def test_annotation_sync_pushes_votes_and_pool_but_not_runs_or_generated(tmp_path):
+    from test_annotation_sync_export import FolderHubApi
+
+    config = make_config(tmp_path)
+    labeling = LabelingService(config)
+    labeling.add_clips([clip_file(tmp_path, "a", 0.2)])
+    config.votes_path.write_text('{"x": 1}\n')
+    for private in (config.runs_dir / "dpo-1" / "README.md", config.generated_dir / "clip.mp4", config.exports_dir / "e" / "metadata.jsonl"):
+        private.parent.mkdir(parents=True, exist_ok=True)
+        private.write_text("stays local")
+    api = FolderHubApi(tmp_path / "remote", failures=0)
+    sync = AnnotationSync(config.root, "team/votes", hf_api=api, autostart=False)
+    assert sync.push_now()
+    pushed = sorted(path for commit in api.commits for path in commit)
+    assert "votes.jsonl" in pushed and "pool/manifest.jsonl" in pushed
+    assert all(path == "votes.jsonl" or path.startswith("pool/") for path in pushed)
+
+
+def test_training_is_refused_to_non_maintainers_and_checks_its_inputs(tmp_path):
+    config = make_config(tmp_path)
+    manager = TrainingManager(config, LabelingService(config))
+    with pytest.raises(AccessError, match="maintainers"):
+        manager.start(User(name="ada"), TrainRequest())
+    with pytest.raises(AccessError):
+        manager.push(User(name="ada"), "ada/lora")
+    with pytest.raises(AccessError):
+        manager.cancel(User(name="ada"))
+    boss = User(maintainer=True)
+    with pytest.raises(ValueError, match="No decided pairs"):
+        manager.start(boss, TrainRequest())
+    with pytest.raises(ValueError, match="beta"):
+        manager.start(boss, TrainRequest(beta=-1))
+    with pytest.raises(ValueError, match="neither"):
+        manager.resolve_dataset("/etc")
+    with pytest.raises(ValueError, match="No export"):
+        manager.resolve_dataset("exports/../../x")
+    assert manager.resolve_dataset("team/pairs") == "team/pairs"
+    assert manager.status() == {"state": "idle"}
+    with pytest.raises(ValueError, match="Nothing to push"):
+        manager.push(boss, "ada/lora")
+    with pytest.raises(ValueError, match="No run in progress"):
+        manager.cancel(boss)
+
+
+def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
+    """Loading patches torch globally (meta-device init): the serving load and a run's load never overlap."""
+    from huvidpo.studio import generation
+
+    seen = []
+
+    def fake_load(config):
+        seen.append(generation.MODEL_BUILD_LOCK.locked())
+        return object()
+
+    monkeypatch.setattr(generation, "load_studio_pipeline", fake_load)
+    GenerationService(make_config(tmp_path)).pipeline()
+
+    def failing_training_load(model):
+        seen.append(generation.MODEL_BUILD_LOCK.locked())
+        raise ValueError("no model here")
+
+    config = make_config(tmp_path)
+    manager = TrainingManager(config, LabelingService(config), load_pipeline=failing_training_load)
+    manager.start(User(maintainer=True), TrainRequest(dataset="team/pairs", steps=2))
+    assert manager.wait(60)
+    status = manager.status()
+    assert (status["state"], status["error"]) == ("failed", "no model here")
+    assert seen == [True, True] and not generation.MODEL_BUILD_LOCK.locked()
