@@ -15,6 +15,7 @@ What is unusual here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -157,24 +158,14 @@ def write_video(
     return path
 
 
-def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
-    """Read a video file into a ``(F, H, W, 3)`` uint8 array (at most ``max_frames`` frames)."""
+@contextlib.contextmanager
+def _frame_reader(path: Path):
+    """imageio-ffmpeg's frame generator and its metadata; any decoding failure becomes a ValueError naming the file."""
     import imageio_ffmpeg
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No video file at {path}: check the path, or generate the clip first.")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1 or None; got {max_frames}.")
     reader = imageio_ffmpeg.read_frames(str(path))
     try:
-        meta = next(reader)
-        width, height = meta["size"]
-        frames = []
-        for raw in reader:
-            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
+        yield next(reader), reader
     except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as err:
         raise ValueError(
             f"Could not read video {path}: the file is corrupt or not a video "
@@ -182,6 +173,22 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.nda
         ) from err
     finally:
         reader.close()
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
+    """Read a video file into a ``(F, H, W, 3)`` uint8 array (at most ``max_frames`` frames)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No video file at {path}: check the path, or generate the clip first.")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 or None; got {max_frames}.")
+    with _frame_reader(path) as (meta, reader):
+        width, height = meta["size"]
+        frames = []
+        for raw in reader:
+            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
     if not frames:
         raise ValueError(f"Video {path} contains no frames: re-generate or re-download it.")
     return np.stack(frames)
@@ -194,17 +201,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No video file at {path}: check the path.")
-    reader = imageio_ffmpeg.read_frames(str(path))
-    try:
-        meta = next(reader)
+    with _frame_reader(path) as (meta, _):
         num_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
-    except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as err:
-        raise ValueError(
-            f"Could not read video {path}: the file is corrupt or not a video "
-            f"({type(err).__name__}). Re-generate or re-download it."
-        ) from err
-    finally:
-        reader.close()
     width, height = meta["size"]
     return VideoInfo(
         num_frames=int(num_frames),
