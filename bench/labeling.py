@@ -83,6 +83,20 @@ def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
     return process, time.monotonic() - started
 
 
+def label_until(timed, name: str, rng: random.Random, think_s: float, deadline: float, acknowledged: list, errors: list) -> None:
+    """The labeler's loop: next_pair, think, vote, until the time is up or the pool is judged; errors are results."""
+    try:
+        time.sleep(rng.uniform(0, 2 * think_s))  # labelers arrive spread out, not in the same millisecond
+        pair = timed("next_pair", name)
+        while not pair["done"] and time.time() < deadline:
+            time.sleep(rng.uniform(0, 2 * think_s))
+            after = timed("vote", name, pair["token"], rng.choice(CHOICES))
+            acknowledged.append({**after["last_vote"], "labeler": name})
+            pair = after
+    except Exception as err:  # noqa: BLE001 - a failed call is a result of the benchmark
+        errors.append(f"{type(err).__name__}: {err}")
+
+
 def run_labeler(index: int, url: str, duration: float, think_s: float, gate, results) -> None:
     """One scripted labeler (its own process): next_pair, vote, repeat, until the time is up or nothing is left."""
     from gradio_client import Client
@@ -102,17 +116,8 @@ def run_labeler(index: int, url: str, duration: float, think_s: float, gate, res
     # ssl_verify=False: plain http on loopback; otherwise gradio_client loads the CA bundle on every request.
     client = Client(url, verbose=False, download_files=False, ssl_verify=False)
     gate.wait()
-    deadline = time.time() + duration
     try:
-        time.sleep(rng.uniform(0, 2 * think_s))  # labelers arrive spread out, not in the same millisecond
-        pair = timed("next_pair", name)
-        while not pair["done"] and time.time() < deadline:
-            time.sleep(rng.uniform(0, 2 * think_s))
-            after = timed("vote", name, pair["token"], rng.choice(CHOICES))
-            acknowledged.append({**after["last_vote"], "labeler": name})
-            pair = after
-    except Exception as err:  # noqa: BLE001 - a failed call is a result of the benchmark
-        errors.append(f"{type(err).__name__}: {err}")
+        label_until(timed, name, rng, think_s, time.time() + duration, acknowledged, errors)
     finally:
         client.close()
         results.put({"latencies": latencies, "acknowledged": acknowledged, "errors": errors})
@@ -153,17 +158,8 @@ def run_http_labeler(index: int, url: str, duration: float, think_s: float, gate
         raise RuntimeError(f"the event stream of {endpoint} ended without a result")
 
     gate.wait()
-    deadline = time.time() + duration
     try:
-        time.sleep(rng.uniform(0, 2 * think_s))  # labelers arrive spread out, not in the same millisecond
-        pair = timed("next_pair", name)
-        while not pair["done"] and time.time() < deadline:
-            time.sleep(rng.uniform(0, 2 * think_s))
-            after = timed("vote", name, pair["token"], rng.choice(CHOICES))
-            acknowledged.append({**after["last_vote"], "labeler": name})
-            pair = after
-    except Exception as err:  # noqa: BLE001 - a failed call is a result of the benchmark
-        errors.append(f"{type(err).__name__}: {err}")
+        label_until(timed, name, rng, think_s, time.time() + duration, acknowledged, errors)
     finally:
         http.close()
         results.put({"latencies": latencies, "acknowledged": acknowledged, "errors": errors})
