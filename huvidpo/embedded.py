@@ -49,16 +49,31 @@ def build_tokenizer(words: tuple[str, ...] | list[str] = BASE_WORDS, model_max_l
     for token in [*SPECIAL_TOKENS, *symbols, *(s + "</w>" for s in symbols)]:
         vocab.setdefault(token, len(vocab))
     merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
     for word in dict.fromkeys(w.lower() for w in words):
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        # BPE applies the lowest-ranked merge first, not left to right: spell the word the way the
+        # merges so far would, then add merges (ranked after all others) joining what is left.
+        pieces = _apply_merges(list(word[:-1]) + [word[-1] + "</w>"], ranks)
         while len(pieces) > 1:
             pair = (pieces[0], pieces[1])
             merged = pair[0] + pair[1]
-            if merged not in vocab:
-                vocab[merged] = len(vocab)
-                merges.append(pair)
+            vocab.setdefault(merged, len(vocab))
+            ranks[pair] = len(merges)
+            merges.append(pair)
             pieces = [merged, *pieces[2:]]
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+
+
+def _apply_merges(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one word: repeatedly join the adjacent pair of lowest merge rank."""
+    while len(pieces) > 1:
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:]))]
+        ranked = [(rank, i) for rank, i in pairs if rank is not None]
+        if not ranked:
+            break
+        _, i = min(ranked)
+        pieces = [*pieces[:i], pieces[i] + pieces[i + 1], *pieces[i + 2:]]
+    return pieces
 
 
 def tiny_unet_config(cross_attention_dim: int = 64) -> dict:
@@ -107,8 +122,22 @@ def tiny_text_encoder(tokenizer: CLIPTokenizer, hidden_size: int = 64) -> CLIPTe
     return CLIPTextModel(config)
 
 
-def sd_ddim_scheduler() -> DDIMScheduler:
-    """Stable Diffusion 1.x's DDIM settings."""
+def sd_ddim_scheduler(zero_terminal_snr: bool = False) -> DDIMScheduler:
+    """Stable Diffusion 1.x's DDIM settings; with ``zero_terminal_snr``, the same betas rescaled so the
+    last step is pure noise, v-prediction and "trailing" timesteps (Lin et al. 2023, "Common Diffusion
+    Noise Schedules and Sample Steps are Flawed"), as the embedded default is trained."""
+    if zero_terminal_snr:
+        return DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            rescale_betas_zero_snr=True,
+            prediction_type="v_prediction",
+            timestep_spacing="trailing",
+            steps_offset=1,  # ignored by "trailing"; 1 keeps StableDiffusionPipeline from warning about it
+        )
     return DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from huvidpo.embedded import tiny_vae
+from huvidpo.embedded import BASE_WORDS, build_tokenizer, tiny_vae
 from huvidpo.hub import load_pipeline
 from huvidpo.training.embedded import train_vae, world_random_frames
 
@@ -40,3 +40,14 @@ def test_a_short_world_training_run_lowers_the_loss():
     before = reconstruction_error()
     train_vae(vae, steps=40, batch_size=8, lr=2e-3, log=lambda line: None)
     assert reconstruction_error() < 0.7 * before
+
+
+def test_every_world_word_is_one_token_so_the_text_encoder_sees_words_not_letters():
+    tokenizer = build_tokenizer()
+    split = [w for w in BASE_WORDS if len(tokenizer(w, add_special_tokens=False).input_ids) != 1]
+    assert split == []
+    # "green" and "black" share prefixes with earlier words ("red", "blue"): still whole words in a prompt.
+    tokens = tokenizer.tokenize("a green triangle moving right on a black background")
+    assert tokens == ["a</w>", "green</w>", "triangle</w>", "moving</w>", "right</w>", "on</w>", "a</w>", "black</w>", "background</w>"]
+    assert tokenizer.tokenize("zq") == ["z", "q</w>"]  # unknown text still tokenizes, into bytes
+
