@@ -51,3 +51,18 @@ def test_every_world_word_is_one_token_so_the_text_encoder_sees_words_not_letter
     assert tokens == ["a</w>", "green</w>", "triangle</w>", "moving</w>", "right</w>", "on</w>", "a</w>", "black</w>", "background</w>"]
     assert tokenizer.tokenize("zq") == ["z", "q</w>"]  # unknown text still tokenizes, into bytes
 
+
+def test_the_shipped_default_draws_the_background_and_colour_the_prompt_asks_for():
+    """The first frame is what a visitor sees first: on held-out prompts the committed checkpoint
+    must get the plain background right nearly always and the shape's colour most of the time."""
+    from diffusers import StableDiffusionPipeline
+
+    from huvidpo.data.world import make_prompt_set
+    from huvidpo.embedded import DEFAULT_MODEL_DIR
+    from huvidpo.training.embedded import first_frame_accuracy
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(DEFAULT_MODEL_DIR / "image_pipeline"), safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    rates = first_frame_accuracy(pipe, make_prompt_set("heldout", 8, seed=3), seeds=(0,), steps=25)
+    assert rates["background"] >= 0.85, rates
+    assert rates["color"] >= 0.6, rates
