@@ -101,8 +101,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="Pipeline to measure (default: the embedded default).")
     parser.add_argument("--quick", action="store_true", help="Tiny settings: checks every step runs.")
+    parser.add_argument("--dpo-lr", type=float, default=None, help="Override the DPO learning rate.")
+    parser.add_argument("--dpo-steps", type=int, default=None, help="Override the number of DPO steps.")
+    parser.add_argument("--name", default=None, help="Results file name (default: world.json / world-quick.json).")
     args = parser.parse_args()
     plan = QUICK if args.quick else WorldBench()
+    if args.dpo_lr is not None:
+        plan = replace(plan, dpo_lr=args.dpo_lr)
+    if args.dpo_steps is not None:
+        plan = replace(plan, dpo_steps=args.dpo_steps)
     pipe = load_pipeline(args.model)
     settings = GenerationSettings(prompt="-", frames=plan.frames, steps=plan.steps, image_steps=plan.steps)
     heldout = make_prompt_set("heldout", plan.heldout_prompts, seed=1)
@@ -151,7 +158,7 @@ def main() -> None:
 
     result["targets"] = {"shape_and_color": 0.8, "direction": 0.7, "seconds_16_frames_25_steps": 15.0,
                          "dpo_minutes": 30, "oracle_prefers_dpo": 0.65, "heldout_implicit_accuracy": 0.6}
-    out = RESULTS_DIR / ("world-quick.json" if args.quick else "world.json")
+    out = RESULTS_DIR / (args.name or ("world-quick.json" if args.quick else "world.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     win = result["dpo"]["oracle_prefers_dpo"] or {}
