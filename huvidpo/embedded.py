@@ -126,25 +126,15 @@ def sd_ddim_scheduler(zero_terminal_snr: bool = False) -> DDIMScheduler:
     """Stable Diffusion 1.x's DDIM settings; with ``zero_terminal_snr``, the same betas rescaled so the
     last step is pure noise, v-prediction and "trailing" timesteps (Lin et al. 2023, "Common Diffusion
     Noise Schedules and Sample Steps are Flawed"), as the embedded default is trained."""
-    if zero_terminal_snr:
-        return DDIMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            clip_sample=False,
-            set_alpha_to_one=False,
-            rescale_betas_zero_snr=True,
-            prediction_type="v_prediction",
-            timestep_spacing="trailing",
-            steps_offset=1,  # ignored by "trailing"; 1 keeps StableDiffusionPipeline from warning about it
-        )
+    zero_snr = dict(rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="trailing")
     return DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
         clip_sample=False,
         set_alpha_to_one=False,
-        steps_offset=1,
+        steps_offset=1,  # "trailing" ignores it; 1 also keeps StableDiffusionPipeline from warning
+        **(zero_snr if zero_terminal_snr else {}),
     )
 
 
