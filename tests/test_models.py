@@ -68,10 +68,11 @@ def test_sparse_causal_ignores_frames_it_should_not_see():
     assert diff[2] > 0 and diff[3] > 0
 
 
-def test_temporal_conv_is_causal_and_starts_as_identity():
+@pytest.mark.parametrize("gate", TemporalGatedConv2d.GATES)
+def test_temporal_conv_is_causal_and_starts_as_identity(gate):
     torch.manual_seed(0)
     context = FrameContext(num_frames=5)
-    conv = TemporalGatedConv2d.inflate(torch.nn.Conv2d(4, 8, 3, padding=1), context)
+    conv = TemporalGatedConv2d.inflate(torch.nn.Conv2d(4, 8, 3, padding=1), context, gate=gate)
     x = torch.randn(5, 4, 6, 6)
     with torch.no_grad():
         spatial = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
@@ -82,6 +83,20 @@ def test_temporal_conv_is_causal_and_starts_as_identity():
         diff = (conv(x) - conv(changed)).abs().amax(dim=(1, 2, 3))
     assert diff[:2].max() == 0, "frames before the change must not see it (causal)"
     assert diff[2:].min() > 0
+
+
+def test_channel_gate_opens_each_channel_separately():
+    torch.manual_seed(0)
+    conv = TemporalGatedConv2d.inflate(torch.nn.Conv2d(4, 8, 3, padding=1), FrameContext(num_frames=3), gate="channel")
+    x = torch.randn(3, 4, 6, 6)
+    with torch.no_grad():
+        conv.temporal.weight.normal_()
+        conv.gate.bias[:4] = -30.0  # channels 0-3 shut, 4-7 open
+        spatial = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
+        moved = (conv(x) - spatial).abs().amax(dim=(0, 2, 3))
+    assert moved[:4].max() < 1e-6 and moved[4:].min() > 0
+    with pytest.raises(ValueError, match="temporal gate"):
+        TemporalGatedConv2d.inflate(torch.nn.Conv2d(4, 8, 3), FrameContext(), gate="pixel")
 
 
 def tiny_unet2d(seed=0):
@@ -118,13 +133,14 @@ def test_untrained_inflation_keeps_frame_zero_and_mixes_later_frames():
     assert out.shape == (1, 4, 4, 16, 16)
 
 
-def test_save_and_load_round_trip(tmp_path):
-    video = randomize_temporal_layers(VideoUNet.from_unet2d(tiny_unet2d()))
+@pytest.mark.parametrize("gate", TemporalGatedConv2d.GATES)
+def test_save_and_load_round_trip(tmp_path, gate):
+    video = randomize_temporal_layers(VideoUNet.from_unet2d(tiny_unet2d(), temporal_gate=gate))
     video.save_pretrained(tmp_path)
     assert (tmp_path / "config.json").is_file() and (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
     loaded = VideoUNet.from_pretrained(tmp_path)
     assert list(loaded.config.block_out_channels) == list(video.config.block_out_channels)
-    assert loaded.config.temporal_kernel_size == 3
+    assert loaded.config.temporal_kernel_size == 3 and loaded.config.temporal_gate == gate
     x = torch.randn(1, 4, 3, 16, 16)
     text = torch.randn(1, 9, 64)
     with torch.no_grad():

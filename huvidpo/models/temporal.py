@@ -17,23 +17,30 @@ class TemporalGatedConv2d(nn.Conv2d):
     """``y = conv2d(x);  y + sigmoid(gate(y)) * causal_conv1d_over_frames(y)``.
 
     The temporal conv is causal (frame i sees frames i-k+1..i, zero-padded before frame 0) and starts
-    at zero, so the inflated model equals the image model until training moves it; the gate is a 2-D
-    conv to one channel, zero-initialised, so it opens at 0.5 and learns where motion should flow.
+    at zero, so the inflated model equals the image model until training moves it; the gate is
+    zero-initialised, so it opens at 0.5 and learns where motion should flow. ``gate="spatial"`` (a 3x3
+    conv to one channel) scales all channels of a position together; ``gate="channel"`` (a 1x1 conv to
+    every channel) opens each channel separately, so features that carry the prompt can choose which
+    temporal filters act, e.g. a shift to the left or to the right.
     """
 
-    def __init__(self, *args, context: FrameContext, temporal_kernel_size: int = 3, **kwargs):
+    GATES = ("spatial", "channel")
+
+    def __init__(self, *args, context: FrameContext, temporal_kernel_size: int = 3, gate: str = "spatial", **kwargs):
         super().__init__(*args, **kwargs)
+        if gate not in self.GATES:
+            raise ValueError(f"Unknown temporal gate {gate!r}: use one of {list(self.GATES)}.")
         self.context = context
         self.temporal_kernel_size = temporal_kernel_size
         channels = self.out_channels
         self.temporal = nn.Conv1d(channels, channels, temporal_kernel_size)
-        self.gate = nn.Conv2d(channels, 1, 3, padding=1)
+        self.gate = nn.Conv2d(channels, 1, 3, padding=1) if gate == "spatial" else nn.Conv2d(channels, channels, 1)
         for layer in (self.temporal, self.gate):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     @classmethod
-    def inflate(cls, conv: nn.Conv2d, context: FrameContext, temporal_kernel_size: int = 3) -> "TemporalGatedConv2d":
+    def inflate(cls, conv: nn.Conv2d, context: FrameContext, temporal_kernel_size: int = 3, gate: str = "spatial") -> "TemporalGatedConv2d":
         """A temporal conv around ``conv``, sharing nothing with it but a copy of its weights."""
         inflated = cls(
             conv.in_channels,
@@ -47,6 +54,7 @@ class TemporalGatedConv2d(nn.Conv2d):
             padding_mode=conv.padding_mode,
             context=context,
             temporal_kernel_size=temporal_kernel_size,
+            gate=gate,
         ).to(device=conv.weight.device, dtype=conv.weight.dtype)
         inflated.weight.data.copy_(conv.weight.data)
         if conv.bias is not None:

@@ -46,13 +46,15 @@ class VideoUNet(UNet2DConditionModel):
 
     Args:
         temporal_kernel_size: frames seen by each causal temporal conv (the original uses 3).
+        temporal_gate: ``"spatial"`` (one gate per position, the default) or ``"channel"`` (one per
+            channel): see :class:`TemporalGatedConv2d`.
         **unet_kwargs: the ``UNet2DConditionModel`` config.
     """
 
     ignore_for_config = ["unet_kwargs"]
 
     @register_to_config
-    def __init__(self, temporal_kernel_size: int = 3, **unet_kwargs):
+    def __init__(self, temporal_kernel_size: int = 3, temporal_gate: str = "spatial", **unet_kwargs):
         super().__init__(**unet_kwargs)
         if temporal_kernel_size < 1:
             raise ValueError(f"temporal_kernel_size must be >= 1, got {temporal_kernel_size}.")
@@ -61,8 +63,9 @@ class VideoUNet(UNet2DConditionModel):
             if isinstance(module, BasicTransformerBlock):
                 self._inflate_transformer_block(module)
             elif isinstance(module, ResnetBlock2D):
-                module.conv1 = TemporalGatedConv2d.inflate(module.conv1, self.frame_context, temporal_kernel_size)
-                module.conv2 = TemporalGatedConv2d.inflate(module.conv2, self.frame_context, temporal_kernel_size)
+                for name in ("conv1", "conv2"):
+                    conv = TemporalGatedConv2d.inflate(getattr(module, name), self.frame_context, temporal_kernel_size, temporal_gate)
+                    setattr(module, name, conv)
 
     def _inflate_transformer_block(self, block: BasicTransformerBlock) -> None:
         block.attn1.set_processor(SparseCausalAttnProcessor(self.frame_context))
@@ -78,10 +81,10 @@ class VideoUNet(UNet2DConditionModel):
         return keys
 
     @classmethod
-    def from_unet2d(cls, unet: UNet2DConditionModel, temporal_kernel_size: int = 3) -> "VideoUNet":
+    def from_unet2d(cls, unet: UNet2DConditionModel, temporal_kernel_size: int = 3, temporal_gate: str = "spatial") -> "VideoUNet":
         """Inflate a 2-D UNet (e.g. Stable Diffusion 1.5's): spatial weights copied, temporal layers fresh."""
         config = {k: v for k, v in unet.config.items() if not k.startswith("_")}
-        model = cls.from_config({**config, "temporal_kernel_size": temporal_kernel_size})
+        model = cls.from_config({**config, "temporal_kernel_size": temporal_kernel_size, "temporal_gate": temporal_gate})
         missing, unexpected = model.load_state_dict(unet.state_dict(), strict=False)
         not_temporal = [k for k in missing if not cls.is_temporal_parameter_name(k)]
         if unexpected or not_temporal:
