@@ -221,6 +221,26 @@ def test_stage1_moves_only_its_trainable_set(world_dir, tmp_path):
     assert torch.equal(dict(reloaded.unet.named_parameters())[name], dict(pipe.unet.named_parameters())[name].detach())
 
 
+def test_stage1_cached_latents_train_the_same_and_read_each_video_once(world_dir, tmp_path, monkeypatch):
+    import huvidpo.training.stage1 as stage1
+
+    reads = []
+    real_read = stage1.read_clip
+    monkeypatch.setattr(stage1, "read_clip", lambda path, *args, **kwargs: reads.append(path) or real_read(path, *args, **kwargs))
+    losses = {}
+    for cache in (False, True):
+        reads.clear()
+        config = Stage1Config(
+            data=str(world_dir), output_dir=str(tmp_path / f"cache-{cache}"), num_frames=NUM_FRAMES, resolution=SIZE,
+            max_steps=4, learning_rate=1e-3, random_start_frame=False, horizontal_flip=False, cache_latents=cache,
+            checkpointing_steps=0,
+        )
+        losses[cache] = [row["loss"] for row in train_stage1(config, pipe=tiny_pipe()).metrics_history]
+        count = len(reads)
+    assert count == 2  # two videos, each decoded once, over 4 steps
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
 def test_stage1_data_sources(world_dir):
     from_folder = VideoPromptData.load(world_dir)
     assert len(from_folder) == 2 and all(path.is_file() for path in from_folder.videos)
@@ -256,6 +276,7 @@ def test_batches_cover_each_epoch_once_per_process():
         (Stage1Config, {"lr_warmup_steps": 10}, "constant_with_warmup"),
         (Stage1Config, {"seed": -1}, "seed"),
         (Stage1Config, {"gradient_accumulation_steps": 0}, "gradient_accumulation_steps"),
+        (Stage1Config, {"cache_latents": True}, "cache_latents"),
     ],
 )
 def test_bad_configs_name_the_field(config_class, settings, message):

@@ -219,8 +219,23 @@ class Stage1Config(TrainingConfig):
     learning_rate: float = field(default=3e-5, metadata=_help("AdamW learning rate (the original recipe: 3e-5)."))
     random_start_frame: bool = field(default=True, metadata=_help("Take each clip from a random start frame (else from frame 0)."))
     horizontal_flip: bool = field(default=True, metadata=_help("Flip half of the clips left-right."))
+    cache_latents: bool = field(
+        default=False,
+        metadata=_help(
+            "Encode each clip once and keep its latents in memory (about 1 MB per 16-frame 512px clip) instead of "
+            "decoding and VAE-encoding it every step; needs random_start_frame and horizontal_flip off."
+        ),
+    )
     video_column: str = field(default="video", metadata=_help("Column with the video path (metadata.jsonl may use file_name)."))
     prompt_column: str = field(default="prompt", metadata=_help("Column with the prompt."))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cache_latents and (self.random_start_frame or self.horizontal_flip):
+            raise ValueError(
+                "cache_latents keeps one encoding per clip, but random_start_frame / horizontal_flip change the clip "
+                "every step: turn those off, or cache_latents off."
+            )
 
 
 @dataclass

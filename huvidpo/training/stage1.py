@@ -3,7 +3,8 @@
 Trained, as in the original recipe: the temporal convs and their gates, the temporal attention and
 ``attn1.to_q`` (:meth:`VideoUNet.stage1_parameters`); everything else is frozen. Clips start at a
 seeded random frame and half of them are flipped left-right; they are VAE-encoded in the step
-(augmentation changes them every time), while the prompts are encoded once. The output is a full
+(augmentation changes them every time) unless ``cache_latents`` (no augmentation) encodes each once.
+The prompts are encoded once. The output is a full
 HuViDPO pipeline folder, which DPO's ``--model`` can point at.
 """
 
@@ -103,11 +104,9 @@ def train_stage1(
     model, optimizer = accelerator.prepare(unet, optimizer)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
-    def compute_loss(micro_step: int):
-        indices = batch_indices(
-            len(data), micro_step, config.batch_size, config.seed, accelerator.num_processes, accelerator.process_index
-        )
-        generator = step_generator(config.seed, micro_step, accelerator.process_index)
+    latent_cache: dict[int, torch.Tensor] = {}
+
+    def encode_clips(indices: list[int], generator: torch.Generator) -> torch.Tensor:
         clips = []
         for i in indices:
             start = generator if config.random_start_frame else 0
@@ -116,7 +115,20 @@ def train_stage1(
                 clip = clip.flip(-1)
             clips.append(clip)
         with torch.no_grad():
-            latents = pipe.encode_video(torch.stack(clips).to(device, dtype)).to(dtype)
+            return pipe.encode_video(torch.stack(clips).to(device, dtype)).to(dtype)
+
+    def compute_loss(micro_step: int):
+        indices = batch_indices(
+            len(data), micro_step, config.batch_size, config.seed, accelerator.num_processes, accelerator.process_index
+        )
+        generator = step_generator(config.seed, micro_step, accelerator.process_index)
+        if config.cache_latents:  # no augmentation (checked by the config): the generator is not needed here
+            missing = [i for i in dict.fromkeys(indices) if i not in latent_cache]
+            if missing:
+                latent_cache.update(zip(missing, encode_clips(missing, generator)))
+            latents = torch.stack([latent_cache[i] for i in indices])
+        else:
+            latents = encode_clips(indices, generator)
         noise, timesteps = sample_noise(noise_scheduler, tuple(latents.shape), generator, device, dtype)
         noisy, target = noisy_latents_and_target(noise_scheduler, latents, noise, timesteps)
         text = embeds[prompt_index[indices]].to(device, dtype)
