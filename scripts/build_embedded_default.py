@@ -1,9 +1,10 @@
 """Reproduce the embedded default checkpoint from nothing, on a CPU, with the project's own code.
 
-The real recipe in miniature: (1) a tiny VAE and (2) a tiny text-to-image model (UNet + CLIP text
-encoder, our locally built tokenizer) are trained on the synthetic world's frames; (3) the image UNet
-is inflated to video and (4) stage 1 trains its temporal layers and ``attn1.to_q`` on world clips with
-``huvidpo.training.train_stage1``. The result is a HuViDPO pipeline folder with the text-to-image
+The real recipe in miniature: (1) a tiny VAE is trained on the synthetic world's frames; (2) a tiny
+CLIP text encoder (our locally built tokenizer) is pretrained to tell apart every attribute a world
+prompt names, then frozen, as SD's CLIP encoder is; (3) a tiny text-to-image UNet is trained on first
+frames; (4) the image UNet is inflated to video and (5) stage 1 trains its temporal layers and
+``attn1.to_q`` on world clips with ``huvidpo.training.train_stage1``. The result is a HuViDPO pipeline folder with the text-to-image
 pipeline as its first-frame model, plus a model card.
 
     python scripts/build_embedded_default.py --out assets/huvidpo-tiny          # the shipped one (47 min on 2 idle cores)
@@ -12,7 +13,9 @@ pipeline as its first-frame model, plus a model card.
 Departures from the real recipe, because everything here starts from random weights: stage 1 uses a
 higher learning rate (1e-3 instead of 3e-5) and no horizontal flip (a flipped "moving left" clip would
 show motion to the right); the VAE's loss weighs shape pixels 5x (they are a tenth of a frame); and the
-noise schedule has zero terminal SNR with v-prediction, because with SD's schedule a model of plain
+text encoder is pretrained on prompts alone (trained only through the
+text-to-image loss, it learned nothing the first frame does not show, motion words included, and stage 1
+then could not tell "left" from "right"); and the noise schedule has zero terminal SNR with v-prediction, because with SD's schedule a model of plain
 backgrounds reads the background from the noise instead of the prompt (in our runs the first-frame
 model drew the asked background on 25% of held-out prompts after 700 steps with SD's schedule, and on
 100% after 500 steps with this one).
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,7 +42,12 @@ from huvidpo.embedded import build_tiny_image_pipeline, sd_ddim_scheduler  # noq
 from huvidpo.models import VideoUNet  # noqa: E402
 from huvidpo.pipeline import HuViDPOPipeline  # noqa: E402
 from huvidpo.training import Stage1Config, train_stage1  # noqa: E402
-from huvidpo.training.embedded import first_frame_accuracy, train_text_to_image, train_vae  # noqa: E402
+from huvidpo.training.embedded import (  # noqa: E402
+    first_frame_accuracy,
+    pretrain_text_encoder,
+    train_text_to_image,
+    train_vae,
+)
 
 
 @dataclass
@@ -46,10 +55,12 @@ class BuildPlan:
     vae_steps: int = 1500
     vae_foreground_weight: float = 5.0
     zero_terminal_snr: bool = True
+    text_steps: int = 600
     t2i_steps: int = 3000
     t2i_batch: int = 32
     t2i_images: int = 20000
-    stage1_steps: int = 1000
+    temporal_gate: str = "channel"
+    stage1_steps: int = 2000
     stage1_batch: int = 2
     stage1_lr: float = 1e-3
     world_clips: int = 1200
@@ -57,38 +68,50 @@ class BuildPlan:
     check_prompts: int = 16
 
 
-QUICK = BuildPlan(vae_steps=5, t2i_steps=5, t2i_batch=4, t2i_images=64, stage1_steps=3, stage1_batch=1, world_clips=4,
+QUICK = BuildPlan(vae_steps=5, text_steps=5, t2i_steps=5, t2i_batch=4, t2i_images=64, stage1_steps=3, stage1_batch=1, world_clips=4,
                   num_frames=4, check_prompts=2)
 
 
-def build(out: Path, plan: BuildPlan, seed: int = 0, log=print) -> Path:
+def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path | None = None) -> Path:
+    """Train every part and write the pipeline folder ``out``. ``vae_from``: take the VAE of an earlier
+    build (same plan and seed) instead of training it again; the VAE stage comes first and depends on
+    nothing else, so this saves its minutes when only later stages changed."""
     started = time.time()
     image_pipe = build_tiny_image_pipeline(seed)
     image_pipe.scheduler = sd_ddim_scheduler(zero_terminal_snr=plan.zero_terminal_snr)
     image_pipe.set_progress_bar_config(disable=True)
-    log("== 1/4 VAE")
-    train_vae(image_pipe.vae, steps=plan.vae_steps, foreground_weight=plan.vae_foreground_weight, seed=seed, log=log)
+    log("== 1/5 VAE")
+    if vae_from is not None:
+        image_pipe.vae = AutoencoderKL.from_pretrained(vae_from, subfolder="vae")
+        log(f"VAE taken from {vae_from}")
+    else:
+        train_vae(image_pipe.vae, steps=plan.vae_steps, foreground_weight=plan.vae_foreground_weight, seed=seed, log=log)
     image_pipe.vae.requires_grad_(False)
-    log("== 2/4 first-frame text-to-image model")
+    log("== 2/5 text encoder")
+    text_accuracy = pretrain_text_encoder(
+        image_pipe.text_encoder, image_pipe.tokenizer, steps=plan.text_steps, seed=seed, log=log
+    )
+    image_pipe.text_encoder.requires_grad_(False)
+    log("== 3/5 first-frame text-to-image model")
     train_text_to_image(
-        image_pipe, steps=plan.t2i_steps, batch_size=plan.t2i_batch, num_images=plan.t2i_images, seed=seed, log=log
+        image_pipe, steps=plan.t2i_steps, batch_size=plan.t2i_batch, num_images=plan.t2i_images, text_lr=0.0,
+        seed=seed, log=log,
     )
     image_pipe.unet.requires_grad_(False)
-    image_pipe.text_encoder.requires_grad_(False)
 
     first_frames = first_frame_accuracy(image_pipe, make_prompt_set("heldout", plan.check_prompts), steps=25)
     log(f"first-frame model on {plan.check_prompts} held-out prompts x 2 seeds: {first_frames}")
 
-    log("== 3/4 inflate to video")
+    log("== 4/5 inflate to video")
     pipe = HuViDPOPipeline(
         vae=image_pipe.vae,
         text_encoder=image_pipe.text_encoder,
         tokenizer=image_pipe.tokenizer,
-        unet=VideoUNet.from_unet2d(image_pipe.unet),
+        unet=VideoUNet.from_unet2d(image_pipe.unet, temporal_gate=plan.temporal_gate),
         scheduler=sd_ddim_scheduler(zero_terminal_snr=plan.zero_terminal_snr),
         image_pipeline=image_pipe,
     )
-    log("== 4/4 stage 1 on world clips")
+    log("== 5/5 stage 1 on world clips")
     with tempfile.TemporaryDirectory() as tmp:
         world = generate_world(Path(tmp) / "world", plan.world_clips, seed=seed + 7, num_frames=plan.num_frames)
         config = Stage1Config(
@@ -102,6 +125,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print) -> Path:
             lr_warmup_steps=min(100, plan.stage1_steps // 10),
             random_start_frame=False,
             horizontal_flip=False,
+            cache_latents=True,
             checkpointing_steps=0,
             seed=seed,
         )
@@ -114,7 +138,9 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print) -> Path:
         "seed": seed,
         "plan": plan.__dict__,
         "minutes": round((time.time() - started) / 60, 1),
+        "vae_from": None if vae_from is None else str(vae_from),
         "stage1_final_loss": history[-1]["loss"] if history else None,
+        "text_encoder_head_accuracy": text_accuracy,
         "first_frame_heldout": first_frames,
         "torch": torch.__version__,
     }
@@ -153,8 +179,9 @@ slowly/quickly).
 | part | training |
 |---|---|
 | VAE (AutoencoderKL, 4x down, 4 latent channels) | {plan['vae_steps']} steps on world frames |
-| first-frame model (UNet2DConditionModel + CLIP text encoder) | {plan['t2i_steps']} steps x {plan['t2i_batch']} first frames |
-| video UNet (inflated, stage 1: temporal layers + attn1.to_q) | {plan['stage1_steps']} steps x {plan['stage1_batch']} clips, lr {plan['stage1_lr']} |
+| text encoder (CLIPTextModel, frozen after) | {plan['text_steps']} steps naming each prompt's attributes from its states |
+| first-frame model (UNet2DConditionModel) | {plan['t2i_steps']} steps x {plan['t2i_batch']} first frames |
+| video UNet (inflated, {plan['temporal_gate']} temporal gates; stage 1: temporal layers + attn1.to_q) | {plan['stage1_steps']} steps x {plan['stage1_batch']} clips, lr {plan['stage1_lr']} |
 
 Built in {summary['minutes']} minutes (seed {summary['seed']}, torch {summary['torch']}); stage-1 final loss
 {summary['stage1_final_loss']}. The first-frame model alone, on {plan['check_prompts']} held-out prompts x 2
@@ -173,10 +200,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of every stage.")
     parser.add_argument("--quick", action="store_true", help="A few steps of each stage (smoke test).")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    parser.add_argument("--vae-from", type=Path, default=None,
+                        help="Reuse the VAE of an earlier build with the same plan and seed instead of training it.")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    build(args.out, QUICK if args.quick else BuildPlan(), seed=args.seed, log=lambda s: print(s, flush=True))
+    build(args.out, QUICK if args.quick else BuildPlan(), seed=args.seed, log=lambda s: print(s, flush=True), vae_from=args.vae_from)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,30 @@ def test_the_shipped_default_draws_the_background_and_colour_the_prompt_asks_for
     rates = first_frame_accuracy(pipe, make_prompt_set("heldout", 8, seed=3), seeds=(0,), steps=25)
     assert rates["background"] >= 0.85, rates
     assert rates["color"] >= 0.6, rates
+
+
+def _state_change(pipe_text_encoder, tokenizer, prompt: str, changed: str) -> float:
+    ids = tokenizer([prompt, changed], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    with torch.no_grad():
+        states = pipe_text_encoder(ids)[0]
+    return (states[0] - states[1]).norm().item()
+
+
+PROMPT = "a red circle moving left slowly on a blue background"
+
+
+def test_pretraining_teaches_the_text_encoder_the_motion_words():
+    """Only what the prompt's states tell apart can steer the video model: after pretraining, "left"
+    and "right" must be told apart, on prompts the encoder never saw, as surely as colours are."""
+    from huvidpo.embedded import tiny_text_encoder
+    from huvidpo.training.embedded import pretrain_text_encoder
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    encoder = tiny_text_encoder(tokenizer)
+    accuracy = pretrain_text_encoder(encoder, tokenizer, steps=150, batch_size=64, num_prompts=2000, log=lambda line: None)
+    assert accuracy["direction"] >= 0.95 and accuracy["shape"] >= 0.95, accuracy
+    direction = _state_change(encoder, tokenizer, PROMPT, PROMPT.replace("left", "right"))
+    colour = _state_change(encoder, tokenizer, PROMPT, PROMPT.replace("red", "green"))
+    assert direction > 0.4 * colour, (direction, colour)
+
