@@ -67,6 +67,22 @@ def foreground_weights(pixels: torch.Tensor, weight: float, threshold: float = 0
     return 1.0 + (weight - 1.0) * differs.float()
 
 
+def _optimize(
+    loss: torch.Tensor, optimizer, schedule, step: int, steps: int, what: str, started: float,
+    log: Callable[[str], None], clip_params: list | None = None,
+) -> None:
+    """One optimizer step of the trainers below (gradients clipped to norm 1 over ``clip_params`` if
+    given), logged every 100 steps and at the last."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_params is not None:
+        torch.nn.utils.clip_grad_norm_(clip_params, 1.0)
+    optimizer.step()
+    schedule.step()
+    if step % 100 == 0 or step == steps - 1:
+        log(f"{what} step {step}/{steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)")
+
+
 def train_vae(
     vae: AutoencoderKL,
     steps: int = 1500,
@@ -97,12 +113,7 @@ def train_vae(
         recon = vae.decode(posterior.sample()).sample
         error = recon - batch
         loss = (weight * (error**2 + 0.5 * error.abs())).mean() + kl_weight * posterior.kl().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"vae step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+        _optimize(loss, optimizer, schedule, step, steps, "vae", start, log)
     vae.eval()
     with torch.no_grad():
         latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in data[:512].split(64)])
@@ -186,13 +197,7 @@ def pretrain_text_encoder(
         index = torch.randint(len(specs), (batch_size,))
         logits = heads_logits(index)
         loss = sum(F.cross_entropy(value, labels[key.rsplit("_", 1)[0]][index]) for key, value in logits.items())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"text encoder step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+        _optimize(loss, optimizer, schedule, step, steps, "text encoder", start, log, clip_params=params)
     text_encoder.eval()
     with torch.no_grad():
         index = torch.randint(len(specs), (512,))
@@ -264,13 +269,7 @@ def train_text_to_image(
         pred = unet(noisy, t, text).sample
         target = noise if noise_scheduler.config.prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, t)
         loss = F.mse_loss(pred, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"text-to-image step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+        _optimize(loss, optimizer, schedule, step, steps, "text-to-image", start, log, clip_params=params)
     unet.eval()
     text_encoder.eval()
     return pipe
