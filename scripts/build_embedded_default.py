@@ -59,6 +59,7 @@ class BuildPlan:
     t2i_steps: int = 3000
     t2i_batch: int = 32
     t2i_images: int = 20000
+    t2i_foreground_weight: float = 1.0
     temporal_gate: str = "channel"
     stage1_steps: int = 2000
     stage1_batch: int = 2
@@ -95,7 +96,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
     log("== 3/5 first-frame text-to-image model")
     train_text_to_image(
         image_pipe, steps=plan.t2i_steps, batch_size=plan.t2i_batch, num_images=plan.t2i_images, text_lr=0.0,
-        seed=seed, log=log,
+        foreground_weight=plan.t2i_foreground_weight, seed=seed, log=log,
     )
     image_pipe.unet.requires_grad_(False)
 

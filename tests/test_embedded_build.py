@@ -93,3 +93,20 @@ def test_pretraining_teaches_the_text_encoder_the_motion_words():
     colour = _state_change(encoder, tokenizer, PROMPT, PROMPT.replace("red", "green"))
     assert direction > 0.4 * colour, (direction, colour)
 
+
+
+def test_the_first_frame_loss_weighs_the_shape_not_the_background():
+    """The shape is a tenth of a first frame: with ``foreground_weight`` the text-to-image loss counts the
+    latent pixels over the shape (and only those) that many times the plain background."""
+    import numpy as np
+
+    from huvidpo.data.world import ClipSpec, render_clip
+    from huvidpo.training.embedded import latent_foreground_weights
+
+    spec = ClipSpec("square", "red", "blue", "right", "slowly", 16.0, 20.0, 40.0, None)
+    frame = torch.from_numpy(render_clip(spec, 1, 64)[0]).permute(2, 0, 1)[None].float() / 127.5 - 1
+    weights = latent_foreground_weights(frame, 5.0, (16, 16))[0, 0]
+    rows, cols = np.nonzero(weights.numpy() == 5.0)
+    # the 16-pixel square centred at x=20, y=40 spans columns 12..28 and rows 32..48: latent 3..7 and 8..12
+    assert set(cols) <= set(range(3, 8)) and set(rows) <= set(range(8, 13)) and len(rows) >= 16
+    assert ((weights == 1.0) | (weights == 5.0)).all() and (weights == 1.0).sum() >= 16 * 16 - 25
