@@ -52,29 +52,39 @@ class WorldBench:
     dpo_lr: float = 1e-4
     dpo_beta: float = 50.0
     dpo_batch: int = 2
+    shared_first_frame: bool = True
 
 
 QUICK = WorldBench(heldout_prompts=2, eval_seeds=1, pool_prompts=2, clips_per_prompt=2, heldout_pair_prompts=1,
                    frames=4, steps=3, dpo_steps=2, dpo_batch=1)
 
 
-def make_pool(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings) -> CandidatePool:
+def make_pool(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings,
+              shared_first_frame: bool = True) -> CandidatePool:
+    """Clips of ``prompts`` from ``pipe``. With ``shared_first_frame`` a prompt's clips all start from the
+    first frame of its first clip: a pair then differs only in what the video model did (the LoRA that
+    DPO trains cannot change the first frame), not in a first frame drawn well or badly."""
     pool = CandidatePool(root / "pool")
+    first_frames: dict = {}
 
     def generate_fn(prompt: str, seed: int, **_) -> Path:
-        frames, _ = generate(pipe, replace(settings, prompt=prompt, seed=seed))
+        image = first_frames.get(prompt) if shared_first_frame else None
+        frames, first = generate(pipe, replace(settings, prompt=prompt, seed=seed), image=image)
+        first_frames.setdefault(prompt, first)
         return write_video(frames, root / "clips" / f"{abs(hash((prompt, seed)))}.mp4")
 
     build_pool(pool, generate_fn, prompts, clips_per_prompt, settings={"model": "embedded", "steps": settings.steps})
     return pool
 
 
-def oracle_export(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings) -> tuple[Path, int]:
-    pool = make_pool(pipe, root, prompts, clips_per_prompt, settings)
+def oracle_export(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings,
+                  shared_first_frame: bool = True) -> tuple[Path, int, int]:
+    """Pool, oracle votes and export: (export folder, votes cast, decided pairs exported)."""
+    pool = make_pool(pipe, root, prompts, clips_per_prompt, settings, shared_first_frame)
     store = VoteStore(root / "votes.jsonl")
     votes = label_with_oracle(PairSampler(pool, store, seed=0))
-    export_preferences(store, pool, root / "export")
-    return root / "export", len(votes)
+    rows = export_preferences(store, pool, root / "export")
+    return root / "export", len(votes), len(rows)
 
 
 @torch.no_grad()
@@ -83,8 +93,6 @@ def implicit_accuracy(pipe, pairs_dir: Path, frames: int, beta: float, seeds: in
     from diffusers import DDPMScheduler
 
     pairs = PreferencePairs.load(str(pairs_dir), "prompt", "video_w", "video_l")
-    if len(pairs) == 0:
-        return None
     height, width = pipe.default_size
     cache = build_pair_cache(pipe, pairs, frames, (height, width), pipe.device)
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -103,6 +111,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Tiny settings: checks every step runs.")
     parser.add_argument("--dpo-lr", type=float, default=None, help="Override the DPO learning rate.")
     parser.add_argument("--dpo-steps", type=int, default=None, help="Override the number of DPO steps.")
+    parser.add_argument("--own-first-frames", action="store_true",
+                        help="Pool clips each draw their own first frame (default: a prompt's clips share one).")
     parser.add_argument("--name", default=None, help="Results file name (default: world.json / world-quick.json).")
     args = parser.parse_args()
     plan = QUICK if args.quick else WorldBench()
@@ -110,6 +120,8 @@ def main() -> None:
         plan = replace(plan, dpo_lr=args.dpo_lr)
     if args.dpo_steps is not None:
         plan = replace(plan, dpo_steps=args.dpo_steps)
+    if args.own_first_frames:
+        plan = replace(plan, shared_first_frame=False)
     pipe = load_pipeline(args.model)
     settings = GenerationSettings(prompt="-", frames=plan.frames, steps=plan.steps, image_steps=plan.steps)
     heldout = make_prompt_set("heldout", plan.heldout_prompts, seed=1)
@@ -135,9 +147,10 @@ def main() -> None:
         root = Path(tmp)
         # 3. DPO on oracle-labelled pairs of the default's own clips
         train_prompts = make_prompt_set("train", plan.pool_prompts, seed=2)
-        export, votes = oracle_export(pipe, root / "train", train_prompts, plan.clips_per_prompt, settings)
-        heldout_export, _ = oracle_export(pipe, root / "heldout", heldout[: plan.heldout_pair_prompts],
-                                          plan.clips_per_prompt, settings)
+        export, votes, _ = oracle_export(pipe, root / "train", train_prompts, plan.clips_per_prompt, settings,
+                                      plan.shared_first_frame)
+        heldout_export, _, heldout_pairs = oracle_export(pipe, root / "heldout", heldout[: plan.heldout_pair_prompts],
+                                          plan.clips_per_prompt, settings, plan.shared_first_frame)
         config = DPOConfig(data=str(export), output_dir=str(root / "dpo"), num_frames=plan.frames,
                            max_steps=plan.dpo_steps, learning_rate=plan.dpo_lr, beta=plan.dpo_beta,
                            batch_size=plan.dpo_batch, checkpointing_steps=0)
@@ -151,7 +164,10 @@ def main() -> None:
             "final_train_accuracy": history[-1]["rewards/accuracies"] if history else None,
         }
         # 4. What DPO changed on held-out prompts
-        result["dpo"]["heldout_implicit_accuracy"] = implicit_accuracy(pipe, heldout_export, plan.frames, plan.dpo_beta)
+        result["dpo"]["heldout_pairs"] = heldout_pairs  # the oracle may call every held-out pair a tie
+        result["dpo"]["heldout_implicit_accuracy"] = (
+            implicit_accuracy(pipe, heldout_export, plan.frames, plan.dpo_beta) if heldout_pairs else None
+        )
         compared = evaluate(pipe, heldout, seeds, settings, lora=str(trained.lora_path))
         result["dpo"]["oracle_prefers_dpo"] = compared.pairwise
         result["dpo"]["summary"] = compared.summary
