@@ -95,6 +95,20 @@ def test_pretraining_teaches_the_text_encoder_the_motion_words():
 
 
 
+def test_the_shipped_text_encoder_tells_motion_directions_apart():
+    """The committed text encoder must give "left", "right", "up" and "down" prompts states as far apart
+    as a colour change does; the previous default's did not, and its clips ignored the direction."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from huvidpo.embedded import DEFAULT_MODEL_DIR
+
+    tokenizer = CLIPTokenizer.from_pretrained(DEFAULT_MODEL_DIR, subfolder="tokenizer")
+    encoder = CLIPTextModel.from_pretrained(DEFAULT_MODEL_DIR, subfolder="text_encoder")
+    colour = _state_change(encoder, tokenizer, PROMPT, PROMPT.replace("red", "green"))
+    for other in ("right", "up", "down"):
+        assert _state_change(encoder, tokenizer, PROMPT, PROMPT.replace("left", other)) > 0.4 * colour, other
+
+
 def test_the_first_frame_loss_weighs_the_shape_not_the_background():
     """The shape is a tenth of a first frame: with ``foreground_weight`` the text-to-image loss counts the
     latent pixels over the shape (and only those) that many times the plain background."""
