@@ -94,7 +94,6 @@ def test_pretraining_teaches_the_text_encoder_the_motion_words():
     assert direction > 0.4 * colour, (direction, colour)
 
 
-
 def test_the_shipped_text_encoder_tells_motion_directions_apart():
     """The committed text encoder must give "left", "right", "up" and "down" prompts states as far apart
     as a colour change does; the previous default's did not, and its clips ignored the direction."""
