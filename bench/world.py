@@ -111,6 +111,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Tiny settings: checks every step runs.")
     parser.add_argument("--dpo-lr", type=float, default=None, help="Override the DPO learning rate.")
     parser.add_argument("--dpo-steps", type=int, default=None, help="Override the number of DPO steps.")
+    parser.add_argument("--dpo-beta", type=float, default=None, help="Override the DPO beta.")
+    parser.add_argument("--clips-per-prompt", type=int, default=None,
+                        help="Override the pool's clips per prompt (n clips give n(n-1)/2 pairs to label).")
     parser.add_argument("--own-first-frames", action="store_true",
                         help="Pool clips each draw their own first frame (default: a prompt's clips share one).")
     parser.add_argument("--name", default=None, help="Results file name (default: world.json / world-quick.json).")
@@ -120,6 +123,10 @@ def main() -> None:
         plan = replace(plan, dpo_lr=args.dpo_lr)
     if args.dpo_steps is not None:
         plan = replace(plan, dpo_steps=args.dpo_steps)
+    if args.dpo_beta is not None:
+        plan = replace(plan, dpo_beta=args.dpo_beta)
+    if args.clips_per_prompt is not None:
+        plan = replace(plan, clips_per_prompt=args.clips_per_prompt)
     if args.own_first_frames:
         plan = replace(plan, shared_first_frame=False)
     pipe = load_pipeline(args.model)
