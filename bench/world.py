@@ -44,11 +44,11 @@ class WorldBench:
     heldout_prompts: int = 16
     eval_seeds: int = 2
     pool_prompts: int = 16
-    clips_per_prompt: int = 4
+    clips_per_prompt: int = 6
     heldout_pair_prompts: int = 6
     frames: int = 16
     steps: int = 25
-    dpo_steps: int = 200
+    dpo_steps: int = 400
     dpo_lr: float = 1e-4
     dpo_beta: float = 50.0
     dpo_batch: int = 2
