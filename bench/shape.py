@@ -35,14 +35,9 @@ from huvidpo.hub import load_pipeline  # noqa: E402
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def to_uint8(frames) -> np.ndarray:
-    """(F, H, W, 3) uint8 from PIL images, float arrays in [0, 1] or uint8 arrays."""
-    array = np.stack([np.asarray(frame) for frame in frames])
-    return array if array.dtype == np.uint8 else (array.clip(0, 1) * 255).round().astype(np.uint8)
-
-
-def tally(asked: list[str], clips: list[np.ndarray]) -> dict:
-    """Per asked shape: how often the oracle read each shape; and the squares' median corner statistic."""
+def tally(asked: list[str], clips: list) -> dict:
+    """Per asked shape: how often the oracle read each shape; and the squares' median corner statistic.
+    ``clips``: anything ``read_clip`` takes (uint8 or [0, 1] frames, PIL images)."""
     readings = [read_clip(clip) for clip in clips]
     confusion = Counter((want, str(reading.shape)) for want, reading in zip(asked, readings))
     squares = [r.shape_features["kurtosis_ratio"] for want, r in zip(asked, readings)
@@ -77,16 +72,16 @@ def main() -> None:
     with torch.no_grad():
         pixels = torch.from_numpy(np.stack(true_first)).permute(0, 3, 1, 2).float() / 127.5 - 1
         decoded = pipe.vae.decode(pipe.vae.encode(pixels).latent_dist.mode()).sample
-    result["vae"] = tally(asked, [to_uint8(((image.permute(1, 2, 0) + 1) / 2).numpy()[None]) for image in decoded])
+    result["vae"] = tally(asked, [(image[None] + 1) / 2 for image in decoded])
 
     drawn = pipe.image_pipeline([spec.prompt for spec in specs], num_inference_steps=steps,
                                 generator=torch.Generator("cpu").manual_seed(0), output_type="np").images
-    result["first_frame_model"] = tally(asked, [to_uint8(image[None]) for image in drawn])
+    result["first_frame_model"] = tally(asked, [image[None] for image in drawn])
 
     clips = []
     for spec, first in zip(specs, true_first):
         video, _ = generate(pipe, GenerationSettings(prompt=spec.prompt, frames=frames, steps=steps), image=Image.fromarray(first))
-        clips.append(to_uint8(video))
+        clips.append(video)
     result["video_given_true_first_frame"] = tally(asked, clips)
 
     out = RESULTS_DIR / ("shape-quick.json" if args.quick else "shape.json")

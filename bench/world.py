@@ -119,14 +119,9 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="Results file name (default: world.json / world-quick.json).")
     args = parser.parse_args()
     plan = QUICK if args.quick else WorldBench()
-    if args.dpo_lr is not None:
-        plan = replace(plan, dpo_lr=args.dpo_lr)
-    if args.dpo_steps is not None:
-        plan = replace(plan, dpo_steps=args.dpo_steps)
-    if args.dpo_beta is not None:
-        plan = replace(plan, dpo_beta=args.dpo_beta)
-    if args.clips_per_prompt is not None:
-        plan = replace(plan, clips_per_prompt=args.clips_per_prompt)
+    overrides = {"dpo_lr": args.dpo_lr, "dpo_steps": args.dpo_steps, "dpo_beta": args.dpo_beta,
+                 "clips_per_prompt": args.clips_per_prompt}
+    plan = replace(plan, **{name: value for name, value in overrides.items() if value is not None})
     if args.own_first_frames:
         plan = replace(plan, shared_first_frame=False)
     pipe = load_pipeline(args.model)
