@@ -7,7 +7,7 @@ frames; (4) the image UNet is inflated to video and (5) stage 1 trains its tempo
 ``attn1.to_q`` on world clips with ``huvidpo.training.train_stage1``. The result is a HuViDPO pipeline folder with the text-to-image
 pipeline as its first-frame model, plus a model card.
 
-    python scripts/build_embedded_default.py --out assets/huvidpo-tiny          # the shipped one (47 min on 2 idle cores)
+    python scripts/build_embedded_default.py --out assets/huvidpo-tiny          # the shipped one (56 min on 2 cores)
     python scripts/build_embedded_default.py --out /tmp/tiny --quick            # a smoke run in ~1 minute
 
 Departures from the real recipe, because everything here starts from random weights: stage 1 uses a
