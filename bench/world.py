@@ -42,7 +42,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 @dataclass
 class WorldBench:
     heldout_prompts: int = 16
-    eval_seeds: int = 2
+    eval_seeds: int = 4
     pool_prompts: int = 16
     clips_per_prompt: int = 6
     heldout_pair_prompts: int = 6
