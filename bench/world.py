@@ -7,7 +7,7 @@
 4. What DPO changed, on held-out prompts: the oracle's preference of base+LoRA over base (same prompt and
    seed), and the implicit accuracy of the LoRA on oracle-labelled held-out pairs.
 
-    python bench/world.py                 # the README's figures (about an hour on 2 cores)
+    python bench/world.py                 # the README's figures (about 50 minutes on 2 idle cores)
     python bench/world.py --quick         # a smoke run of every step in a few minutes
 
 Writes bench/results/world.json (or world-quick.json) and prints a table.
