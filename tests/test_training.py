@@ -26,7 +26,7 @@ from huvidpo.training import (
     write_world_pairs,
 )
 from huvidpo.training.data import encode_pairs
-from huvidpo.training.dpo import add_dpo_lora
+from huvidpo.training.dpo import add_dpo_lora, implicit_accuracy, implicit_margins
 from huvidpo.training.trainer import batch_indices, push_output, step_generator, trainable_parameters
 
 NUM_FRAMES = 4
@@ -187,6 +187,7 @@ def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir):
 
     with torch.no_grad():
         loss_before, before = step()
+    margins_before = implicit_margins(unet, scheduler, cache, draws=4)
     for _ in range(3):
         loss, _ = step()
         loss.backward()
@@ -196,6 +197,9 @@ def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir):
         loss_after, after = step()
     assert before["rewards/accuracies"] == 0.5
     assert after["rewards/accuracies"] == 1.0
+    # Averaged over fresh noise and timesteps (not the one draw it trained on), the LoRA still favours the winner.
+    assert implicit_accuracy(margins_before) == 0.5 and torch.all(margins_before == 0)
+    assert implicit_accuracy(implicit_margins(unet, scheduler, cache, draws=4)) == 1.0
     assert after["rewards/margins"] > before["rewards/margins"]
     assert loss_after < loss_before
 

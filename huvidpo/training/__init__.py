@@ -8,7 +8,7 @@ The CLI is ``python -m huvidpo.train stage1|dpo ...`` (see :mod:`huvidpo.train`)
 
 from .config import DPOConfig, Stage1Config, TrainingConfig
 from .data import PairCache, PreferencePairs, VideoPromptData, build_pair_cache, write_world_pairs
-from .dpo import adapters_disabled, dpo_step, train_dpo
+from .dpo import adapters_disabled, dpo_step, implicit_accuracy, implicit_margins, train_dpo
 from .stage1 import train_stage1
 from .trainer import TrainResult
 
@@ -23,6 +23,8 @@ __all__ = [
     "adapters_disabled",
     "build_pair_cache",
     "dpo_step",
+    "implicit_accuracy",
+    "implicit_margins",
     "train_dpo",
     "train_stage1",
     "write_world_pairs",

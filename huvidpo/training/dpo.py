@@ -98,6 +98,13 @@ def dpo_step(
     same module unwrapped, run with its adapters disabled.
     """
     batch = latents_w.shape[0]
+    model_mse, ref_mse = _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast)
+    return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type)
+
+
+def _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast=contextlib.nullcontext):
+    """Per-sample MSEs ``(2b,)`` (winners, then losers) of the policy and of the reference, one noise and
+    timestep per pair shared by its winner and loser."""
     latents = torch.cat([latents_w, latents_l])  # (2b) c f h w
     noise, timesteps = sample_noise(noise_scheduler, tuple(latents_w.shape), generator, latents.device, latents.dtype)
     noise, timesteps = noise.repeat(2, 1, 1, 1, 1), timesteps.repeat(2)  # winner and loser share both
@@ -106,7 +113,38 @@ def dpo_step(
     with torch.no_grad(), adapters_disabled(reference), autocast():
         ref_mse = per_sample_mse(reference(noisy, timesteps, embeds).sample, target)
     model_mse = per_sample_mse(model(noisy, timesteps, embeds).sample, target)
-    return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type)
+    return model_mse, ref_mse
+
+
+@torch.no_grad()
+def implicit_margins(unet, noise_scheduler, cache: PairCache, draws: int = 16, seed: int = 0, batch_size: int = 8) -> torch.Tensor:
+    """Each pair's implicit reward margin ``z`` (winner minus loser, in units of beta; > 0 when the LoRA favours
+    the winner), averaged over ``draws`` (noise, timestep) draws.
+
+    Diffusion-DPO's implicit reward is an expectation over noise and timestep; one draw is dominated by the draw,
+    so a single-draw accuracy sits near 0.5 whatever the LoRA learned. ``unet`` carries the LoRA; the
+    reference is the same UNet with its adapters disabled.
+    """
+    device = next(unet.parameters()).device
+    dtype = next(unet.parameters()).dtype
+    total = torch.zeros(len(cache), dtype=torch.float64)
+    for draw in range(draws):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + draw)
+        for start in range(0, len(cache), batch_size):
+            indices = list(range(start, min(start + batch_size, len(cache))))
+            latents_w, latents_l, embeds = cache.batch(indices, device, dtype)
+            model_mse, ref_mse = _pair_mses(unet, unet, noise_scheduler, latents_w, latents_l, embeds, generator)
+            n = len(indices)
+            margin = -0.5 * ((model_mse[:n] - ref_mse[:n]) - (model_mse[n:] - ref_mse[n:]))
+            total[start : start + n] += margin.double().cpu()
+    return total / draws
+
+
+def implicit_accuracy(margins: torch.Tensor) -> float:
+    """Share of pairs whose winner the LoRA favours (``margin > 0``), ties counting one half."""
+    if margins.numel() == 0:
+        raise ValueError("No pairs: implicit accuracy needs at least one (winner, loser) pair.")
+    return float(((margins > 0).double() + 0.5 * (margins == 0).double()).mean())
 
 
 def train_dpo(
