@@ -1,0 +1,179 @@
+"""Screen DPO settings in the synthetic world on cached pools, faster than a full ``bench/world.py`` run.
+
+Each step writes into ROOT, so later runs reuse its clips:
+
+    python bench/dpo_screen.py pools ROOT            # the default's pools, as bench/world.py builds them (~15 min)
+    python bench/dpo_screen.py world-pairs ROOT 64   # world clip vs the default's continuation of its first frame
+    python bench/dpo_screen.py mix ROOT              # the model's pairs and the world pairs in one export
+    python bench/dpo_screen.py run ROOT NAME --data ROOT/world_pairs --lr 1e-4 --steps 200
+
+``run`` trains a LoRA on the pairs given, measures its implicit accuracy on the held-out pairs
+(averaged over 16 noise draws, and per draw), generates the last 8 held-out prompts x 2 seeds with and without
+it (base clips are cached in ROOT), and writes bench/results/dpo-screen-NAME.json with the oracle's
+wins/losses/ties and the mean of each oracle component. Sixteen comparisons give a 95% interval of about
++-0.2 on the preference: a screen, not the figures of record (those are bench/world.py's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_export  # noqa: E402
+
+from huvidpo.data.oracle import prefer, score_clip  # noqa: E402
+from huvidpo.data.video import read_video, write_video  # noqa: E402
+from huvidpo.data.world import make_prompt_set, render_clip, sample_specs  # noqa: E402
+from huvidpo.generate import GenerationSettings, generate  # noqa: E402
+from huvidpo.hub import load_pipeline, unload_lora  # noqa: E402
+from huvidpo.training import DPOConfig, train_dpo  # noqa: E402
+
+SETTINGS = GenerationSettings(prompt="-", frames=16, steps=25, image_steps=25)
+PAIR_COLUMNS = ("prompt", "video_w", "video_l")
+
+
+def build_pools(root: Path) -> None:
+    """The training pool (16 prompts x 6 clips) and held-out pairs (6 prompts x 6 clips) of bench/world.py."""
+    plan = WorldBench()
+    pipe = load_pipeline(None)
+    train = make_prompt_set("train", plan.pool_prompts, seed=2)
+    heldout = make_prompt_set("heldout", plan.heldout_prompts, seed=1)[: plan.heldout_pair_prompts]
+    print("train", oracle_export(pipe, root / "train", train, plan.clips_per_prompt, SETTINGS))
+    print("heldout", oracle_export(pipe, root / "heldout", heldout, plan.clips_per_prompt, SETTINGS))
+
+
+def build_world_pairs(root: Path, count: int) -> None:
+    """``count`` training specs: the world's clip vs the default's continuation of its first frame; the oracle
+    decides each pair (ties dropped)."""
+    out = root / "world_pairs"
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    pipe = load_pipeline(None)
+    rows, votes = [], {"left": 0, "right": 0, "tie": 0}
+    for i, spec in enumerate(sample_specs(count, seed=5, split="train")):
+        real = render_clip(spec, SETTINGS.frames)
+        made, _ = generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i), image=PIL.Image.fromarray(real[0]))
+        a, b = f"videos/{i:05d}_world.mp4", f"videos/{i:05d}_model.mp4"
+        write_video(real, out / a)
+        write_video(made, out / b)
+        vote = prefer(read_video(out / a), read_video(out / b), spec.prompt)
+        votes[vote] += 1
+        if vote != "tie":
+            rows.append(dict(zip(PAIR_COLUMNS, (spec.prompt, *((a, b) if vote == "left" else (b, a))))))
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"oracle votes: world clip {votes['left']}, model clip {votes['right']}, tie {votes['tie']}")
+
+
+def mix(root: Path) -> None:
+    """One export with the model's own pairs (root/train/export) and the world pairs."""
+    out = root / "mixed"
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for prefix, source in (("model", root / "train" / "export"), ("world", root / "world_pairs")):
+        for line in (source / "metadata.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            for key in ("video_w", "video_l"):
+                target = out / "videos" / f"{prefix}_{Path(row[key]).name}"
+                if not target.exists():
+                    os.link(source / row[key], target)
+                row[key] = target.relative_to(out).as_posix()
+            rows.append({key: row[key] for key in PAIR_COLUMNS})
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"{len(rows)} pairs in {out}")
+
+
+def run(root: Path, args: argparse.Namespace) -> None:
+    pipe = load_pipeline(None)
+    heldout = make_prompt_set("heldout", 16, seed=1)[16 - args.prompts:]
+    base_cache = root / "base_eval.json"
+    cached = json.loads(base_cache.read_text()) if base_cache.exists() else {}
+
+    def clips(lora: str | None) -> dict[str, dict[str, float]]:
+        scores = {}
+        for prompt in heldout:
+            for seed in range(args.seeds):
+                key = f"{prompt}|{seed}"
+                if lora is None and key in cached:
+                    scores[key] = cached[key]
+                    continue
+                frames, _ = generate(pipe, replace(SETTINGS, prompt=prompt, seed=seed, lora=lora, lora_scale=args.scale))
+                score = score_clip(frames, prompt)
+                scores[key] = {**score.components(), "total": score.total}
+        return scores
+
+    base = clips(None)
+    partial = base_cache.with_suffix(f".{os.getpid()}")
+    partial.write_text(json.dumps({**cached, **base}))
+    partial.replace(base_cache)  # atomic: parallel runs may share the cache
+
+    start = time.perf_counter()
+    config = DPOConfig(data=str(args.data), output_dir=str(root / "runs" / args.name), num_frames=16,
+                       max_steps=args.steps, learning_rate=args.lr, beta=args.beta, batch_size=2,
+                       checkpointing_steps=0)
+    trained = train_dpo(config, pipe=pipe)
+    minutes = (time.perf_counter() - start) / 60
+    implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", 16, args.beta)
+    unload_lora(pipe)
+    lora = clips(str(trained.lora_path))
+
+    keys = list(lora)
+    wins = sum(lora[k]["total"] > base[k]["total"] + 0.02 for k in keys)
+    losses = sum(base[k]["total"] > lora[k]["total"] + 0.02 for k in keys)
+    ties = len(keys) - wins - losses
+    result = {
+        "name": args.name, "data": str(args.data), "lr": args.lr, "steps": args.steps, "beta": args.beta,
+        "lora_scale": args.scale, "comparisons": len(keys), "dpo_minutes": minutes,
+        "pairs": len((Path(args.data) / "metadata.jsonl").read_text().splitlines()),
+        "heldout_implicit_accuracy": implicit["expected"], "heldout_implicit_accuracy_single_draw": implicit["single_draw"],
+        "wins": int(wins), "losses": int(losses), "ties": int(ties), "win_rate": (wins + 0.5 * ties) / len(keys),
+        "base": {c: float(np.mean([base[k][c] for k in keys])) for c in base[keys[0]]},
+        "lora": {c: float(np.mean([lora[k][c] for k in keys])) for c in lora[keys[0]]},
+    }
+    out = RESULTS_DIR / f"dpo-screen-{args.name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{args.name}: preference {result['win_rate']:.2f} ({wins}W/{losses}L/{ties}T), implicit "
+          f"{implicit['expected']:.2f}, oracle total {result['base']['total']:.3f} -> {result['lora']['total']:.3f}, "
+          f"smoothness {result['base']['smoothness']:.3f} -> {result['lora']['smoothness']:.3f}, "
+          f"shape {result['base']['shape_match']:.2f} -> {result['lora']['shape_match']:.2f}; wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("pools", "world-pairs", "mix", "run"))
+    parser.add_argument("root", type=Path)
+    parser.add_argument("extra", nargs="?", help="world-pairs: how many; run: the run's name")
+    parser.add_argument("--data", type=Path, help="run: pairs to train on (default: ROOT/train/export)")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--beta", type=float, default=50.0)
+    parser.add_argument("--scale", type=float, default=1.0, help="LoRA scale when generating")
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args()
+    args.root.mkdir(parents=True, exist_ok=True)
+    if args.step == "pools":
+        build_pools(args.root)
+    elif args.step == "world-pairs":
+        build_world_pairs(args.root, int(args.extra or 64))
+    elif args.step == "mix":
+        mix(args.root)
+    else:
+        if not args.extra:
+            parser.error("run needs a NAME")
+        args.name = args.extra
+        args.data = args.data or args.root / "train" / "export"
+        run(args.root, args)
+
+
+if __name__ == "__main__":
+    main()
