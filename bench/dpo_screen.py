@@ -6,6 +6,7 @@ Each step writes into ROOT, so later runs reuse its clips:
     python bench/dpo_screen.py world-pairs ROOT 64   # world clip vs the default's continuation of its first frame
     python bench/dpo_screen.py mix ROOT              # the model's pairs and the world pairs in one export
     python bench/dpo_screen.py run ROOT NAME --data ROOT/world_pairs --lr 1e-4 --steps 200
+    python bench/dpo_screen.py smoothness ROOT       # where jerky motion comes from: world, VAE or video UNet
 
 ``run`` trains a LoRA on the pairs given, measures its implicit accuracy on the held-out pairs
 (averaged over 16 noise draws, and per draw), generates the last 8 held-out prompts x 2 seeds with and without
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -92,6 +94,27 @@ def mix(root: Path) -> None:
     print(f"{len(rows)} pairs in {out}")
 
 
+@torch.no_grad()
+def smoothness(count: int = 8) -> None:
+    """The oracle's smoothness of held-out world clips, of the same clips through the VAE and back, and of the
+    default's clips of their prompts: the part of the pipeline that makes motion jerky is the one where it drops."""
+    pipe = load_pipeline(None)
+    rows = []
+    for i, spec in enumerate(sample_specs(count, seed=1, split="heldout")):
+        world = render_clip(spec, SETTINGS.frames)
+        pixels = torch.from_numpy(world).float().permute(0, 3, 1, 2) / 127.5 - 1
+        decoded = pipe.vae.decode(pipe.vae.encode(pixels).latent_dist.mode()).sample
+        round_trip = ((decoded.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        made, _ = generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i))
+        rows.append({"prompt": spec.prompt, **{name: score_clip(clip, spec.prompt).smoothness for name, clip in
+                                               (("world", world), ("vae_round_trip", round_trip), ("generated", made))}})
+    means = {name: float(np.mean([r[name] for r in rows])) for name in ("world", "vae_round_trip", "generated")}
+    out = RESULTS_DIR / "smoothness.json"
+    out.write_text(json.dumps({"clips": len(rows), "mean": means, "rows": rows}, indent=2) + "\n")
+    print(f"smoothness over {len(rows)} held-out specs: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
+          + f"; wrote {out}")
+
+
 def run(root: Path, args: argparse.Namespace) -> None:
     pipe = load_pipeline(None)
     heldout = make_prompt_set("heldout", 16, seed=1)[16 - args.prompts:]
@@ -149,7 +172,7 @@ def run(root: Path, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("pools", "world-pairs", "mix", "run"))
+    parser.add_argument("step", choices=("pools", "world-pairs", "mix", "run", "smoothness"))
     parser.add_argument("root", type=Path)
     parser.add_argument("extra", nargs="?", help="world-pairs: how many; run: the run's name")
     parser.add_argument("--data", type=Path, help="run: pairs to train on (default: ROOT/train/export)")
@@ -167,6 +190,8 @@ def main() -> None:
         build_world_pairs(args.root, int(args.extra or 64))
     elif args.step == "mix":
         mix(args.root)
+    elif args.step == "smoothness":
+        smoothness()
     else:
         if not args.extra:
             parser.error("run needs a NAME")
