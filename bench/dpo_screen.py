@@ -145,7 +145,7 @@ def run(root: Path, args: argparse.Namespace) -> None:
                        checkpointing_steps=0)
     trained = train_dpo(config, pipe=pipe)
     minutes = (time.perf_counter() - start) / 60
-    implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", 16, args.beta)
+    implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", 16)
     unload_lora(pipe)
     lora = clips(str(trained.lora_path))
 

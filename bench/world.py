@@ -90,7 +90,7 @@ def oracle_export(pipe, root: Path, prompts: list[str], clips_per_prompt: int, s
 
 
 @torch.no_grad()
-def heldout_implicit_accuracy(pipe, pairs_dir: Path, frames: int, beta: float, draws: int = 16) -> dict[str, float]:
+def heldout_implicit_accuracy(pipe, pairs_dir: Path, frames: int, draws: int = 16) -> dict[str, float]:
     """How often the LoRA favours the oracle's winner of held-out pairs.
 
     ``expected``: the share of pairs whose implicit reward margin, averaged over ``draws`` noise and timestep
@@ -166,7 +166,7 @@ def main() -> None:
         }
         # 3. What DPO changed on held-out prompts
         result["dpo"]["heldout_pairs"] = heldout_pairs  # the oracle may call every held-out pair a tie
-        implicit = heldout_implicit_accuracy(pipe, heldout_export, plan.frames, plan.dpo_beta) if heldout_pairs else None
+        implicit = heldout_implicit_accuracy(pipe, heldout_export, plan.frames) if heldout_pairs else None
         result["dpo"]["heldout_implicit_accuracy"] = implicit["expected"] if implicit else None
         result["dpo"]["heldout_implicit_accuracy_single_draw"] = implicit["single_draw"] if implicit else None
         # One pass makes the base clips (for faithfulness) and the base+LoRA clips of the same prompts and seeds.
