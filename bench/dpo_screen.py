@@ -37,6 +37,7 @@ from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_exp
 from huvidpo.data.oracle import prefer, score_clip  # noqa: E402
 from huvidpo.data.video import read_video, write_video  # noqa: E402
 from huvidpo.data.world import make_prompt_set, render_clip, sample_specs  # noqa: E402
+from huvidpo.eval import pairwise_win_rate  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
 from huvidpo.hub import load_pipeline, unload_lora  # noqa: E402
 from huvidpo.training import DPOConfig, train_dpo  # noqa: E402
@@ -117,7 +118,8 @@ def smoothness(count: int = 8) -> None:
 
 def run(root: Path, args: argparse.Namespace) -> None:
     pipe = load_pipeline(None)
-    heldout = make_prompt_set("heldout", 16, seed=1)[16 - args.prompts:]
+    count = WorldBench().heldout_prompts  # the last prompts of bench/world.py's held-out set
+    heldout = make_prompt_set("heldout", count, seed=1)[count - args.prompts:]
     base_cache = root / "base_eval.json"
     cached = json.loads(base_cache.read_text()) if base_cache.exists() else {}
 
@@ -150,15 +152,14 @@ def run(root: Path, args: argparse.Namespace) -> None:
     lora = clips(str(trained.lora_path))
 
     keys = list(lora)
-    wins = sum(lora[k]["total"] > base[k]["total"] + 0.02 for k in keys)
-    losses = sum(base[k]["total"] > lora[k]["total"] + 0.02 for k in keys)
-    ties = len(keys) - wins - losses
+    rate, _ = pairwise_win_rate([base[k]["total"] for k in keys], [lora[k]["total"] for k in keys])
+    wins, losses, ties = rate.wins, rate.losses, rate.ties
     result = {
         "name": args.name, "data": str(args.data), "lr": args.lr, "steps": args.steps, "beta": args.beta,
         "lora_scale": args.scale, "comparisons": len(keys), "dpo_minutes": minutes,
         "pairs": len((Path(args.data) / "metadata.jsonl").read_text().splitlines()),
         "heldout_implicit_accuracy": implicit["expected"], "heldout_implicit_accuracy_single_draw": implicit["single_draw"],
-        "wins": int(wins), "losses": int(losses), "ties": int(ties), "win_rate": (wins + 0.5 * ties) / len(keys),
+        "wins": wins, "losses": losses, "ties": ties, "win_rate": rate.win_rate,
         "base": {c: float(np.mean([base[k][c] for k in keys])) for c in base[keys[0]]},
         "lora": {c: float(np.mean([lora[k][c] for k in keys])) for c in lora[keys[0]]},
     }
