@@ -46,6 +46,7 @@ def video_dpo_loss(
     ref_mse_l: torch.Tensor,
     beta: float = 50.0,
     loss_type: str = "sigmoid",
+    rpo_alpha: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""The video DPO loss of a batch of (winner, loser) pairs and its metrics.
 
@@ -64,6 +65,11 @@ def video_dpo_loss(
       the regularisation strength: the pair's margin z is regressed to ``1/(2β)``, so a larger β asks for
       a smaller margin.
 
+    ``rpo_alpha`` > 0 adds ``rpo_alpha · mse_θ(w)``, the winners' plain denoising loss (RPO, Pang et al. 2024,
+    Eq. 3: DPO plus the chosen answer's NLL; trl's ``rpo_alpha``). The DPO term alone only asks the winner's
+    error to rise less than the loser's, and on pairs it separates easily the policy lets both rise; the
+    winner term holds the policy to what it denoises well. 0 (the default) is the paper's loss.
+
     Metrics (detached scalars, the names trl uses):
 
     - ``rewards/chosen`` = mean of −β/2 · (mse_θ(w) − mse_ref(w)); ``rewards/rejected`` likewise on l;
@@ -76,6 +82,8 @@ def video_dpo_loss(
         raise ValueError(f"Unknown DPO loss_type {loss_type!r}: use one of {list(LOSS_TYPES)}.")
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}.")
+    if rpo_alpha < 0:
+        raise ValueError(f"rpo_alpha must be >= 0, got {rpo_alpha}.")
     shapes = {tuple(t.shape) for t in (model_mse_w, model_mse_l, ref_mse_w, ref_mse_l)}
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ValueError(f"Expected four per-pair MSE vectors of one shape (b,); got shapes {sorted(shapes)}.")
@@ -90,6 +98,8 @@ def video_dpo_loss(
         losses = torch.relu(1 - beta * margin)
     else:
         losses = (margin - 1 / (2 * beta)) ** 2
+    if rpo_alpha:
+        losses = losses + rpo_alpha * model_mse_w
 
     with torch.no_grad():
         chosen = -0.5 * beta * (model_mse_w - ref_mse_w)

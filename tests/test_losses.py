@@ -81,11 +81,27 @@ def test_gradient_lowers_winner_error_and_skips_reference(loss_type):
     assert ref_w.grad is None and ref_l.grad is None
 
 
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_rpo_alpha_adds_the_winners_denoising_loss(loss_type):
+    """RPO: the DPO loss plus alpha times the winners' mean error; the loser's gradient is unchanged."""
+    plain_w, rpo_w = (MSE["model_mse_w"].clone().requires_grad_() for _ in range(2))
+    plain, _ = video_dpo_loss(plain_w, **{k: v for k, v in MSE.items() if k != "model_mse_w"}, beta=10.0, loss_type=loss_type)
+    rpo, metrics = video_dpo_loss(rpo_w, **{k: v for k, v in MSE.items() if k != "model_mse_w"}, beta=10.0,
+                                  loss_type=loss_type, rpo_alpha=2.0)
+    assert rpo.item() == pytest.approx(plain.item() + 2.0 * (0.2 + 0.4) / 2)
+    plain.backward()
+    rpo.backward()
+    assert torch.allclose(rpo_w.grad - plain_w.grad, torch.full((2,), 2.0 / 2))  # d(alpha * mean)/d(mse_w_i)
+    assert metrics["rewards/accuracies"].item() == 0.5  # the metrics are the DPO ones
+
+
 def test_video_dpo_loss_rejects_bad_arguments():
     one = torch.tensor([0.1])
     with pytest.raises(ValueError, match="loss_type"):
         video_dpo_loss(one, one, one, one, loss_type="kto")
     with pytest.raises(ValueError, match="beta"):
         video_dpo_loss(one, one, one, one, beta=0.0)
+    with pytest.raises(ValueError, match="rpo_alpha"):
+        video_dpo_loss(one, one, one, one, rpo_alpha=-1.0)
     with pytest.raises(ValueError, match="one shape"):
         video_dpo_loss(one, torch.tensor([0.1, 0.2]), one, one)

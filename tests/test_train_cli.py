@@ -43,6 +43,9 @@ def test_bad_values_exit_with_the_reason(capsys):
         main(["dpo", "--beta", "-1"])
     assert exit_info.value.code == 2
     assert "beta must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["dpo", "--rpo_alpha", "-0.5"])
+    assert "rpo_alpha must be >= 0" in capsys.readouterr().err
 
 
 def test_one_dpo_step_end_to_end(tmp_path, capsys):

@@ -254,6 +254,13 @@ class DPOConfig(TrainingConfig):
     learning_rate: float = field(default=1e-4, metadata=_help("AdamW learning rate (the original recipe: 1e-4)."))
     beta: float = field(default=50.0, metadata=_help("DPO beta: how far the LoRA may move from the reference (the original: 50)."))
     loss_type: str = field(default="sigmoid", metadata=_help(f"DPO loss: one of {LOSS_TYPES} ('sigmoid' is the paper's)."))
+    rpo_alpha: float = field(
+        default=0.0,
+        metadata=_help(
+            "Weight of the winners' plain denoising loss added to the DPO loss (RPO; trl's rpo_alpha): keeps the "
+            "LoRA from getting worse at denoising winners while it separates them from losers. 0: the paper's loss."
+        ),
+    )
     lora_rank: int = field(default=16, metadata=_help("LoRA rank r."))
     lora_alpha: int = field(default=32, metadata=_help("LoRA alpha (the update is scaled by alpha / r)."))
     lora_target_modules: list[str] = field(
@@ -273,6 +280,8 @@ class DPOConfig(TrainingConfig):
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
         if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta!r}; the original recipe uses 50.")
+        if isinstance(self.rpo_alpha, bool) or not isinstance(self.rpo_alpha, (int, float)) or not self.rpo_alpha >= 0:
+            raise ValueError(f"rpo_alpha must be >= 0, got {self.rpo_alpha!r}; 0 trains the paper's loss.")
         self._check_positive_ints("lora_rank", "lora_alpha")
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]

@@ -91,6 +91,7 @@ def dpo_step(
     beta: float,
     loss_type: str = "sigmoid",
     autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+    rpo_alpha: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The DPO loss of one batch of pairs (``b c f h w`` latents each, ``b l d`` text states).
 
@@ -99,7 +100,7 @@ def dpo_step(
     """
     batch = latents_w.shape[0]
     model_mse, ref_mse = _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast)
-    return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type)
+    return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type, rpo_alpha)
 
 
 def _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast=contextlib.nullcontext):
@@ -216,7 +217,7 @@ def train_dpo(
         generator = step_generator(config.seed, micro_step, accelerator.process_index)
         return dpo_step(
             model, unet, noise_scheduler, latents_w, latents_l, embeds, generator,
-            config.beta, config.loss_type, autocast=accelerator.autocast,
+            config.beta, config.loss_type, autocast=accelerator.autocast, rpo_alpha=config.rpo_alpha,
         )
 
     # 5. Train
@@ -250,6 +251,7 @@ def write_dpo_model_card(config: DPOConfig, output_dir: Path, steps: int, histor
     settings = {
         "beta": config.beta,
         "loss_type": config.loss_type,
+        **({"rpo_alpha (winner denoising weight)": config.rpo_alpha} if config.rpo_alpha else {}),
         "steps": steps,
         "learning_rate": config.learning_rate,
         "batch_size (pairs)": config.batch_size,
