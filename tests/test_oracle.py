@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from huvidpo.data.oracle import matches, prefer, read_clip, score_clip
+from huvidpo.data.oracle import matches, prefer, read_clip, retrace, score_clip
 from huvidpo.data.video import read_video, write_video
 from huvidpo.data.world import DEGRADATIONS, SPEEDS, ClipSpec, Distractor, render_clip, render_degraded, world_frames
 
@@ -125,3 +125,29 @@ def test_shape_missing_in_some_frames_lowers_presence():
     reading = read_clip(clip)
     assert reading.presence == pytest.approx(0.5)
     assert reading.centroids[8:] == [None] * 8 and reading.direction == "down"
+
+
+@pytest.mark.parametrize("spec", HAND_PICKED[:3], ids=lambda s: s.shape)
+def test_retrace_renders_the_same_clip_with_the_motion_of_another(spec, tmp_path):
+    clean = render_clip(spec)
+    assert np.array_equal(render_clip(spec, track=retrace(spec, clean)), clean)
+    jerky = read_video(write_video(render_degraded(spec, "jitter", seed=3), tmp_path / "jerky.mp4"))
+    retraced = render_clip(spec, track=retrace(spec, jerky))
+    original, copy = read_clip(jerky), read_clip(retraced)
+    assert (copy.shape, copy.color, copy.background) == (spec.shape, spec.color, spec.background)
+    moved = np.array(original.centroids) - original.centroids[0]
+    assert np.abs(np.array(copy.centroids) - copy.centroids[0] - moved).max() < 0.5
+    assert copy.smoothness == pytest.approx(original.smoothness, abs=0.05) and copy.smoothness < 0.2
+    assert prefer(clean, retraced, spec.prompt) == "left"
+
+
+def test_retrace_fills_frames_without_the_shape_and_rejects_bad_input():
+    spec = HAND_PICKED[0]
+    clean = render_clip(spec)
+    gaps = clean.copy()
+    gaps[5:8] = gaps[5:8, :1, :1]  # frames 5-7 show only the background
+    assert np.abs(render_clip(spec, track=retrace(spec, gaps)).astype(int) - clean).max() <= 1
+    with pytest.raises(ValueError, match="No shape"):
+        retrace(spec, np.broadcast_to(clean[:, :1, :1], clean.shape))
+    with pytest.raises(ValueError, match="track must be 16"):
+        render_clip(spec, track=np.zeros((3, 2)))

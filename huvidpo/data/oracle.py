@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .video import to_uint8_frames
-from .world import DIRECTIONS, PALETTE, SPEEDS, REFERENCE_SIZE, parse_prompt
+from .world import DIRECTIONS, PALETTE, SPEEDS, REFERENCE_SIZE, ClipSpec, parse_prompt
 
 _PALETTE_NAMES = list(PALETTE)
 _PALETTE_RGB = np.array([PALETTE[n] for n in _PALETTE_NAMES], np.float32)
@@ -346,6 +346,27 @@ def read_clip(frames: Any, config: OracleConfig | None = None) -> ClipReading:
             "direction": direction_confidence,
         },
     )
+
+
+def retrace(spec: ClipSpec, frames: Any, config: OracleConfig | None = None) -> np.ndarray:
+    """The motion of the main shape of ``frames``, as a ``track`` for ``world.render_clip(spec, track=...)``.
+
+    Returns ``(F, 2)`` box centres at the 64-pixel reference size: ``spec``'s start plus the clip's centroid
+    displacement from its first frame, frames where the shape was not found filled by linear interpolation
+    (the nearest found frame at the ends). Rendering ``spec`` along it gives a clip that differs from the
+    world's own clip of ``spec`` in its motion alone, so a preference between the two is a preference about
+    motion, not about how the shape is drawn.
+    """
+    clip = to_uint8_frames(frames)
+    reading = read_clip(clip, config)
+    found = [i for i, c in enumerate(reading.centroids) if c is not None]
+    if not found:
+        raise ValueError("No shape found in the clip: there is no motion to retrace.")
+    scale = min(clip.shape[1], clip.shape[2]) / REFERENCE_SIZE
+    t = np.arange(len(reading.centroids), dtype=np.float64)
+    points = np.array([reading.centroids[i] for i in found], np.float64) / scale
+    track = np.stack([np.interp(t, np.array(found, np.float64), points[:, j]) for j in (0, 1)], axis=1)
+    return track - track[0] + np.array([spec.start_x, spec.start_y])
 
 
 def _off_line(offset: np.ndarray, line: np.ndarray) -> bool:

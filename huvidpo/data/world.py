@@ -308,8 +308,13 @@ def render_clip(
     flicker: float = 0.0,
     wrong_direction: bool = False,
     seed: int = 0,
+    track: np.ndarray | None = None,
 ) -> np.ndarray:
     """Render ``spec`` to a ``(F, H, W, 3)`` uint8 clip; deterministic for a given ``seed``.
+
+    ``track`` (``(F, 2)``, pixels at the 64-pixel reference size) replaces the straight constant-velocity
+    path by the shape's box centre in each frame: the same shape, colours and distractor moving another
+    way, e.g. along the track a model drew (:func:`huvidpo.data.oracle.retrace`).
 
     Degradations (for preference losers): ``jitter`` adds Gaussian noise of that many pixels
     (std) to the shape's position in each frame; ``flicker`` multiplies each frame's brightness
@@ -327,6 +332,12 @@ def render_clip(
         t = (num_frames - 1) - t
     xs = spec.start_x * scale + dx * step * t
     ys = spec.start_y * scale + dy * step * t
+    if track is not None:
+        track = np.asarray(track, np.float64)
+        if track.shape != (num_frames, 2) or not np.isfinite(track).all():
+            raise ValueError(f"track must be {num_frames} finite (x, y) centres, shape ({num_frames}, 2); "
+                             f"got shape {track.shape}.")
+        xs, ys = track[:, 0] * scale, track[:, 1] * scale
     if jitter > 0:
         xs = xs + rng.normal(0.0, jitter * scale, num_frames)
         ys = ys + rng.normal(0.0, jitter * scale, num_frames)
