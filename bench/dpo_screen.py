@@ -5,6 +5,7 @@ Each step writes into ROOT, so later runs reuse its clips:
     python bench/dpo_screen.py pools ROOT            # the default's pools, as bench/world.py builds them (~15 min)
     python bench/dpo_screen.py world-pairs ROOT 64   # world clip vs the default's continuation of its first frame
     python bench/dpo_screen.py mix ROOT              # the model's pairs and the world pairs in one export
+    python bench/dpo_screen.py motion-pairs ROOT 4   # world clip vs the same spec along the default's motion (4 a prompt)
     python bench/dpo_screen.py run ROOT NAME --data ROOT/world_pairs --lr 1e-4 --steps 200
     python bench/dpo_screen.py smoothness ROOT       # where jerky motion comes from: world, VAE or video UNet
 
@@ -32,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_export  # noqa: E402
+from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_export, training_specs  # noqa: E402
 
 from huvidpo.data.oracle import prefer, score_clip  # noqa: E402
 from huvidpo.data.video import read_video, write_video  # noqa: E402
@@ -53,7 +54,7 @@ def build_pools(root: Path) -> None:
     train = make_prompt_set("train", plan.pool_prompts, seed=2)
     heldout = make_prompt_set("heldout", plan.heldout_prompts, seed=1)[: plan.heldout_pair_prompts]
     print("train", oracle_export(pipe, root / "train", train, plan.clips_per_prompt, SETTINGS))
-    print("heldout", oracle_export(pipe, root / "heldout", heldout, plan.clips_per_prompt, SETTINGS))
+    print("heldout", oracle_export(pipe, root / "heldout", heldout, plan.heldout_clips_per_prompt, SETTINGS))
 
 
 def build_world_pairs(root: Path, count: int) -> None:
@@ -75,6 +76,13 @@ def build_world_pairs(root: Path, count: int) -> None:
             rows.append(dict(zip(PAIR_COLUMNS, (spec.prompt, *((a, b) if vote == "left" else (b, a))))))
     (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"oracle votes: world clip {votes['left']}, model clip {votes['right']}, tie {votes['tie']}")
+
+
+def build_motion_pairs(root: Path, clips_per_prompt: int) -> None:
+    """bench/world.py's ``--pairs motion`` pool on its training prompts, labelled by the oracle into ROOT/motion."""
+    specs = training_specs(WorldBench().pool_prompts)
+    print("motion", oracle_export(load_pipeline(None), root / "motion", list(specs), clips_per_prompt, SETTINGS,
+                                  specs=specs, pairs="motion"))
 
 
 def mix(root: Path) -> None:
@@ -144,7 +152,7 @@ def run(root: Path, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     config = DPOConfig(data=str(args.data), output_dir=str(root / "runs" / args.name), num_frames=16,
                        max_steps=args.steps, learning_rate=args.lr, beta=args.beta, batch_size=2,
-                       checkpointing_steps=0)
+                       checkpointing_steps=0, rpo_alpha=args.rpo_alpha, **({"lora_target_modules": args.targets} if args.targets else {}))
     trained = train_dpo(config, pipe=pipe)
     minutes = (time.perf_counter() - start) / 60
     implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", 16)
@@ -155,8 +163,8 @@ def run(root: Path, args: argparse.Namespace) -> None:
     rate, _ = pairwise_win_rate([base[k]["total"] for k in keys], [lora[k]["total"] for k in keys])
     wins, losses, ties = rate.wins, rate.losses, rate.ties
     result = {
-        "name": args.name, "data": str(args.data), "lr": args.lr, "steps": args.steps, "beta": args.beta,
-        "lora_scale": args.scale, "comparisons": len(keys), "dpo_minutes": minutes,
+        "name": args.name, "data": str(args.data), "lr": args.lr, "steps": args.steps, "beta": args.beta, "rpo_alpha": args.rpo_alpha,
+        "lora_scale": args.scale, "lora_target_modules": list(config.lora_target_modules), "comparisons": len(keys), "dpo_minutes": minutes,
         "pairs": len((Path(args.data) / "metadata.jsonl").read_text().splitlines()),
         "heldout_implicit_accuracy": implicit["expected"], "heldout_implicit_accuracy_single_draw": implicit["single_draw"],
         "wins": wins, "losses": losses, "ties": ties, "win_rate": rate.win_rate,
@@ -173,14 +181,16 @@ def run(root: Path, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("pools", "world-pairs", "mix", "run", "smoothness"))
+    parser.add_argument("step", choices=("pools", "world-pairs", "motion-pairs", "mix", "run", "smoothness"))
     parser.add_argument("root", type=Path)
-    parser.add_argument("extra", nargs="?", help="world-pairs: how many; run: the run's name")
+    parser.add_argument("extra", nargs="?", help="world-pairs: how many; motion-pairs: clips a prompt; run: the run's name")
     parser.add_argument("--data", type=Path, help="run: pairs to train on (default: ROOT/train/export)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--beta", type=float, default=50.0)
     parser.add_argument("--scale", type=float, default=1.0, help="LoRA scale when generating")
+    parser.add_argument("--rpo-alpha", type=float, default=0.0, help="run: weight of the winners' denoising loss")
+    parser.add_argument("--targets", help="run: LoRA target modules, comma-separated (default: DPOConfig's)")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
@@ -189,6 +199,8 @@ def main() -> None:
         build_pools(args.root)
     elif args.step == "world-pairs":
         build_world_pairs(args.root, int(args.extra or 64))
+    elif args.step == "motion-pairs":
+        build_motion_pairs(args.root, int(args.extra or 4))
     elif args.step == "mix":
         mix(args.root)
     elif args.step == "smoothness":

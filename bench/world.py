@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import PIL.Image
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, build_pool, export_preferences  # noqa: E402
 from huvidpo.annotation.oracle_labeler import label_with_oracle  # noqa: E402
 from huvidpo.data.video import write_video  # noqa: E402
-from huvidpo.data.world import make_prompt_set  # noqa: E402
+from huvidpo.data.oracle import retrace  # noqa: E402
+from huvidpo.data.world import ClipSpec, make_prompt_set, render_clip, sample_specs  # noqa: E402
 from huvidpo.eval import evaluate  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
 from huvidpo.hub import load_pipeline  # noqa: E402
@@ -48,41 +50,82 @@ class WorldBench:
     pool_prompts: int = 16
     clips_per_prompt: int = 6
     heldout_pair_prompts: int = 6
+    heldout_clips_per_prompt: int = 6  # the held-out pairs (implicit accuracy) do not change with the training pool
     frames: int = 16
     steps: int = 25
     dpo_steps: int = 400
     dpo_lr: float = 1e-4
     dpo_beta: float = 50.0
     dpo_batch: int = 2
+    dpo_rpo_alpha: float = 0.0
+    dpo_targets: str = ""  # comma-separated LoRA target modules; empty: DPOConfig's
     shared_first_frame: bool = True
+    pairs: str = "model"  # what the training pool holds: one of PAIR_SOURCES (see make_pool)
 
 
 QUICK = WorldBench(heldout_prompts=2, eval_seeds=1, pool_prompts=2, clips_per_prompt=2, heldout_pair_prompts=1,
+                   heldout_clips_per_prompt=2,
                    frames=4, steps=3, dpo_steps=2, dpo_batch=1)
 
 
+PAIR_SOURCES = ("model", "world", "motion")
+
+
 def make_pool(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings,
-              shared_first_frame: bool = True) -> CandidatePool:
-    """Clips of ``prompts`` from ``pipe``. With ``shared_first_frame`` a prompt's clips all start from the
-    first frame of its first clip: a pair then differs only in what the video model did (the LoRA that
-    DPO trains cannot change the first frame), not in a first frame drawn well or badly."""
+              shared_first_frame: bool = True, specs: dict[str, ClipSpec] | None = None,
+              pairs: str = "model") -> CandidatePool:
+    """Clips of ``prompts`` to label, by ``pairs`` (one of ``PAIR_SOURCES``):
+
+    - ``model``: ``clips_per_prompt`` clips of each prompt from ``pipe``. With ``shared_first_frame`` a prompt's
+      clips all start from the first frame of its first clip: a pair then differs only in what the video model
+      did (the LoRA that DPO trains cannot change the first frame), not in a first frame drawn well or badly.
+    - ``world``: the world's clip of each prompt's spec (``specs``) beside ``clips_per_prompt`` clips of
+      ``pipe`` continuing its first frame: the oracle compares what the video model did against motion it can
+      only approach, but also the world's crisp drawing against the model's.
+    - ``motion``: the world's clip of each spec beside that spec rendered by the world along the track of each
+      of ``clips_per_prompt`` continuations of its first frame by ``pipe`` (``oracle.retrace``). Every clip of a
+      prompt shows the same shape drawn the same way; they differ in motion alone, and the losers' motion is
+      the default's own.
+    """
+    if pairs not in PAIR_SOURCES:
+        raise ValueError(f"pairs must be one of {PAIR_SOURCES}, got {pairs!r}.")
+    if pairs != "model" and not specs:
+        raise ValueError(f"pairs={pairs!r} needs the world spec of each prompt.")
     pool = CandidatePool(root / "pool")
     first_frames: dict = {}
+    world_clips = {prompt: render_clip(specs[prompt], settings.frames) for prompt in prompts} if specs else {}
+    for index, (prompt, frames) in enumerate(world_clips.items()):
+        pool.add_clip(prompt, write_video(frames, root / "clips" / f"world_{index:04d}.mp4"), {"source": "world"})
+        first_frames[prompt] = PIL.Image.fromarray(frames[0])
 
     def generate_fn(prompt: str, seed: int, **_) -> Path:
-        image = first_frames.get(prompt) if shared_first_frame else None
+        image = first_frames.get(prompt) if shared_first_frame or world_clips else None
         frames, first = generate(pipe, replace(settings, prompt=prompt, seed=seed), image=image)
         first_frames.setdefault(prompt, first)
+        if pairs == "motion":
+            frames = render_clip(specs[prompt], settings.frames, track=retrace(specs[prompt], frames))
         return write_video(frames, root / "clips" / f"{abs(hash((prompt, seed)))}.mp4")
 
-    build_pool(pool, generate_fn, prompts, clips_per_prompt, settings={"model": "embedded", "steps": settings.steps})
+    source = {"motion": "world, along the default's motion"}.get(pairs, "embedded")
+    build_pool(pool, generate_fn, prompts, clips_per_prompt, settings={"model": source, "steps": settings.steps})
     return pool
 
 
+def training_specs(count: int) -> dict[str, ClipSpec]:
+    """One world spec for each of ``count`` distinct training prompts."""
+    specs: dict[str, ClipSpec] = {}
+    for spec in sample_specs(4 * count, seed=2, split="train"):
+        specs.setdefault(spec.prompt, spec)
+    if len(specs) < count:
+        raise ValueError(f"Only {len(specs)} distinct training prompts in the sample; ask for fewer.")
+    return dict(list(specs.items())[:count])
+
+
 def oracle_export(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings,
-                  shared_first_frame: bool = True) -> tuple[Path, int, int]:
-    """Pool, oracle votes and export: (export folder, votes cast, decided pairs exported)."""
-    pool = make_pool(pipe, root, prompts, clips_per_prompt, settings, shared_first_frame)
+                  shared_first_frame: bool = True, specs: dict[str, ClipSpec] | None = None, pairs: str = "model"
+                  ) -> tuple[Path, int, int]:
+    """Pool (``make_pool``), oracle votes and export: (export folder, votes cast, decided pairs exported)."""
+    pool = make_pool(pipe, root, prompts, clips_per_prompt, settings, shared_first_frame, specs, pairs)
     store = VoteStore(root / "votes.jsonl")
     votes = label_with_oracle(PairSampler(pool, store, seed=0))
     rows = export_preferences(store, pool, root / "export")
@@ -119,17 +162,25 @@ def main() -> None:
     parser.add_argument("--dpo-lr", type=float, default=None, help="Override the DPO learning rate.")
     parser.add_argument("--dpo-steps", type=int, default=None, help="Override the number of DPO steps.")
     parser.add_argument("--dpo-beta", type=float, default=None, help="Override the DPO beta.")
+    parser.add_argument("--dpo-rpo-alpha", type=float, default=None,
+                        help="Override the weight of the winners' denoising loss (DPOConfig.rpo_alpha).")
     parser.add_argument("--eval-seeds", type=int, default=None,
                         help="Override the seeds per held-out prompt (more seeds, a narrower interval).")
     parser.add_argument("--clips-per-prompt", type=int, default=None,
                         help="Override the pool's clips per prompt (n clips give n(n-1)/2 pairs to label).")
     parser.add_argument("--own-first-frames", action="store_true",
                         help="Pool clips each draw their own first frame (default: a prompt's clips share one).")
+    parser.add_argument("--pairs", choices=PAIR_SOURCES, default=None,
+                        help="What the training pool holds (default model): the model's own clips; the world's clip "
+                             "beside the model's continuations of its first frame; or the world's clip beside the "
+                             "same spec moving along those continuations' tracks (see make_pool).")
+    parser.add_argument("--dpo-targets", default=None, help="Override the LoRA target modules (comma-separated).")
     parser.add_argument("--name", default=None, help="Results file name (default: world.json / world-quick.json).")
     args = parser.parse_args()
     plan = QUICK if args.quick else WorldBench()
     overrides = {"dpo_lr": args.dpo_lr, "dpo_steps": args.dpo_steps, "dpo_beta": args.dpo_beta,
-                 "clips_per_prompt": args.clips_per_prompt, "eval_seeds": args.eval_seeds}
+                 "dpo_rpo_alpha": args.dpo_rpo_alpha, "dpo_targets": args.dpo_targets,
+                 "clips_per_prompt": args.clips_per_prompt, "eval_seeds": args.eval_seeds, "pairs": args.pairs}
     plan = replace(plan, **{name: value for name, value in overrides.items() if value is not None})
     if args.own_first_frames:
         plan = replace(plan, shared_first_frame=False)
@@ -146,22 +197,24 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        # 2. DPO on oracle-labelled pairs of the default's own clips
-        train_prompts = make_prompt_set("train", plan.pool_prompts, seed=2)
+        # 2. DPO on oracle-labelled pairs (of the default's own clips, or world clips beside them: plan.pairs)
+        specs = training_specs(plan.pool_prompts) if plan.pairs != "model" else None
+        train_prompts = list(specs) if specs else make_prompt_set("train", plan.pool_prompts, seed=2)
         export, votes, _ = oracle_export(pipe, root / "train", train_prompts, plan.clips_per_prompt, settings,
-                                      plan.shared_first_frame)
+                                         plan.shared_first_frame, specs, plan.pairs)
         heldout_export, _, heldout_pairs = oracle_export(pipe, root / "heldout", heldout[: plan.heldout_pair_prompts],
-                                          plan.clips_per_prompt, settings, plan.shared_first_frame)
+                                                         plan.heldout_clips_per_prompt, settings, plan.shared_first_frame)
         config = DPOConfig(data=str(export), output_dir=str(root / "dpo"), num_frames=plan.frames,
                            max_steps=plan.dpo_steps, learning_rate=plan.dpo_lr, beta=plan.dpo_beta,
-                           batch_size=plan.dpo_batch, checkpointing_steps=0)
+                           batch_size=plan.dpo_batch, checkpointing_steps=0, rpo_alpha=plan.dpo_rpo_alpha,
+                           **({"lora_target_modules": plan.dpo_targets} if plan.dpo_targets else {}))
         start = time.perf_counter()
         trained = train_dpo(config, pipe=pipe)
         dpo_minutes = (time.perf_counter() - start) / 60
         history = trained.metrics_history
         result["dpo"] = {
             "oracle_votes": votes, "pairs": len(PreferencePairs.load(str(export), "prompt", "video_w", "video_l")),
-            "steps": trained.steps, "minutes": dpo_minutes,
+            "steps": trained.steps, "minutes": dpo_minutes, "lora_target_modules": list(config.lora_target_modules),
             "final_train_accuracy": history[-1]["rewards/accuracies"] if history else None,
         }
         # 3. What DPO changed on held-out prompts
