@@ -179,9 +179,9 @@ def main() -> None:
     parser.add_argument("--own-first-frames", action="store_true",
                         help="Pool clips each draw their own first frame (default: a prompt's clips share one).")
     parser.add_argument("--pairs", choices=PAIR_SOURCES, default=None,
-                        help="What the training pool holds (default model): the model's own clips; the world's clip "
-                             "beside the model's continuations of its first frame; or the world's clip beside the "
-                             "same spec moving along those continuations' tracks (see make_pool).")
+                        help="What the training pool holds: 'model', the model's own clips; 'world', the world's clip "
+                             "beside the model's continuations of its first frame; 'motion' (default), the world's clip "
+                             "beside the same spec moving along those continuations' tracks (see make_pool).")
     parser.add_argument("--dpo-targets", default=None, help="Override the LoRA target modules (comma-separated).")
     parser.add_argument("--name", default=None, help="Results file name (default: world.json / world-quick.json).")
     args = parser.parse_args()
