@@ -151,3 +151,7 @@ def test_retrace_fills_frames_without_the_shape_and_rejects_bad_input():
         retrace(spec, np.broadcast_to(clean[:, :1, :1], clean.shape))
     with pytest.raises(ValueError, match="track must be 16"):
         render_clip(spec, track=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        render_clip(spec, track=np.full((16, 2), np.nan))
+    with pytest.raises(ValueError, match="wrong_direction and track"):
+        render_clip(spec, wrong_direction=True, track=retrace(spec, clean))

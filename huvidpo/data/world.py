@@ -327,17 +327,21 @@ def render_clip(
     scale = size / REFERENCE_SIZE
     step = SPEEDS[spec.speed] * scale
     dx, dy = DIRECTIONS[spec.direction]
-    t = np.arange(num_frames, dtype=np.float64)
-    if wrong_direction:
-        t = (num_frames - 1) - t
-    xs = spec.start_x * scale + dx * step * t
-    ys = spec.start_y * scale + dy * step * t
     if track is not None:
+        if wrong_direction:
+            raise ValueError("wrong_direction and track both set the path: reverse the track instead.")
         track = np.asarray(track, np.float64)
-        if track.shape != (num_frames, 2) or not np.isfinite(track).all():
-            raise ValueError(f"track must be {num_frames} finite (x, y) centres, shape ({num_frames}, 2); "
-                             f"got shape {track.shape}.")
+        if track.shape != (num_frames, 2):
+            raise ValueError(f"track must be {num_frames} (x, y) centres, shape ({num_frames}, 2); got shape {track.shape}.")
+        if not np.isfinite(track).all():
+            raise ValueError("track holds NaN or inf: give a centre for every frame (interpolate gaps).")
         xs, ys = track[:, 0] * scale, track[:, 1] * scale
+    else:
+        t = np.arange(num_frames, dtype=np.float64)
+        if wrong_direction:
+            t = (num_frames - 1) - t
+        xs = spec.start_x * scale + dx * step * t
+        ys = spec.start_y * scale + dy * step * t
     if jitter > 0:
         xs = xs + rng.normal(0.0, jitter * scale, num_frames)
         ys = ys + rng.normal(0.0, jitter * scale, num_frames)
