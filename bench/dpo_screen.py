@@ -7,6 +7,7 @@ Each step writes into ROOT, so later runs reuse its clips:
     python bench/dpo_screen.py mix ROOT              # the model's pairs and the world pairs in one export
     python bench/dpo_screen.py motion-pairs ROOT 4   # world clip vs the same spec along the default's motion (4 a prompt)
     python bench/dpo_screen.py run ROOT NAME --data ROOT/world_pairs --lr 1e-4 --steps 200
+    python bench/dpo_screen.py rescreen ROOT ROOT/runs/NAME/pytorch_lora_weights.safetensors --scale 1.5
     python bench/dpo_screen.py smoothness ROOT       # where jerky motion comes from: world, VAE or video UNet
 
 ``run`` trains a LoRA on the pairs given, measures its implicit accuracy on the held-out pairs
@@ -124,30 +125,62 @@ def smoothness(count: int = 8) -> None:
           + f"; wrote {out}")
 
 
-def run(root: Path, args: argparse.Namespace) -> None:
-    pipe = load_pipeline(None)
+def screen_clips(pipe, root: Path, args: argparse.Namespace, lora: str | None) -> dict[str, dict[str, float]]:
+    """Oracle scores of the screen's clips (the last ``args.prompts`` held-out prompts x ``args.seeds`` seeds)
+    with ``lora`` at ``args.scale``, or without a LoRA; base clips are cached in ROOT/base_eval.json."""
     count = WorldBench().heldout_prompts  # the last prompts of bench/world.py's held-out set
     heldout = make_prompt_set("heldout", count, seed=1)[count - args.prompts:]
     base_cache = root / "base_eval.json"
     cached = json.loads(base_cache.read_text()) if base_cache.exists() else {}
+    scores = {}
+    for prompt in heldout:
+        for seed in range(args.seeds):
+            key = f"{prompt}|{seed}"
+            if lora is None and key in cached:
+                scores[key] = cached[key]
+                continue
+            frames, _ = generate(pipe, replace(SETTINGS, prompt=prompt, seed=seed, lora=lora, lora_scale=args.scale))
+            score = score_clip(frames, prompt)
+            scores[key] = {**score.components(), "total": score.total}
+    if lora is None:
+        partial = base_cache.with_suffix(f".{os.getpid()}")
+        partial.write_text(json.dumps({**cached, **scores}))
+        partial.replace(base_cache)  # atomic: parallel runs may share the cache
+    return scores
 
-    def clips(lora: str | None) -> dict[str, dict[str, float]]:
-        scores = {}
-        for prompt in heldout:
-            for seed in range(args.seeds):
-                key = f"{prompt}|{seed}"
-                if lora is None and key in cached:
-                    scores[key] = cached[key]
-                    continue
-                frames, _ = generate(pipe, replace(SETTINGS, prompt=prompt, seed=seed, lora=lora, lora_scale=args.scale))
-                score = score_clip(frames, prompt)
-                scores[key] = {**score.components(), "total": score.total}
-        return scores
 
-    base = clips(None)
-    partial = base_cache.with_suffix(f".{os.getpid()}")
-    partial.write_text(json.dumps({**cached, **base}))
-    partial.replace(base_cache)  # atomic: parallel runs may share the cache
+def compare(base: dict, lora: dict) -> dict:
+    """The oracle's wins/losses/ties of the LoRA's clips over the base clips and each component's mean."""
+    keys = list(lora)
+    rate, _ = pairwise_win_rate([base[k]["total"] for k in keys], [lora[k]["total"] for k in keys])
+    return {
+        "comparisons": len(keys), "wins": rate.wins, "losses": rate.losses, "ties": rate.ties, "win_rate": rate.win_rate,
+        "base": {c: float(np.mean([base[k][c] for k in keys])) for c in base[keys[0]]},
+        "lora": {c: float(np.mean([lora[k][c] for k in keys])) for c in lora[keys[0]]},
+    }
+
+
+def summary(name: str, result: dict) -> str:
+    """One line of ``compare``'s result."""
+    return (f"{name}: preference {result['win_rate']:.2f} ({result['wins']}W/{result['losses']}L/{result['ties']}T), "
+            f"oracle total {result['base']['total']:.3f} -> {result['lora']['total']:.3f}, "
+            f"smoothness {result['base']['smoothness']:.3f} -> {result['lora']['smoothness']:.3f}, "
+            f"shape {result['base']['shape_match']:.2f} -> {result['lora']['shape_match']:.2f}")
+
+
+def rescreen(root: Path, args: argparse.Namespace) -> None:
+    """A trained LoRA (``args.extra``) on the screen's prompts at ``args.scale``, without training again."""
+    pipe = load_pipeline(None)
+    base = screen_clips(pipe, root, args, None)
+    result = {"lora": args.extra, "lora_scale": args.scale, **compare(base, screen_clips(pipe, root, args, args.extra))}
+    out = RESULTS_DIR / f"dpo-screen-{Path(args.extra).parent.name}-scale{args.scale:g}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(f"{Path(args.extra).parent.name} at scale {args.scale:g}", result) + f"; wrote {out}")
+
+
+def run(root: Path, args: argparse.Namespace) -> None:
+    pipe = load_pipeline(None)
+    base = screen_clips(pipe, root, args, None)
 
     start = time.perf_counter()
     config = DPOConfig(data=str(args.data), output_dir=str(root / "runs" / args.name), num_frames=16,
@@ -157,33 +190,25 @@ def run(root: Path, args: argparse.Namespace) -> None:
     minutes = (time.perf_counter() - start) / 60
     implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", 16)
     unload_lora(pipe)
-    lora = clips(str(trained.lora_path))
-
-    keys = list(lora)
-    rate, _ = pairwise_win_rate([base[k]["total"] for k in keys], [lora[k]["total"] for k in keys])
-    wins, losses, ties = rate.wins, rate.losses, rate.ties
+    compared = compare(base, screen_clips(pipe, root, args, str(trained.lora_path)))
     result = {
         "name": args.name, "data": str(args.data), "lr": args.lr, "steps": args.steps, "beta": args.beta, "rpo_alpha": args.rpo_alpha,
-        "lora_scale": args.scale, "lora_target_modules": list(config.lora_target_modules), "comparisons": len(keys), "dpo_minutes": minutes,
+        "lora_scale": args.scale, "lora_target_modules": list(config.lora_target_modules), "dpo_minutes": minutes,
         "pairs": len((Path(args.data) / "metadata.jsonl").read_text().splitlines()),
         "heldout_implicit_accuracy": implicit["expected"], "heldout_implicit_accuracy_single_draw": implicit["single_draw"],
-        "wins": wins, "losses": losses, "ties": ties, "win_rate": rate.win_rate,
-        "base": {c: float(np.mean([base[k][c] for k in keys])) for c in base[keys[0]]},
-        "lora": {c: float(np.mean([lora[k][c] for k in keys])) for c in lora[keys[0]]},
+        **compared,
     }
     out = RESULTS_DIR / f"dpo-screen-{args.name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{args.name}: preference {result['win_rate']:.2f} ({wins}W/{losses}L/{ties}T), implicit "
-          f"{implicit['expected']:.2f}, oracle total {result['base']['total']:.3f} -> {result['lora']['total']:.3f}, "
-          f"smoothness {result['base']['smoothness']:.3f} -> {result['lora']['smoothness']:.3f}, "
-          f"shape {result['base']['shape_match']:.2f} -> {result['lora']['shape_match']:.2f}; wrote {out}")
+    print(summary(args.name, result) + f", implicit {implicit['expected']:.2f}; wrote {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("pools", "world-pairs", "motion-pairs", "mix", "run", "smoothness"))
+    parser.add_argument("step", choices=("pools", "world-pairs", "motion-pairs", "mix", "run", "rescreen", "smoothness"))
     parser.add_argument("root", type=Path)
-    parser.add_argument("extra", nargs="?", help="world-pairs: how many; motion-pairs: clips a prompt; run: the run's name")
+    parser.add_argument("extra", nargs="?", help="world-pairs: how many; motion-pairs: clips a prompt; run: the run's name; "
+                             "rescreen: a trained LoRA's weights file")
     parser.add_argument("--data", type=Path, help="run: pairs to train on (default: ROOT/train/export)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--steps", type=int, default=200)
@@ -205,6 +230,10 @@ def main() -> None:
         mix(args.root)
     elif args.step == "smoothness":
         smoothness()
+    elif args.step == "rescreen":
+        if not args.extra or not Path(args.extra).is_file():
+            parser.error("rescreen needs the path of a trained LoRA's weights file (ROOT/runs/NAME/pytorch_lora_weights.safetensors)")
+        rescreen(args.root, args)
     else:
         if not args.extra:
             parser.error("run needs a NAME")
