@@ -2,7 +2,7 @@
 
 Each step writes into ROOT, so later runs reuse its clips:
 
-    python bench/dpo_screen.py pools ROOT            # the default's pools, as bench/world.py builds them (~15 min)
+    python bench/dpo_screen.py pools ROOT            # the default's own pairs (world.py --pairs model) and the held-out pairs (~15 min)
     python bench/dpo_screen.py world-pairs ROOT 64   # world clip vs the default's continuation of its first frame
     python bench/dpo_screen.py mix ROOT              # the model's pairs and the world pairs in one export
     python bench/dpo_screen.py motion-pairs ROOT 4   # world clip vs the same spec along the default's motion (4 a prompt)
@@ -49,7 +49,8 @@ PAIR_COLUMNS = ("prompt", "video_w", "video_l")
 
 
 def build_pools(root: Path) -> None:
-    """The training pool (16 prompts x 6 clips) and held-out pairs (6 prompts x 6 clips) of bench/world.py."""
+    """The default's own clips on the training prompts (``WorldBench.clips_per_prompt`` each, bench/world.py's
+    ``--pairs model`` pool) into ROOT/train, and bench/world.py's held-out pairs into ROOT/heldout."""
     plan = WorldBench()
     pipe = load_pipeline(None)
     train = make_prompt_set("train", plan.pool_prompts, seed=2)
