@@ -5,9 +5,12 @@ Each step writes into ROOT, so later runs reuse its clips:
     python bench/dpo_screen.py pools ROOT            # the default's own pairs (world.py --pairs model) and the held-out pairs (~15 min)
     python bench/dpo_screen.py world-pairs ROOT 64   # world clip vs the default's continuation of its first frame
     python bench/dpo_screen.py mix ROOT              # the model's pairs and the world pairs in one export
+    python bench/dpo_screen.py mix ROOT --sources motion/export,redenoise_pairs   # any pair folders of ROOT
     python bench/dpo_screen.py motion-pairs ROOT 4   # world clip vs the same spec along the default's motion (4 a prompt)
     python bench/dpo_screen.py run ROOT NAME --data ROOT/world_pairs --lr 1e-4 --steps 200
     python bench/dpo_screen.py rescreen ROOT ROOT/runs/NAME/pytorch_lora_weights.safetensors --scale 1.5
+    python bench/dpo_screen.py redenoise-pairs ROOT 48  # world clip vs the default's re-denoising of it from mid noise
+    python bench/dpo_screen.py sft ROOT NAME --lr 3e-4 --steps 300   # control: more stage 1 on world clips, no pairs
     python bench/dpo_screen.py smoothness ROOT       # where jerky motion comes from: world, VAE or video UNet
 
 ``run`` trains a LoRA on the pairs given, measures its implicit accuracy on the held-out pairs
@@ -38,14 +41,15 @@ from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_exp
 
 from huvidpo.data.oracle import prefer, score_clip  # noqa: E402
 from huvidpo.data.video import read_video, write_video  # noqa: E402
-from huvidpo.data.world import make_prompt_set, render_clip, sample_specs  # noqa: E402
+from huvidpo.data.world import generate_world, make_prompt_set, render_clip, sample_specs  # noqa: E402
 from huvidpo.eval import pairwise_win_rate  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
 from huvidpo.hub import load_pipeline, unload_lora  # noqa: E402
-from huvidpo.training import DPOConfig, train_dpo  # noqa: E402
+from huvidpo.training import DPOConfig, Stage1Config, train_dpo, train_stage1  # noqa: E402
 
 SETTINGS = GenerationSettings(prompt="-", frames=16, steps=25, image_steps=25)
 PAIR_COLUMNS = ("prompt", "video_w", "video_l")
+MIX_SOURCES = ("train/export", "world_pairs")  # mix's default: the model's own pairs and the world pairs
 
 
 def build_pools(root: Path) -> None:
@@ -87,52 +91,112 @@ def build_motion_pairs(root: Path, clips_per_prompt: int) -> None:
                                   specs=specs, pairs="motion"))
 
 
-def mix(root: Path) -> None:
-    """One export with the model's own pairs (root/train/export) and the world pairs."""
-    out = root / "mixed"
+@torch.no_grad()
+def redenoise(pipe, frames: np.ndarray, prompt: str, start: int, seed: int) -> np.ndarray:
+    """``frames`` (uint8 f h w 3) noised to step ``start`` of ``SETTINGS.steps`` and denoised from there by the
+    pipeline's video UNet with DDIM and guidance, frame 0 kept clean (as the pipeline does): SDEdit of a clip.
+    ``start`` 0 is a generation from the clip's first frame (without the pipeline's shared noise and AdaIN),
+    ``SETTINGS.steps`` the VAE round trip."""
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(SETTINGS.steps)
+    timesteps = scheduler.timesteps[start:]
+    pixels = torch.from_numpy(frames).float().permute(0, 3, 1, 2)[None] / 127.5 - 1
+    clean = pipe.encode_video(pixels)
+    embeds = torch.cat([pipe.encode_prompt([""], pipe.device), pipe.encode_prompt([prompt], pipe.device)])
+    latents = clean.clone()
+    if len(timesteps):
+        noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed))
+        latents[:, :, 1:] = scheduler.add_noise(clean[:, :, 1:], noise[:, :, 1:], timesteps[:1])
+    for t in timesteps:
+        model_input = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+        model_input[:, :, :1] = clean[:, :, :1]
+        uncond, text = pipe.unet(model_input, t, encoder_hidden_states=embeds).sample.chunk(2)
+        guided = uncond + SETTINGS.guidance * (text - uncond)
+        latents[:, :, 1:] = scheduler.step(guided[:, :, 1:], t, latents[:, :, 1:]).prev_sample
+    video = pipe.decode_latents(latents)[0]
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+REDENOISE_STARTS = (10, 15)  # of 25 steps: from t 599 and t 399
+
+
+def build_redenoise_pairs(root: Path, count: int) -> None:
+    """``count`` training specs: the world's clip vs the default's re-denoising of it from each of
+    ``REDENOISE_STARTS`` (the same shape on the same track, plus the jitter the video UNet adds); the oracle
+    decides each pair (ties dropped)."""
+    out = root / "redenoise_pairs"
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    pipe = load_pipeline(None)
+    rows, votes = [], {"left": 0, "right": 0, "tie": 0}
+    for i, spec in enumerate(sample_specs(count, seed=5, split="train")):
+        real = render_clip(spec, SETTINGS.frames)
+        a = f"videos/{i:05d}_world.mp4"
+        write_video(real, out / a)
+        for start in REDENOISE_STARTS:
+            b = f"videos/{i:05d}_from{start}.mp4"
+            write_video(redenoise(pipe, real, spec.prompt, start, seed=i), out / b)
+            vote = prefer(read_video(out / a), read_video(out / b), spec.prompt)
+            votes[vote] += 1
+            if vote != "tie":
+                rows.append(dict(zip(PAIR_COLUMNS, (spec.prompt, *((a, b) if vote == "left" else (b, a))))))
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"oracle votes: world clip {votes['left']}, re-denoised {votes['right']}, tie {votes['tie']}")
+
+
+def mix(root: Path, sources: list[str]) -> None:
+    """One export with the pairs of each of ``sources`` (pair folders under ROOT), in ROOT/mixed (the model's
+    own pairs and the world pairs, the default) or ROOT/mixed-<sources>."""
+    default = sources == list(MIX_SOURCES)
+    out = root / ("mixed" if default else "mixed-" + "-".join(Path(s).parts[0] for s in sources))
     (out / "videos").mkdir(parents=True, exist_ok=True)
     rows = []
-    for prefix, source in (("model", root / "train" / "export"), ("world", root / "world_pairs")):
-        for line in (source / "metadata.jsonl").read_text().splitlines():
+    for source in sources:
+        prefix = {"train/export": "model", "world_pairs": "world"}.get(source, Path(source).parts[0])
+        for line in (root / source / "metadata.jsonl").read_text().splitlines():
             row = json.loads(line)
             for key in ("video_w", "video_l"):
                 target = out / "videos" / f"{prefix}_{Path(row[key]).name}"
                 if not target.exists():
-                    os.link(source / row[key], target)
+                    os.link(root / source / row[key], target)
                 row[key] = target.relative_to(out).as_posix()
             rows.append({key: row[key] for key in PAIR_COLUMNS})
     (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"{len(rows)} pairs in {out}")
 
 
+SMOOTHNESS_STARTS = (20, 15, 10, 5)  # of 25 steps: re-denoising from t 199, 399, 599, 799
+
+
 @torch.no_grad()
 def smoothness(count: int = 8) -> None:
-    """The oracle's smoothness of held-out world clips, of the same clips through the VAE and back, and of the
-    default's clips of their prompts: the part of the pipeline that makes motion jerky is the one where it drops."""
+    """The oracle's smoothness of held-out world clips, of the same clips through the VAE and back, of the
+    default's re-denoising of them from each of ``SMOOTHNESS_STARTS`` (at what noise level the jitter comes
+    in), and of the default's clips of their prompts: the part of the pipeline that makes motion jerky is the
+    one where it drops."""
     pipe = load_pipeline(None)
+    names = ("world", "vae_round_trip", *(f"redenoised_from_step_{s}" for s in SMOOTHNESS_STARTS), "generated")
     rows = []
     for i, spec in enumerate(sample_specs(count, seed=1, split="heldout")):
         world = render_clip(spec, SETTINGS.frames)
-        pixels = torch.from_numpy(world).float().permute(0, 3, 1, 2) / 127.5 - 1
-        decoded = pipe.vae.decode(pipe.vae.encode(pixels).latent_dist.mode()).sample
-        round_trip = ((decoded.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-        made, _ = generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i))
-        rows.append({"prompt": spec.prompt, **{name: score_clip(clip, spec.prompt).smoothness for name, clip in
-                                               (("world", world), ("vae_round_trip", round_trip), ("generated", made))}})
-    means = {name: float(np.mean([r[name] for r in rows])) for name in ("world", "vae_round_trip", "generated")}
+        clips = [world, redenoise(pipe, world, spec.prompt, SETTINGS.steps, seed=i),
+                 *(redenoise(pipe, world, spec.prompt, start, seed=i) for start in SMOOTHNESS_STARTS),
+                 generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i))[0]]
+        rows.append({"prompt": spec.prompt, **{name: score_clip(clip, spec.prompt).smoothness for name, clip in zip(names, clips)}})
+    means = {name: float(np.mean([r[name] for r in rows])) for name in names}
     out = RESULTS_DIR / "smoothness.json"
-    out.write_text(json.dumps({"clips": len(rows), "mean": means, "rows": rows}, indent=2) + "\n")
+    out.write_text(json.dumps({"clips": len(rows), "steps": SETTINGS.steps, "mean": means, "rows": rows}, indent=2) + "\n")
     print(f"smoothness over {len(rows)} held-out specs: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
           + f"; wrote {out}")
 
 
-def screen_clips(pipe, root: Path, args: argparse.Namespace, lora: str | None) -> dict[str, dict[str, float]]:
+def screen_clips(pipe, root: Path, args: argparse.Namespace, lora: str | None, cache: bool = True) -> dict[str, dict[str, float]]:
     """Oracle scores of the screen's clips (the last ``args.prompts`` held-out prompts x ``args.seeds`` seeds)
-    with ``lora`` at ``args.scale``, or without a LoRA; base clips are cached in ROOT/base_eval.json."""
+    with ``lora`` at ``args.scale``, or without a LoRA; base clips are cached in ROOT/base_eval.json
+    (``cache`` False: ``pipe`` is not the base, neither read nor write the cache)."""
     count = WorldBench().heldout_prompts  # the last prompts of bench/world.py's held-out set
     heldout = make_prompt_set("heldout", count, seed=1)[count - args.prompts:]
     base_cache = root / "base_eval.json"
-    cached = json.loads(base_cache.read_text()) if base_cache.exists() else {}
+    cached = json.loads(base_cache.read_text()) if cache and base_cache.exists() else {}
     scores = {}
     for prompt in heldout:
         for seed in range(args.seeds):
@@ -143,7 +207,7 @@ def screen_clips(pipe, root: Path, args: argparse.Namespace, lora: str | None) -
             frames, _ = generate(pipe, replace(SETTINGS, prompt=prompt, seed=seed, lora=lora, lora_scale=args.scale))
             score = score_clip(frames, prompt)
             scores[key] = {**score.components(), "total": score.total}
-    if lora is None:
+    if lora is None and cache:
         partial = base_cache.with_suffix(f".{os.getpid()}")
         partial.write_text(json.dumps({**cached, **scores}))
         partial.replace(base_cache)  # atomic: parallel runs may share the cache
@@ -204,11 +268,31 @@ def run(root: Path, args: argparse.Namespace) -> None:
     print(summary(args.name, result) + f", implicit {implicit['expected']:.2f}; wrote {out}")
 
 
+def sft(root: Path, args: argparse.Namespace) -> None:
+    """The control for a DPO screen: ``args.steps`` more stage-1 steps (the stage-1 parameters, plain denoising
+    loss) on 256 world clips, with no pairs, scored on the screen's clips like ``run``."""
+    pipe = load_pipeline(None)
+    base = screen_clips(pipe, root, args, None)
+    clips = root / "world_clips"
+    if not (clips / "metadata.jsonl").exists():
+        generate_world(clips, 256, seed=77, num_frames=SETTINGS.frames)
+    start = time.perf_counter()
+    config = Stage1Config(data=str(clips), output_dir=str(root / "runs" / args.name), num_frames=SETTINGS.frames,
+                          max_steps=args.steps, learning_rate=args.lr, batch_size=2, random_start_frame=False,
+                          horizontal_flip=False, cache_latents=True, checkpointing_steps=0, overwrite_output_dir=True)
+    train_stage1(config, pipe=pipe)
+    result = {"name": args.name, "stage1_steps": args.steps, "lr": args.lr, "world_clips": 256,
+              "minutes": (time.perf_counter() - start) / 60, **compare(base, screen_clips(pipe, root, args, None, cache=False))}
+    out = RESULTS_DIR / f"dpo-screen-{args.name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(args.name, result) + f"; wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("pools", "world-pairs", "motion-pairs", "mix", "run", "rescreen", "smoothness"))
+    parser.add_argument("step", choices=("pools", "world-pairs", "motion-pairs", "redenoise-pairs", "mix", "run", "rescreen", "sft", "smoothness"))
     parser.add_argument("root", type=Path)
-    parser.add_argument("extra", nargs="?", help="world-pairs: how many; motion-pairs: clips a prompt; run: the run's name; "
+    parser.add_argument("extra", nargs="?", help="world-pairs, redenoise-pairs: how many; motion-pairs: clips a prompt; run, sft: the run's name; "
                              "rescreen: a trained LoRA's weights file")
     parser.add_argument("--data", type=Path, help="run: pairs to train on (default: ROOT/train/export)")
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -217,6 +301,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="LoRA scale when generating")
     parser.add_argument("--rpo-alpha", type=float, default=0.0, help="run: weight of the winners' denoising loss")
     parser.add_argument("--targets", help="run: LoRA target modules, comma-separated (default: DPOConfig's)")
+    parser.add_argument("--sources", default=",".join(MIX_SOURCES), help="mix: pair folders under ROOT, comma-separated")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
@@ -227,8 +312,10 @@ def main() -> None:
         build_world_pairs(args.root, int(args.extra or 64))
     elif args.step == "motion-pairs":
         build_motion_pairs(args.root, int(args.extra or 4))
+    elif args.step == "redenoise-pairs":
+        build_redenoise_pairs(args.root, int(args.extra or 48))
     elif args.step == "mix":
-        mix(args.root)
+        mix(args.root, args.sources.split(","))
     elif args.step == "smoothness":
         smoothness()
     elif args.step == "rescreen":
@@ -237,8 +324,11 @@ def main() -> None:
         rescreen(args.root, args)
     else:
         if not args.extra:
-            parser.error("run needs a NAME")
+            parser.error(f"{args.step} needs a NAME")
         args.name = args.extra
+        if args.step == "sft":
+            sft(args.root, args)
+            return
         args.data = args.data or args.root / "train" / "export"
         run(args.root, args)
 
