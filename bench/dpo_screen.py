@@ -63,24 +63,35 @@ def build_pools(root: Path) -> None:
     print("heldout", oracle_export(pipe, root / "heldout", heldout, plan.heldout_clips_per_prompt, SETTINGS))
 
 
-def build_world_pairs(root: Path, count: int) -> None:
-    """``count`` training specs: the world's clip vs the default's continuation of its first frame; the oracle
-    decides each pair (ties dropped)."""
-    out = root / "world_pairs"
+def world_clip_pairs(out: Path, count: int, rivals) -> dict[str, int]:
+    """``count`` training specs, each the world's clip against every clip ``rivals(spec, world_clip, i)`` returns
+    as ``(name, frames)``; the oracle decides each pair (ties dropped) into ``out`` (a pairs folder). Returns
+    the votes: ``left`` for the world clip, ``right`` for the rival."""
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(None)
     rows, votes = [], {"left": 0, "right": 0, "tie": 0}
     for i, spec in enumerate(sample_specs(count, seed=5, split="train")):
         real = render_clip(spec, SETTINGS.frames)
-        made, _ = generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i), image=PIL.Image.fromarray(real[0]))
-        a, b = f"videos/{i:05d}_world.mp4", f"videos/{i:05d}_model.mp4"
+        a = f"videos/{i:05d}_world.mp4"
         write_video(real, out / a)
-        write_video(made, out / b)
-        vote = prefer(read_video(out / a), read_video(out / b), spec.prompt)
-        votes[vote] += 1
-        if vote != "tie":
-            rows.append(dict(zip(PAIR_COLUMNS, (spec.prompt, *((a, b) if vote == "left" else (b, a))))))
+        for name, frames in rivals(spec, real, i):
+            b = f"videos/{i:05d}_{name}.mp4"
+            write_video(frames, out / b)
+            vote = prefer(read_video(out / a), read_video(out / b), spec.prompt)
+            votes[vote] += 1
+            if vote != "tie":
+                rows.append(dict(zip(PAIR_COLUMNS, (spec.prompt, *((a, b) if vote == "left" else (b, a))))))
     (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return votes
+
+
+def build_world_pairs(root: Path, count: int) -> None:
+    """``count`` training specs: the world's clip vs the default's continuation of its first frame."""
+    pipe = load_pipeline(None)
+
+    def continuation(spec, real, i):
+        yield "model", generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i), image=PIL.Image.fromarray(real[0]))[0]
+
+    votes = world_clip_pairs(root / "world_pairs", count, continuation)
     print(f"oracle votes: world clip {votes['left']}, model clip {votes['right']}, tie {votes['tie']}")
 
 
@@ -122,24 +133,14 @@ REDENOISE_STARTS = (10, 15)  # of 25 steps: from t 599 and t 399
 
 def build_redenoise_pairs(root: Path, count: int) -> None:
     """``count`` training specs: the world's clip vs the default's re-denoising of it from each of
-    ``REDENOISE_STARTS`` (the same shape on the same track, plus the jitter the video UNet adds); the oracle
-    decides each pair (ties dropped)."""
-    out = root / "redenoise_pairs"
-    (out / "videos").mkdir(parents=True, exist_ok=True)
+    ``REDENOISE_STARTS`` (the same shape on the same track, plus the jitter the video UNet adds)."""
     pipe = load_pipeline(None)
-    rows, votes = [], {"left": 0, "right": 0, "tie": 0}
-    for i, spec in enumerate(sample_specs(count, seed=5, split="train")):
-        real = render_clip(spec, SETTINGS.frames)
-        a = f"videos/{i:05d}_world.mp4"
-        write_video(real, out / a)
+
+    def redenoised(spec, real, i):
         for start in REDENOISE_STARTS:
-            b = f"videos/{i:05d}_from{start}.mp4"
-            write_video(redenoise(pipe, real, spec.prompt, start, seed=i), out / b)
-            vote = prefer(read_video(out / a), read_video(out / b), spec.prompt)
-            votes[vote] += 1
-            if vote != "tie":
-                rows.append(dict(zip(PAIR_COLUMNS, (spec.prompt, *((a, b) if vote == "left" else (b, a))))))
-    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            yield f"from{start}", redenoise(pipe, real, spec.prompt, start, seed=i)
+
+    votes = world_clip_pairs(root / "redenoise_pairs", count, redenoised)
     print(f"oracle votes: world clip {votes['left']}, re-denoised {votes['right']}, tie {votes['tie']}")
 
 
