@@ -103,11 +103,12 @@ def build_motion_pairs(root: Path, clips_per_prompt: int) -> None:
 
 
 @torch.no_grad()
-def redenoise(pipe, frames: np.ndarray, prompt: str, start: int, seed: int) -> np.ndarray:
+def redenoise(pipe, frames: np.ndarray, prompt: str, start: int, seed: int, per_frame: bool = False) -> np.ndarray:
     """``frames`` (uint8 f h w 3) noised to step ``start`` of ``SETTINGS.steps`` and denoised from there by the
     pipeline's video UNet with DDIM and guidance, frame 0 kept clean (as the pipeline does): SDEdit of a clip.
     ``start`` 0 is a generation from the clip's first frame (without the pipeline's shared noise and AdaIN),
-    ``SETTINGS.steps`` the VAE round trip."""
+    ``SETTINGS.steps`` the VAE round trip. ``per_frame``: denoise with the first-frame (image) model's UNet, each
+    frame on its own, to see what the video UNet's temporal layers add."""
     scheduler = pipe.scheduler
     scheduler.set_timesteps(SETTINGS.steps)
     timesteps = scheduler.timesteps[start:]
@@ -121,7 +122,14 @@ def redenoise(pipe, frames: np.ndarray, prompt: str, start: int, seed: int) -> n
     for t in timesteps:
         model_input = scheduler.scale_model_input(torch.cat([latents] * 2), t)
         model_input[:, :, :1] = clean[:, :, :1]
-        uncond, text = pipe.unet(model_input, t, encoder_hidden_states=embeds).sample.chunk(2)
+        if per_frame:
+            flat = model_input.transpose(1, 2).flatten(0, 1)  # (2 f) c h w
+            states = embeds.repeat_interleave(model_input.shape[2], dim=0)
+            output = pipe.image_pipeline.unet(flat, t, encoder_hidden_states=states).sample
+            output = output.unflatten(0, model_input.shape[:1] + model_input.shape[2:3]).transpose(1, 2)
+        else:
+            output = pipe.unet(model_input, t, encoder_hidden_states=embeds).sample
+        uncond, text = output.chunk(2)
         guided = uncond + SETTINGS.guidance * (text - uncond)
         latents[:, :, 1:] = scheduler.step(guided[:, :, 1:], t, latents[:, :, 1:]).prev_sample
     video = pipe.decode_latents(latents)[0]
@@ -172,15 +180,17 @@ SMOOTHNESS_STARTS = (20, 15, 10, 5)  # of 25 steps: re-denoising from t 199, 399
 def smoothness(count: int = 8) -> None:
     """The oracle's smoothness of held-out world clips, of the same clips through the VAE and back, of the
     default's re-denoising of them from each of ``SMOOTHNESS_STARTS`` (at what noise level the jitter comes
-    in), and of the default's clips of their prompts: the part of the pipeline that makes motion jerky is the
+    in; from the first two also by the image UNet frame by frame), and of the default's clips of their prompts: the part of the pipeline that makes motion jerky is the
     one where it drops."""
     pipe = load_pipeline(None)
-    names = ("world", "vae_round_trip", *(f"redenoised_from_step_{s}" for s in SMOOTHNESS_STARTS), "generated")
+    names = ("world", "vae_round_trip", *(f"redenoised_from_step_{s}" for s in SMOOTHNESS_STARTS),
+             *(f"image_unet_per_frame_from_step_{s}" for s in SMOOTHNESS_STARTS[:2]), "generated")
     rows = []
     for i, spec in enumerate(sample_specs(count, seed=1, split="heldout")):
         world = render_clip(spec, SETTINGS.frames)
         clips = [world, redenoise(pipe, world, spec.prompt, SETTINGS.steps, seed=i),
                  *(redenoise(pipe, world, spec.prompt, start, seed=i) for start in SMOOTHNESS_STARTS),
+                 *(redenoise(pipe, world, spec.prompt, start, seed=i, per_frame=True) for start in SMOOTHNESS_STARTS[:2]),
                  generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i))[0]]
         rows.append({"prompt": spec.prompt, **{name: score_clip(clip, spec.prompt).smoothness for name, clip in zip(names, clips)}})
     means = {name: float(np.mean([r[name] for r in rows])) for name in names}
