@@ -180,8 +180,8 @@ SMOOTHNESS_STARTS = (20, 15, 10, 5)  # of 25 steps: re-denoising from t 199, 399
 def smoothness(count: int = 8) -> None:
     """The oracle's smoothness of held-out world clips, of the same clips through the VAE and back, of the
     default's re-denoising of them from each of ``SMOOTHNESS_STARTS`` (at what noise level the jitter comes
-    in; from the first two also by the image UNet frame by frame), and of the default's clips of their prompts: the part of the pipeline that makes motion jerky is the
-    one where it drops."""
+    in; from the first two also by the image UNet frame by frame), and of the default's clips of their
+    prompts: the part of the pipeline that makes motion jerky is the one where it drops."""
     pipe = load_pipeline(None)
     names = ("world", "vae_round_trip", *(f"redenoised_from_step_{s}" for s in SMOOTHNESS_STARTS),
              *(f"image_unet_per_frame_from_step_{s}" for s in SMOOTHNESS_STARTS[:2]), "generated")
