@@ -244,14 +244,20 @@ def summary(name: str, result: dict) -> str:
             f"shape {result['base']['shape_match']:.2f} -> {result['lora']['shape_match']:.2f}")
 
 
+def write_screen(name: str, result: dict, label: str | None = None, tail: str = "") -> None:
+    """bench/results/dpo-screen-NAME.json, and ``summary``'s line (of ``label``, default NAME) plus ``tail``."""
+    out = RESULTS_DIR / f"dpo-screen-{name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(label or name, result) + f"{tail}; wrote {out}")
+
+
 def rescreen(root: Path, args: argparse.Namespace) -> None:
     """A trained LoRA (``args.extra``) on the screen's prompts at ``args.scale``, without training again."""
     pipe = load_pipeline(None)
     base = screen_clips(pipe, root, args, None)
     result = {"lora": args.extra, "lora_scale": args.scale, **compare(base, screen_clips(pipe, root, args, args.extra))}
-    out = RESULTS_DIR / f"dpo-screen-{Path(args.extra).parent.name}-scale{args.scale:g}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(summary(f"{Path(args.extra).parent.name} at scale {args.scale:g}", result) + f"; wrote {out}")
+    run_name = Path(args.extra).parent.name
+    write_screen(f"{run_name}-scale{args.scale:g}", result, label=f"{run_name} at scale {args.scale:g}")
 
 
 def run(root: Path, args: argparse.Namespace) -> None:
@@ -274,29 +280,28 @@ def run(root: Path, args: argparse.Namespace) -> None:
         "heldout_implicit_accuracy": implicit["expected"], "heldout_implicit_accuracy_single_draw": implicit["single_draw"],
         **compared,
     }
-    out = RESULTS_DIR / f"dpo-screen-{args.name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(summary(args.name, result) + f", implicit {implicit['expected']:.2f}; wrote {out}")
+    write_screen(args.name, result, tail=f", implicit {implicit['expected']:.2f}")
+
+
+SFT_CLIPS = 256  # world clips the sft control trains on
 
 
 def sft(root: Path, args: argparse.Namespace) -> None:
     """The control for a DPO screen: ``args.steps`` more stage-1 steps (the stage-1 parameters, plain denoising
-    loss) on 256 world clips, with no pairs, scored on the screen's clips like ``run``."""
+    loss) on ``SFT_CLIPS`` world clips, with no pairs, scored on the screen's clips like ``run``."""
     pipe = load_pipeline(None)
     base = screen_clips(pipe, root, args, None)
     clips = root / "world_clips"
     if not (clips / "metadata.jsonl").exists():
-        generate_world(clips, 256, seed=77, num_frames=SETTINGS.frames)
+        generate_world(clips, SFT_CLIPS, seed=77, num_frames=SETTINGS.frames)
     start = time.perf_counter()
     config = Stage1Config(data=str(clips), output_dir=str(root / "runs" / args.name), num_frames=SETTINGS.frames,
                           max_steps=args.steps, learning_rate=args.lr, batch_size=2, random_start_frame=False,
                           horizontal_flip=False, cache_latents=True, checkpointing_steps=0, overwrite_output_dir=True)
     train_stage1(config, pipe=pipe)
-    result = {"name": args.name, "stage1_steps": args.steps, "lr": args.lr, "world_clips": 256,
+    result = {"name": args.name, "stage1_steps": args.steps, "lr": args.lr, "world_clips": SFT_CLIPS,
               "minutes": (time.perf_counter() - start) / 60, **compare(base, screen_clips(pipe, root, args, None, cache=False))}
-    out = RESULTS_DIR / f"dpo-screen-{args.name}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(summary(args.name, result) + f"; wrote {out}")
+    write_screen(args.name, result)
 
 
 def main() -> None:
