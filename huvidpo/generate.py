@@ -3,6 +3,11 @@
 On a CPU with the embedded default this takes seconds::
 
     python -m huvidpo.generate --prompt "a red circle moving left on a blue background" --frames 16 --steps 25 --seed 0 --out clip.mp4
+
+Video-to-video re-draws a clip from part-way through the schedule, its first frame kept (``--frames``
+follows the clip)::
+
+    python -m huvidpo.generate --prompt "a red circle moving left on a blue background" --video clip.mp4 --strength 0.4 --out redrawn.mp4
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .data.video import write_video
+from .data.video import read_video, write_video
 from .hub import load_lora, load_pipeline, unload_lora
-from .pipeline import HuViDPOPipeline
+from .pipeline import HuViDPOPipeline, VideoInput, denoising_steps
 
 
 @dataclass
@@ -58,19 +63,25 @@ def generate(
     settings: GenerationSettings,
     image: PIL.Image.Image | None = None,
     step_callback: Callable[[int, int], None] | None = None,
+    video: VideoInput | None = None,
+    strength: float = 1.0,
 ) -> tuple[np.ndarray, PIL.Image.Image]:
-    """One clip: frames (f, h, w, 3) float in [0, 1] and the first frame. ``step_callback(step, total)`` per step."""
+    """One clip: frames (f, h, w, 3) float in [0, 1] and the first frame. ``step_callback(step, total)`` per step.
+    With ``video``, video-to-video at ``strength`` (the pipeline's); ``settings.frames`` is then the video's length."""
     apply_lora(pipe, settings.lora, settings.lora_scale)
+    total = denoising_steps(settings.steps, strength)
 
     def on_step_end(pipeline, step, timestep, callback_kwargs):
-        step_callback(step + 1, settings.steps)
+        step_callback(step + 1, total)
         return callback_kwargs
 
     out = pipe(
         prompt=settings.prompt,
         negative_prompt=settings.negative_prompt or None,
         image=image,
-        num_frames=settings.frames,
+        video=video,
+        strength=strength,
+        num_frames=len(video) if video is not None else settings.frames,
         height=settings.height,
         width=settings.width,
         num_inference_steps=settings.steps,
@@ -89,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="HuViDPO or SD 1.x pipeline folder or Hub id (default: embedded).")
     parser.add_argument("--image-model", default=None, help="First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1).")
     parser.add_argument("--image", default=None, help="First frame as an image file (image-to-video).")
+    parser.add_argument("--video", default=None, help="A clip (mp4, gif, ...) to re-draw (video-to-video); its first frame is kept.")
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help="With --video: share of the steps that re-draw it (0.2 small changes, 1 all of it).")
     parser.add_argument("--out", default="clip.mp4", help="Where to write the mp4 (a .gif/.webp preview is written too with --preview).")
     parser.add_argument("--preview", choices=["gif", "webp"], default=None, help="Also write an animated preview.")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu).")
@@ -109,9 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = GenerationSettings(**{f.name: getattr(args, f.name) for f in fields(GenerationSettings)})
     try:
+        if args.strength != 1.0 and not args.video:
+            raise ValueError(f"--strength {args.strength} needs --video, the clip to re-draw.")
         image = PIL.Image.open(args.image).convert("RGB") if args.image else None
+        video = read_video(args.video) if args.video else None
+        if video is not None:
+            settings.frames = len(video)
         pipe = load_pipeline(args.model, image_model=args.image_model, device=args.device)
-        frames, _ = generate(pipe, settings, image=image)
+        frames, _ = generate(pipe, settings, image=image, video=video, strength=args.strength)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

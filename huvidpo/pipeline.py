@@ -4,11 +4,14 @@ The first frame is VAE-encoded into latent frame 0, which stays clean through th
 scheduler only steps frames 1..N-1, and frame 0 is written back before every UNet call, exactly as in
 training (where frame 0 is excluded from the loss). Two options of the original sampler are here
 too: noise shared across frames (a fraction of frame 0's noise mixed into every frame) and AdaIN of
-each frame's latent statistics to frame 0's.
+each frame's latent statistics to frame 0's. Given a ``video`` and a ``strength`` below 1, the call is
+video-to-video (SDEdit, as in diffusers' img2img and video-to-video pipelines): the clip is noised to
+the step that ``strength`` names and denoised from there, its first frame kept as the condition.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,11 +24,20 @@ from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .models import VideoUNet
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
+# One clip: frames as a list of PIL images, ``f h w 3`` numpy (uint8, or float in [0, 1]) or ``f 3 h w`` tensor in [-1, 1].
+VideoInput = list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+def denoising_steps(num_inference_steps: int, strength: float) -> int:
+    """How many of ``num_inference_steps`` a call at ``strength`` runs: diffusers' img2img rule (the whole steps in
+    ``num_inference_steps * strength``), but ``1 - 0.8`` of 25 steps is 5 steps, not the 4 float rounding gives."""
+    return min(math.floor(num_inference_steps * strength + 1e-9), num_inference_steps)
 
 
 @dataclass
@@ -80,6 +92,7 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor)
 
     @property
     def default_size(self) -> tuple[int, int]:
@@ -99,6 +112,8 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         guidance_scale: float,
         shared_noise: float,
         callback_on_step_end_tensor_inputs: list[str] | None,
+        video: VideoInput | None = None,
+        strength: float = 1.0,
     ) -> None:
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
@@ -114,7 +129,31 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 )
         if isinstance(image, list) and len(image) != len(prompts):
             raise ValueError(f"Got {len(image)} first-frame images for {len(prompts)} prompts; give one per prompt or a single image.")
-        if image is None and self.image_pipeline is None:
+        if video is not None:
+            one_clip = (isinstance(video, (np.ndarray, torch.Tensor)) and video.ndim == 4) or (
+                isinstance(video, list) and bool(video) and all(isinstance(f, PIL.Image.Image) for f in video)
+            )
+            if not one_clip:
+                raise ValueError(
+                    "video must be one clip: a list of PIL images, an (f, h, w, 3) array or an (f, 3, h, w) tensor; "
+                    f"got {type(video).__name__}{tuple(getattr(video, 'shape', ()))}."
+                )
+            if image is not None:
+                raise ValueError("Got both a first-frame image and a video: the video's first frame is the condition, so pass one of them.")
+            if len(prompts) != 1:
+                raise ValueError(f"Video-to-video takes one prompt per call, got {len(prompts)}.")
+            if len(video) != num_frames:
+                raise ValueError(f"The video has {len(video)} frames but num_frames is {num_frames}: leave num_frames out or trim the video.")
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength is the share of the steps that re-draw the video: use (0, 1], got {strength}.")
+        if strength < 1.0 and video is None:
+            raise ValueError(f"strength {strength} needs a video to start from; without one, leave strength at 1.")
+        if video is not None and isinstance(num_inference_steps, int) and denoising_steps(num_inference_steps, strength) < 1:
+            raise ValueError(
+                f"strength {strength} of {num_inference_steps} steps leaves no step to run: raise strength to at least "
+                f"{1 / num_inference_steps:.3g} or use more steps."
+            )
+        if image is None and video is None and self.image_pipeline is None:
             raise ValueError("No first frame: pass an image, or load the pipeline with a first-frame (text-to-image) model.")
         if not isinstance(num_frames, int) or num_frames < 2:
             raise ValueError(f"num_frames must be an integer >= 2 (frame 0 is the first frame), got {num_frames}.")
@@ -181,6 +220,14 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         decoded = [self.vae.decode(chunk.to(self.vae.dtype)).sample for chunk in flat.split(chunk_size)]
         return torch.cat(decoded).unflatten(0, (batch, num_frames))
 
+    def preprocess_video(self, video: VideoInput, height: int, width: int) -> torch.Tensor:
+        """One clip -> frames ``1 f 3 h w`` in [-1, 1], resized and cropped like a first-frame image."""
+        if isinstance(video, np.ndarray) and video.dtype == np.uint8:
+            video = video.astype(np.float32) / 255.0
+        if isinstance(video, torch.Tensor):
+            video = (video.float() / 2 + 0.5).clamp(0, 1)  # VaeImageProcessor takes tensors in [0, 1]
+        return self.video_processor.preprocess_video(video, height=height, width=width, resize_mode="crop").transpose(1, 2)
+
     def prepare_latents(
         self,
         batch_size: int,
@@ -192,7 +239,11 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         device: torch.device,
         generator: torch.Generator | list[torch.Generator] | None,
         latents: torch.Tensor | None = None,
+        video_latents: torch.Tensor | None = None,
+        timestep: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Initial noise ``b c f h w`` (``latents``, or sampled with ``shared_noise``); with ``video_latents``, the
+        clip noised to ``timestep`` with it instead."""
         shape = (
             batch_size,
             self.unet.config.in_channels,
@@ -207,6 +258,8 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 latents = (1 - shared_noise) ** 0.5 * latents + shared_noise**0.5 * latents[:, :, :1]
         elif latents.shape != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
+        if video_latents is not None:
+            return self.scheduler.add_noise(video_latents, latents.to(device), timestep.reshape(1))
         return latents.to(device) * self.scheduler.init_noise_sigma
 
     @property
@@ -223,7 +276,7 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         prompt: str | list[str],
         negative_prompt: str | list[str] | None = None,
         image: ImageInput | list[ImageInput] | None = None,
-        num_frames: int = 16,
+        num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 50,
@@ -232,6 +285,8 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         adain: bool = False,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        video: VideoInput | None = None,
+        strength: float = 1.0,
         output_type: str = "np",
         return_dict: bool = True,
         image_pipeline_kwargs: dict | None = None,
@@ -244,7 +299,7 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             prompt: what the video shows.
             negative_prompt: what to steer away from (needs ``guidance_scale > 1``).
             image: the first frame (image-to-video); when None, the first-frame model draws it from the prompt.
-            num_frames: frames including the first frame (>= 2).
+            num_frames: frames including the first frame (>= 2); default 16, or the video's length.
             height, width: in pixels, multiples of the VAE factor; default from the UNet's sample size.
             num_inference_steps: denoising steps (the original uses 50 DDIM steps).
             guidance_scale: classifier-free guidance (the original uses 12.5); <= 1 disables it.
@@ -252,6 +307,10 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             adain: match each frame's latent statistics to frame 0 before decoding.
             generator: seeds the first-frame model and the video noise.
             latents: initial noise ``b c f h w`` instead of sampling it.
+            video: a clip to re-draw (video-to-video): its first frame is the condition, frames 1..N-1 are noised to
+                the step ``strength`` names and denoised from there; one prompt per call.
+            strength: with ``video``, the share of the ``num_inference_steps`` schedule that runs (1: all of it, from
+                as much noise as text-to-video; 0.2: the last fifth, small changes).
             output_type: "np", "pil", "pt" or "latent".
             image_pipeline_kwargs: extra arguments for the first-frame model (steps, guidance, size).
             callback_on_step_end: ``fn(pipe, step, timestep, callback_kwargs) -> dict`` after each step;
@@ -261,9 +320,11 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         default_height, default_width = self.default_size
         height = height or default_height
         width = width or default_width
+        if num_frames is None:
+            num_frames = len(video) if video is not None else 16
         self.check_inputs(
             prompt, negative_prompt, image, num_frames, height, width, num_inference_steps,
-            guidance_scale, shared_noise, callback_on_step_end_tensor_inputs,
+            guidance_scale, shared_noise, callback_on_step_end_tensor_inputs, video, strength,
         )
         if output_type not in ("np", "pil", "pt", "latent"):
             raise ValueError(f"output_type must be 'np', 'pil', 'pt' or 'latent', got {output_type!r}.")
@@ -282,17 +343,28 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             negative_embeds = self.encode_prompt(negatives or [""] * batch_size, device)
             prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
 
-        # 3. First frame -> clean latent frame 0
-        first_images = self.make_first_frames(prompts, negatives, image, height, width, generator, image_pipeline_kwargs)
-        first_latents = self.encode_first_frames(first_images).to(device=device, dtype=prompt_embeds.dtype)
+        # 3. First frame -> clean latent frame 0 (a video's own first frame in video-to-video)
+        video_latents = None
+        if video is not None:
+            frames = self.preprocess_video(video, height, width)
+            video_latents = self.encode_video(frames).to(device=device, dtype=prompt_embeds.dtype)
+            first_images = frames[:, 0]
+            first_latents = video_latents[:, :, :1]
+        else:
+            first_images = self.make_first_frames(prompts, negatives, image, height, width, generator, image_pipeline_kwargs)
+            first_latents = self.encode_first_frames(first_images).to(device=device, dtype=prompt_embeds.dtype)
 
-        # 4. Timesteps
+        # 4. Timesteps: the last ``strength`` of the schedule
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
+        t_start = num_inference_steps - denoising_steps(num_inference_steps, strength)
+        timesteps = self.scheduler.timesteps[t_start * self.scheduler.order :]
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(t_start * self.scheduler.order)
 
-        # 5. Initial noise for frames 1..N-1 (frame 0 is overwritten by the clean latent)
+        # 5. Initial latents for frames 1..N-1 (frame 0 is overwritten by the clean latent): noise, or the video noised
         latents = self.prepare_latents(
-            batch_size, num_frames, height, width, shared_noise, prompt_embeds.dtype, device, generator, latents
+            batch_size, num_frames, height, width, shared_noise, prompt_embeds.dtype, device, generator, latents,
+            video_latents, timesteps[:1],
         )
         latents = torch.cat([first_latents, latents[:, :, 1:]], dim=2)
 

@@ -119,3 +119,63 @@ def test_save_and_load_pipeline_round_trip(tiny_pipe, tmp_path):
     a = tiny_pipe("a green triangle", generator=seeded(), **FAST).frames
     b = loaded("a green triangle", generator=seeded(), **FAST).frames
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def random_clip(frames=4, size=64, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+
+
+def clip_latents(pipe, clip):
+    with torch.no_grad():
+        return pipe.encode_video(torch.from_numpy(clip).float().permute(0, 3, 1, 2)[None] / 127.5 - 1)
+
+
+def test_video_to_video_stays_closer_to_the_clip_the_lower_the_strength(tiny_pipe):
+    clip = random_clip()
+    clean = clip_latents(tiny_pipe, clip)
+    distances = []
+    for strength in (0.1, 0.3, 0.6, 1.0):
+        out = tiny_pipe("a red circle", video=clip, strength=strength, num_inference_steps=10, output_type="latent", generator=seeded(1))
+        assert torch.equal(out.frames[:, :, :1], clean[:, :, :1])  # the clip's first frame is the condition, untouched
+        distances.append((out.frames[:, :, 1:] - clean[:, :, 1:]).abs().mean().item())
+    assert distances == sorted(distances) and distances[0] < 0.1 * distances[-1]
+
+
+@pytest.mark.parametrize("steps, strength, runs", [(10, 0.3, 3), (25, 1 - 0.8, 5), (4, 1.0, 4)])
+def test_video_to_video_runs_the_last_strength_of_the_schedule(tiny_pipe, steps, strength, runs):
+    seen = []
+    tiny_pipe("a", video=random_clip(), strength=strength, num_inference_steps=steps, output_type="latent",
+              callback_on_step_end=lambda pipe, i, t, kwargs: seen.append(int(t)) or kwargs)
+    tiny_pipe.scheduler.set_timesteps(steps)
+    assert seen == tiny_pipe.scheduler.timesteps[steps - runs:].tolist()
+
+
+def test_video_to_video_needs_no_first_frame_model_and_takes_every_clip_format(tiny_pipe):
+    tiny_pipe.image_pipeline = None
+    clip = random_clip(frames=3)
+    formats = [
+        clip,
+        [PIL.Image.fromarray(frame) for frame in clip],
+        torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 127.5 - 1,
+    ]
+    outs = [tiny_pipe("a", video=v, strength=0.5, num_inference_steps=4, output_type="latent", generator=seeded(2)) for v in formats]
+    assert outs[0].frames.shape == (1, 4, 3, 16, 16)  # num_frames follows the clip
+    for out in outs[1:]:
+        torch.testing.assert_close(out.frames, outs[0].frames, atol=1e-4, rtol=0)
+    assert outs[0].first_frames[0].size == (64, 64)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(image=gradient_image()), "both a first-frame image and a video"),
+    (dict(num_frames=6), "video has 4 frames but num_frames is 6"),
+    (dict(strength=0.0), "strength"),
+    (dict(strength=1.5), "strength"),
+    (dict(strength=0.1, num_inference_steps=5), "leaves no step"),
+    (dict(video=random_clip()[0]), "video must be one clip"),
+    (dict(video=None, strength=0.5), "needs a video"),
+    (dict(prompt=["a", "b"]), "one prompt per call"),
+])
+def test_bad_video_to_video_inputs_raise_clear_errors(tiny_pipe, kwargs, message):
+    args = {"prompt": "a red circle", "video": random_clip(), "strength": 0.5, "num_inference_steps": 4, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        tiny_pipe(**args)
