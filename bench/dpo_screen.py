@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import PIL.Image
@@ -103,37 +104,51 @@ def build_motion_pairs(root: Path, clips_per_prompt: int) -> None:
 
 
 @torch.no_grad()
+class PerFrameUNet(torch.nn.Module):
+    """The first-frame model's UNet in the video UNet's place: each frame of a ``b c f h w`` input denoised on
+    its own, with no temporal layers (what the video UNet's temporal layers add, by their absence)."""
+
+    def __init__(self, image_unet, video_unet):
+        super().__init__()
+        self.image_unet, self.config = image_unet, video_unet.config
+
+    @property
+    def dtype(self):
+        return self.image_unet.dtype
+
+    @property
+    def device(self):
+        return self.image_unet.device
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        frames = sample.shape[2]
+        flat = sample.transpose(1, 2).flatten(0, 1)  # (b f) c h w
+        states = encoder_hidden_states.repeat_interleave(frames, dim=0)
+        out = self.image_unet(flat, timestep, encoder_hidden_states=states).sample
+        return SimpleNamespace(sample=out.unflatten(0, (-1, frames)).transpose(1, 2))
+
+
+def vae_round_trip(pipe, frames: np.ndarray) -> np.ndarray:
+    """``frames`` (uint8 f h w 3) encoded by the pipeline's VAE and decoded again."""
+    video = pipe.decode_latents(pipe.encode_video(torch.from_numpy(frames).float().permute(0, 3, 1, 2)[None] / 127.5 - 1))[0]
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 def redenoise(pipe, frames: np.ndarray, prompt: str, start: int, seed: int, per_frame: bool = False) -> np.ndarray:
     """``frames`` (uint8 f h w 3) noised to step ``start`` of ``SETTINGS.steps`` and denoised from there by the
-    pipeline's video UNet with DDIM and guidance, frame 0 kept clean (as the pipeline does): SDEdit of a clip.
-    ``start`` 0 is a generation from the clip's first frame (without the pipeline's shared noise and AdaIN),
-    ``SETTINGS.steps`` the VAE round trip. ``per_frame``: denoise with the first-frame (image) model's UNet, each
-    frame on its own, to see what the video UNet's temporal layers add."""
-    scheduler = pipe.scheduler
-    scheduler.set_timesteps(SETTINGS.steps)
-    timesteps = scheduler.timesteps[start:]
-    pixels = torch.from_numpy(frames).float().permute(0, 3, 1, 2)[None] / 127.5 - 1
-    clean = pipe.encode_video(pixels)
-    embeds = torch.cat([pipe.encode_prompt([""], pipe.device), pipe.encode_prompt([prompt], pipe.device)])
-    latents = clean.clone()
-    if len(timesteps):
-        noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed))
-        latents[:, :, 1:] = scheduler.add_noise(clean[:, :, 1:], noise[:, :, 1:], timesteps[:1])
-    for t in timesteps:
-        model_input = scheduler.scale_model_input(torch.cat([latents] * 2), t)
-        model_input[:, :, :1] = clean[:, :, :1]
-        if per_frame:
-            flat = model_input.transpose(1, 2).flatten(0, 1)  # (2 f) c h w
-            states = embeds.repeat_interleave(model_input.shape[2], dim=0)
-            output = pipe.image_pipeline.unet(flat, t, encoder_hidden_states=states).sample
-            output = output.unflatten(0, model_input.shape[:1] + model_input.shape[2:3]).transpose(1, 2)
-        else:
-            output = pipe.unet(model_input, t, encoder_hidden_states=embeds).sample
-        uncond, text = output.chunk(2)
-        guided = uncond + SETTINGS.guidance * (text - uncond)
-        latents[:, :, 1:] = scheduler.step(guided[:, :, 1:], t, latents[:, :, 1:]).prev_sample
-    video = pipe.decode_latents(latents)[0]
-    return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    pipeline's video UNet (the pipeline's video-to-video call at strength ``1 - start / steps``, guidance, frame 0
+    kept clean, no shared noise or AdaIN): SDEdit of a clip. ``start`` 0 is a generation from the clip's first
+    frame. ``per_frame``: denoise with the first-frame (image) model's UNet,
+    each frame on its own (``PerFrameUNet``), to see what the video UNet's temporal layers add."""
+    video_unet = pipe.unet
+    if per_frame:
+        pipe.unet = PerFrameUNet(pipe.image_pipeline.unet, video_unet)
+    try:
+        out = pipe(prompt, video=frames, strength=(SETTINGS.steps - start) / SETTINGS.steps, num_inference_steps=SETTINGS.steps,
+                   guidance_scale=SETTINGS.guidance, generator=torch.Generator().manual_seed(seed))
+    finally:
+        pipe.unet = video_unet
+    return (out.frames[0] * 255).round().astype(np.uint8)
 
 
 REDENOISE_STARTS = (10, 15)  # of 25 steps: from t 599 and t 399
@@ -188,7 +203,7 @@ def smoothness(count: int = 8) -> None:
     rows = []
     for i, spec in enumerate(sample_specs(count, seed=1, split="heldout")):
         world = render_clip(spec, SETTINGS.frames)
-        clips = [world, redenoise(pipe, world, spec.prompt, SETTINGS.steps, seed=i),
+        clips = [world, vae_round_trip(pipe, world),
                  *(redenoise(pipe, world, spec.prompt, start, seed=i) for start in SMOOTHNESS_STARTS),
                  *(redenoise(pipe, world, spec.prompt, start, seed=i, per_frame=True) for start in SMOOTHNESS_STARTS[:2]),
                  generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i))[0]]
