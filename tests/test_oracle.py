@@ -1,6 +1,8 @@
 """The oracle reads rendered clips (raw and after an mp4 round trip), rejects clips that
 contradict their prompt, prefers clean clips to degraded ones, and survives empty clips."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -125,6 +127,18 @@ def test_shape_missing_in_some_frames_lowers_presence():
     reading = read_clip(clip)
     assert reading.presence == pytest.approx(0.5)
     assert reading.centroids[8:] == [None] * 8 and reading.direction == "down"
+    assert reading.areas[8:] == [None] * 8 and all(area > 0 for area in reading.areas[:8])
+
+
+@pytest.mark.parametrize("shape, area", [("square", 24.0**2), ("circle", np.pi * 12.0**2), ("triangle", 24.0**2 / 2)])
+def test_reads_the_shape_area_per_frame_and_sees_it_change(shape, area):
+    spec = ClipSpec(shape, "red", "blue", "right", "slowly", 24.0, 20.0, 32.0)
+    reading = read_clip(render_clip(spec))
+    assert np.allclose(reading.areas, area, rtol=0.05), reading.areas  # a rigid shape keeps its area
+    grown = render_clip(spec)
+    grown[8:] = render_clip(replace(spec, size=30.0))[8:]  # the same track, drawn larger from frame 8
+    areas = np.array(read_clip(grown).areas)
+    assert np.allclose(areas[8:] / areas[:8].mean(), (30 / 24) ** 2, rtol=0.05)
 
 
 @pytest.mark.parametrize("spec", HAND_PICKED[:3], ids=lambda s: s.shape)

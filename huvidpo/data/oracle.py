@@ -75,7 +75,9 @@ class ClipReading:
     """What a clip shows. Centroids are (x, y) in pixels of the clip, pixel i spanning [i, i + 1)
     as in ``world.render_clip`` (a triangle's centroid is size/6 below its box centre);
     ``velocity`` and ``speed`` are in
-    pixels per frame at the 64-pixel reference size (so they compare with ``world.SPEEDS``)."""
+    pixels per frame at the 64-pixel reference size (so they compare with ``world.SPEEDS``); ``areas`` are the
+    shape's coverage-weighted area per frame in pixels at that size (``None`` where it is missing): a rigid
+    shape keeps one area, a shape the model redraws in every frame changes it."""
 
     background: str | None
     color: str | None
@@ -87,6 +89,7 @@ class ClipReading:
     smoothness: float
     flicker: float
     velocity: tuple[float, float] = (0.0, 0.0)
+    areas: list[float | None] = field(default_factory=list)
     shape_features: dict[str, float] = field(default_factory=dict)
     confidence: dict[str, float] = field(default_factory=dict)
 
@@ -250,6 +253,7 @@ def read_clip(frames: Any, config: OracleConfig | None = None) -> ClipReading:
     #    background->shape colour line, unclipped so noise averages out) is taken in a window
     #    wide enough for blurred edges, minus other objects.
     centroids: list[tuple[float, float] | None] = []
+    areas: list[float | None] = []
     features, rgbs, shape_brightness = [], [], []
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5  # pixel i spans [i, i + 1)
     window = int(round(5 * scale)) + 1
@@ -257,6 +261,7 @@ def read_clip(frames: Any, config: OracleConfig | None = None) -> ClipReading:
         candidates = [r for r in frame_regions if r["color"] == main]
         if not candidates:
             centroids.append(None)
+            areas.append(None)
             continue
         region = max(candidates, key=lambda r: r["area"])
         line = region["rgb"] - backgrounds[i]
@@ -283,7 +288,9 @@ def read_clip(frames: Any, config: OracleConfig | None = None) -> ClipReading:
         area = float(weights.sum())
         if area <= 0:
             centroids.append(None)
+            areas.append(None)
             continue
+        areas.append(area / scale**2)
         centroids.append((float((weights * xs).sum() / area), float((weights * ys).sum() / area)))
         rgbs.append(region["rgb"])
         shape_brightness.append(float(region["rgb"].mean()) / 255.0)
@@ -338,6 +345,7 @@ def read_clip(frames: Any, config: OracleConfig | None = None) -> ClipReading:
         smoothness=smoothness,
         flicker=flicker,
         velocity=velocity,
+        areas=areas,
         shape_features={"kurtosis_ratio": kurtosis_ratio, "skew": skew},
         confidence={
             "background": float(min(1.0, bg_margin / 80.0)),
