@@ -42,7 +42,7 @@ from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_exp
 
 from huvidpo.data.oracle import prefer, score_clip  # noqa: E402
 from huvidpo.data.video import read_video, write_video  # noqa: E402
-from huvidpo.data.world import generate_world, make_prompt_set, render_clip, sample_specs  # noqa: E402
+from huvidpo.data.world import DIRECTIONS, SPEEDS, generate_world, make_prompt_set, render_clip, sample_specs  # noqa: E402
 from huvidpo.eval import pairwise_win_rate  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
 from huvidpo.hub import load_pipeline, unload_lora  # noqa: E402
@@ -189,30 +189,52 @@ def mix(root: Path, sources: list[str]) -> None:
 
 
 SMOOTHNESS_STARTS = (20, 15, 10, 5)  # of 25 steps: re-denoising from t 199, 399, 599, 799
+SMOOTHNESS_GUIDANCE = (1.0, 3.0)  # the default's clips are also made at these guidance scales (SETTINGS: 7.5)
+
+
+def motion_readings(clip: np.ndarray, spec) -> dict:
+    """The oracle's smoothness of ``clip`` against ``spec``'s prompt, how much the shape's area varies (standard
+    deviation over mean, over the frames that show it: 0 for a rigid shape) and each frame-to-frame step along
+    the asked direction as a multiple of the asked speed (1 everywhere for the world's clips)."""
+    score = score_clip(clip, spec.prompt)
+    areas = np.array([a for a in score.reading.areas if a is not None] or [np.nan])
+    track = np.array([c if c is not None else (np.nan, np.nan) for c in score.reading.centroids], np.float64)
+    steps = (np.diff(track, axis=0) @ np.array(DIRECTIONS[spec.direction], np.float64)) / SPEEDS[spec.speed]
+    return {"smoothness": score.smoothness, "size_cv": float(np.std(areas) / np.mean(areas)), "steps": steps.tolist()}
 
 
 @torch.no_grad()
 def smoothness(count: int = 8) -> None:
     """The oracle's smoothness of held-out world clips, of the same clips through the VAE and back, of the
     default's re-denoising of them from each of ``SMOOTHNESS_STARTS`` (at what noise level the jitter comes
-    in; from the first two also by the image UNet frame by frame), and of the default's clips of their
-    prompts: the part of the pipeline that makes motion jerky is the one where it drops."""
+    in; from the first two also by the image UNet frame by frame), of its continuation of their first frames
+    and of its clips of their prompts (also at each of ``SMOOTHNESS_GUIDANCE``): the part of the pipeline that
+    makes motion jerky is the one where it drops. With each, how much the shape's size varies and the mean step
+    profile (``motion_readings``)."""
     pipe = load_pipeline(None)
     names = ("world", "vae_round_trip", *(f"redenoised_from_step_{s}" for s in SMOOTHNESS_STARTS),
-             *(f"image_unet_per_frame_from_step_{s}" for s in SMOOTHNESS_STARTS[:2]), "generated")
+             *(f"image_unet_per_frame_from_step_{s}" for s in SMOOTHNESS_STARTS[:2]), "continued_from_first_frame", "generated",
+             *(f"generated_guidance_{g:g}" for g in SMOOTHNESS_GUIDANCE))
     rows = []
     for i, spec in enumerate(sample_specs(count, seed=1, split="heldout")):
         world = render_clip(spec, SETTINGS.frames)
         clips = [world, vae_round_trip(pipe, world),
                  *(redenoise(pipe, world, spec.prompt, start, seed=i) for start in SMOOTHNESS_STARTS),
                  *(redenoise(pipe, world, spec.prompt, start, seed=i, per_frame=True) for start in SMOOTHNESS_STARTS[:2]),
-                 generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i))[0]]
-        rows.append({"prompt": spec.prompt, **{name: score_clip(clip, spec.prompt).smoothness for name, clip in zip(names, clips)}})
-    means = {name: float(np.mean([r[name] for r in rows])) for name in names}
+                 redenoise(pipe, world, spec.prompt, 0, seed=i),
+                 generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i))[0],
+                 *(generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=i, guidance=g))[0] for g in SMOOTHNESS_GUIDANCE)]
+        rows.append({"prompt": spec.prompt, **{name: motion_readings(clip, spec) for name, clip in zip(names, clips)}})
+    means = {name: float(np.mean([r[name]["smoothness"] for r in rows])) for name in names}
+    size_cv = {name: float(np.mean([r[name]["size_cv"] for r in rows])) for name in names}
+    step_profile = {name: np.nanmean([r[name]["steps"] for r in rows], axis=0).round(3).tolist() for name in names}
     out = RESULTS_DIR / "smoothness.json"
-    out.write_text(json.dumps({"clips": len(rows), "steps": SETTINGS.steps, "mean": means, "rows": rows}, indent=2) + "\n")
-    print(f"smoothness over {len(rows)} held-out specs: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
-          + f"; wrote {out}")
+    out.write_text(json.dumps({"clips": len(rows), "steps": SETTINGS.steps, "mean": means, "size_cv": size_cv,
+                               "step_profile": step_profile, "rows": rows}, indent=2) + "\n")
+    for name in names:
+        print(f"{name:34s} smoothness {means[name]:.2f}  size cv {size_cv[name]:.3f}  steps/asked "
+              + " ".join(f"{v:.2f}" for v in step_profile[name]))
+    print(f"{len(rows)} held-out specs; wrote {out}")
 
 
 def screen_clips(pipe, root: Path, args: argparse.Namespace, lora: str | None, cache: bool = True) -> dict[str, dict[str, float]]:
