@@ -270,6 +270,27 @@ def test_stage1_cached_latents_train_the_same_and_read_each_video_once(world_dir
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
 
 
+def test_stage1_prompt_dropout_trains_the_empty_prompt_on_its_share_of_clips(world_dir, tmp_path):
+    """The unconditional branch that guidance uses sees video in about ``prompt_dropout`` of the clips."""
+    seen = {}
+    for dropout in (0.0, 0.5):
+        pipe = tiny_pipe()
+        with torch.no_grad():
+            empty = pipe.encode_prompt([""], "cpu")[0]
+        states = []
+        pipe.unet.register_forward_pre_hook(lambda module, args: states.extend(args[2]))  # model(noisy, t, text)
+        config = Stage1Config(
+            data=str(world_dir), output_dir=str(tmp_path / f"dropout-{dropout}"), num_frames=NUM_FRAMES, resolution=SIZE,
+            max_steps=12, batch_size=2, learning_rate=1e-3, random_start_frame=False, horizontal_flip=False,
+            cache_latents=True, checkpointing_steps=0, prompt_dropout=dropout,
+        )
+        train_stage1(config, pipe=pipe)
+        seen[dropout] = sum(torch.allclose(state, empty) for state in states) / len(states)
+    assert seen[0.0] == 0 and 0.25 <= seen[0.5] <= 0.75, seen
+    with pytest.raises(ValueError, match="prompt_dropout"):
+        Stage1Config(data=str(world_dir), prompt_dropout=1.0)
+
+
 def test_stage1_data_sources(world_dir):
     from_folder = VideoPromptData.load(world_dir)
     assert len(from_folder) == 2 and all(path.is_file() for path in from_folder.videos)

@@ -226,11 +226,20 @@ class Stage1Config(TrainingConfig):
             "decoding and VAE-encoding it every step; needs random_start_frame and horizontal_flip off."
         ),
     )
+    prompt_dropout: float = field(
+        default=0.0,
+        metadata=_help(
+            "Share of clips trained with the empty prompt, so that classifier-free guidance's unconditional branch "
+            "has learnt video too (SD and AnimateDiff train with 0.1). 0: every clip keeps its prompt."
+        ),
+    )
     video_column: str = field(default="video", metadata=_help("Column with the video path (metadata.jsonl may use file_name)."))
     prompt_column: str = field(default="prompt", metadata=_help("Column with the prompt."))
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.prompt_dropout, bool) or not isinstance(self.prompt_dropout, (int, float)) or not 0 <= self.prompt_dropout < 1:
+            raise ValueError(f"prompt_dropout is a share of clips: use [0, 1), got {self.prompt_dropout!r}.")
         if self.cache_latents and (self.random_start_frame or self.horizontal_flip):
             raise ValueError(
                 "cache_latents keeps one encoding per clip, but random_start_frame / horizontal_flip change the clip "

@@ -1,7 +1,8 @@
 """Stage 1: the inflated UNet learns motion from videos with one prompt each.
 
 Trained, as in the original recipe: the temporal convs and their gates, the temporal attention and
-``attn1.to_q`` (:meth:`VideoUNet.stage1_parameters`); everything else is frozen. Clips start at a
+``attn1.to_q`` (:meth:`VideoUNet.stage1_parameters`); everything else is frozen. With ``prompt_dropout``
+a share of clips is trained with the empty prompt, which classifier-free guidance uses. Clips start at a
 seeded random frame and half of them are flipped left-right; they are VAE-encoded in the step
 (augmentation changes them every time) unless ``cache_latents`` (no augmentation) encodes each once.
 The prompts are encoded once. The output is a full
@@ -87,7 +88,7 @@ def train_stage1(
     size = training_size(config, pipe)
     place(pipe.vae, device, dtype)
     pipe.text_encoder.to(device)
-    prompts = list(dict.fromkeys(data.prompts))
+    prompts = list(dict.fromkeys(data.prompts)) + [""]  # the empty prompt last, for prompt_dropout
     with torch.no_grad():
         embeds = torch.cat([pipe.encode_prompt(prompts[i : i + 64], device).float().cpu() for i in range(0, len(prompts), 64)])
     prompt_index = torch.tensor([prompts.index(p) for p in data.prompts])
@@ -131,7 +132,10 @@ def train_stage1(
             latents = encode_clips(indices, generator)
         noise, timesteps = sample_noise(noise_scheduler, tuple(latents.shape), generator, device, dtype)
         noisy, target = noisy_latents_and_target(noise_scheduler, latents, noise, timesteps)
-        text = embeds[prompt_index[indices]].to(device, dtype)
+        rows = prompt_index[indices]
+        if config.prompt_dropout > 0:  # drawn last, so the noise and timesteps are those of a run without dropout
+            rows = torch.where(torch.rand(len(rows), generator=generator) < config.prompt_dropout, len(prompts) - 1, rows)
+        text = embeds[rows].to(device, dtype)
         return denoising_loss(model(noisy, timesteps, text).sample, target), {}
 
     # 5. Train
