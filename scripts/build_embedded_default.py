@@ -64,6 +64,7 @@ class BuildPlan:
     stage1_steps: int = 2000
     stage1_batch: int = 2
     stage1_lr: float = 1e-3
+    stage1_prompt_dropout: float = 0.0
     world_clips: int = 1200
     num_frames: int = 16
     check_prompts: int = 16
@@ -73,35 +74,37 @@ QUICK = BuildPlan(vae_steps=5, text_steps=5, t2i_steps=5, t2i_batch=4, t2i_image
                   num_frames=4, check_prompts=2)
 
 
-def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path | None = None) -> Path:
+IMAGE_STAGES = ("vae_steps", "vae_foreground_weight", "zero_terminal_snr", "text_steps", "t2i_steps", "t2i_batch",
+                "t2i_images", "t2i_foreground_weight", "check_prompts")  # the plan of stages 1-3
+
+
+def reuse_image_stages(image_from: Path, plan: BuildPlan, seed: int):
+    """The VAE, text encoder and first-frame model (stages 1-3) of an earlier build of the same seed and stage-1-3
+    plan, with that build's stage-1-3 summary; anything else is refused, so a build never mixes two recipes."""
+    earlier = json.loads((image_from / "build.json").read_text())
+    mismatched = [k for k in IMAGE_STAGES if earlier["plan"].get(k) != getattr(plan, k)]
+    if earlier["seed"] != seed or mismatched or earlier.get("image_from") or earlier.get("vae_from"):
+        raise ValueError(f"{image_from} was not built from nothing with this seed and stage 1-3 plan (differs in {mismatched or 'seed/origin'}).")
+    image_pipe = HuViDPOPipeline.from_pretrained(image_from).image_pipeline
+    image_pipe.set_progress_bar_config(disable=True)
+    return image_pipe, earlier["text_encoder_head_accuracy"], earlier["first_frame_heldout"]
+
+
+def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path | None = None, image_from: Path | None = None) -> Path:
     """Train every part and write the pipeline folder ``out``. ``vae_from``: take the VAE of an earlier
     build (same plan and seed) instead of training it again; the VAE stage comes first and depends on
-    nothing else, so this saves its minutes when only later stages changed."""
+    nothing else, so this saves its minutes when only later stages changed. ``image_from``: likewise take
+    stages 1-3 (VAE, text encoder, first-frame model) of an earlier build made from nothing, when only the
+    video stages changed (``reuse_image_stages``)."""
     started = time.time()
-    image_pipe = build_tiny_image_pipeline(seed)
-    image_pipe.scheduler = sd_ddim_scheduler(zero_terminal_snr=plan.zero_terminal_snr)
-    image_pipe.set_progress_bar_config(disable=True)
-    log("== 1/5 VAE")
-    if vae_from is not None:
-        image_pipe.vae = AutoencoderKL.from_pretrained(vae_from, subfolder="vae")
-        log(f"VAE taken from {vae_from}")
+    if image_from is not None:
+        image_pipe, text_accuracy, first_frames = reuse_image_stages(image_from, plan, seed)
+        log(f"== 1-3/5 VAE, text encoder and first-frame model taken from {image_from}")
     else:
-        train_vae(image_pipe.vae, steps=plan.vae_steps, foreground_weight=plan.vae_foreground_weight, seed=seed, log=log)
+        image_pipe, text_accuracy, first_frames = train_image_stages(plan, seed, log, vae_from)
     image_pipe.vae.requires_grad_(False)
-    log("== 2/5 text encoder")
-    text_accuracy = pretrain_text_encoder(
-        image_pipe.text_encoder, image_pipe.tokenizer, steps=plan.text_steps, seed=seed, log=log
-    )
     image_pipe.text_encoder.requires_grad_(False)
-    log("== 3/5 first-frame text-to-image model")
-    train_text_to_image(
-        image_pipe, steps=plan.t2i_steps, batch_size=plan.t2i_batch, num_images=plan.t2i_images, text_lr=0.0,
-        foreground_weight=plan.t2i_foreground_weight, seed=seed, log=log,
-    )
     image_pipe.unet.requires_grad_(False)
-
-    first_frames = first_frame_accuracy(image_pipe, make_prompt_set("heldout", plan.check_prompts), steps=25)
-    log(f"first-frame model on {plan.check_prompts} held-out prompts x 2 seeds: {first_frames}")
 
     log("== 4/5 inflate to video")
     pipe = HuViDPOPipeline(
@@ -128,6 +131,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
             horizontal_flip=False,
             cache_latents=True,
             checkpointing_steps=0,
+            prompt_dropout=plan.stage1_prompt_dropout,
             seed=seed,
         )
         result = train_stage1(config, pipe=pipe, callbacks=[_log_every(100, log)])
@@ -140,6 +144,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
         "plan": plan.__dict__,
         "minutes": round((time.time() - started) / 60, 1),
         "vae_from": None if vae_from is None else str(vae_from),
+        "image_from": None if image_from is None else str(image_from),
         "stage1_final_loss": history[-1]["loss"] if history else None,
         "text_encoder_head_accuracy": text_accuracy,
         "first_frame_heldout": first_frames,
@@ -149,6 +154,36 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
     _write_card(out, summary)
     log(f"wrote {out} in {summary['minutes']} min")
     return out
+
+
+def train_image_stages(plan: BuildPlan, seed: int, log, vae_from: Path | None):
+    """Stages 1-3 from nothing (the VAE optionally from ``vae_from``): the first-frame text-to-image pipeline, the
+    text encoder's head accuracy and the first-frame model's held-out accuracy."""
+    image_pipe = build_tiny_image_pipeline(seed)
+    image_pipe.scheduler = sd_ddim_scheduler(zero_terminal_snr=plan.zero_terminal_snr)
+    image_pipe.set_progress_bar_config(disable=True)
+    log("== 1/5 VAE")
+    if vae_from is not None:
+        image_pipe.vae = AutoencoderKL.from_pretrained(vae_from, subfolder="vae")
+        log(f"VAE taken from {vae_from}")
+    else:
+        train_vae(image_pipe.vae, steps=plan.vae_steps, foreground_weight=plan.vae_foreground_weight, seed=seed, log=log)
+    image_pipe.vae.requires_grad_(False)
+    log("== 2/5 text encoder")
+    text_accuracy = pretrain_text_encoder(
+        image_pipe.text_encoder, image_pipe.tokenizer, steps=plan.text_steps, seed=seed, log=log
+    )
+    image_pipe.text_encoder.requires_grad_(False)
+    log("== 3/5 first-frame text-to-image model")
+    train_text_to_image(
+        image_pipe, steps=plan.t2i_steps, batch_size=plan.t2i_batch, num_images=plan.t2i_images, text_lr=0.0,
+        foreground_weight=plan.t2i_foreground_weight, seed=seed, log=log,
+    )
+    image_pipe.unet.requires_grad_(False)
+
+    first_frames = first_frame_accuracy(image_pipe, make_prompt_set("heldout", plan.check_prompts), steps=25)
+    log(f"first-frame model on {plan.check_prompts} held-out prompts x 2 seeds: {first_frames}")
+    return image_pipe, text_accuracy, first_frames
 
 
 def _log_every(every: int, log):
@@ -184,11 +219,18 @@ slowly/quickly).
 | first-frame model (UNet2DConditionModel) | {plan['t2i_steps']} steps x {plan['t2i_batch']} first frames |
 | video UNet (inflated, {plan['temporal_gate']} temporal gates; stage 1: temporal layers + attn1.to_q) | {plan['stage1_steps']} steps x {plan['stage1_batch']} clips, lr {plan['stage1_lr']} |
 
-Built in {summary['minutes']} minutes (seed {summary['seed']}, torch {summary['torch']}); stage-1 final loss
+Built in {summary['minutes']} minutes{_reused(summary)} (seed {summary['seed']}, torch {summary['torch']}); stage-1 final loss
 {summary['stage1_final_loss']}. The first-frame model alone, on {plan['check_prompts']} held-out prompts x 2
 seeds, draws the asked shape / colour / background in {_rates(summary['first_frame_heldout'])} of images
 (per the oracle). Video evaluation figures are in the project README.
 """)
+
+
+def _reused(summary: dict) -> str:
+    if summary.get("image_from"):
+        return (" (video stages only: the VAE, text encoder and first-frame model were taken from an earlier build from nothing "
+                "of the same seed and plan, `--image-from`)")
+    return ""
 
 
 def _rates(rates: dict) -> str:
@@ -201,12 +243,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of every stage.")
     parser.add_argument("--quick", action="store_true", help="A few steps of each stage (smoke test).")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    parser.add_argument("--image-from", type=Path, default=None,
+                        help="Reuse the VAE, text encoder and first-frame model of an earlier build from nothing with the same seed and "
+                             "stage 1-3 plan, and train only the video stages.")
     parser.add_argument("--vae-from", type=Path, default=None,
                         help="Reuse the VAE of an earlier build with the same plan and seed instead of training it.")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    build(args.out, QUICK if args.quick else BuildPlan(), seed=args.seed, log=lambda s: print(s, flush=True), vae_from=args.vae_from)
+    build(args.out, QUICK if args.quick else BuildPlan(), seed=args.seed, log=lambda s: print(s, flush=True), vae_from=args.vae_from,
+          image_from=args.image_from)
 
 
 if __name__ == "__main__":

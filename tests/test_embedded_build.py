@@ -2,8 +2,10 @@
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from huvidpo.embedded import BASE_WORDS, build_tokenizer, tiny_vae
@@ -26,6 +28,21 @@ def test_quick_build_produces_a_loadable_pipeline_with_a_card(tmp_path):
     frames = pipe("a red circle moving left slowly on a blue background", num_frames=4, num_inference_steps=2,
                   image_pipeline_kwargs={"num_inference_steps": 2}).frames
     assert frames.shape == (1, 4, 64, 64, 3)
+
+
+def test_a_build_can_take_the_image_stages_of_an_earlier_one_and_retrain_only_the_video_stages(tmp_path):
+    first = build(tmp_path / "first", QUICK, seed=0, log=lambda line: None)
+    again = build(tmp_path / "again", replace(QUICK, stage1_prompt_dropout=0.5), seed=0, log=lambda line: None, image_from=first)
+    a, b = load_pipeline(str(first)), load_pipeline(str(again))
+    for part in ("unet", "vae", "text_encoder"):
+        for (name, x), (_, y) in zip(getattr(a.image_pipeline, part).state_dict().items(), getattr(b.image_pipeline, part).state_dict().items()):
+            assert torch.equal(x, y), (part, name)
+    summary = json.loads((again / "build.json").read_text())
+    assert summary["image_from"] == str(first) and summary["plan"]["stage1_prompt_dropout"] == 0.5
+    assert summary["first_frame_heldout"] == json.loads((first / "build.json").read_text())["first_frame_heldout"]
+    assert "taken from an earlier build" in (again / "README.md").read_text()
+    with pytest.raises(ValueError, match="t2i_steps"):
+        build(tmp_path / "other", replace(QUICK, t2i_steps=QUICK.t2i_steps + 1), seed=0, log=lambda line: None, image_from=first)
 
 
 def test_a_short_world_training_run_lowers_the_loss():
