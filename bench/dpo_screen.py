@@ -103,7 +103,6 @@ def build_motion_pairs(root: Path, clips_per_prompt: int) -> None:
                                   specs=specs, pairs="motion"))
 
 
-@torch.no_grad()
 class PerFrameUNet(torch.nn.Module):
     """The first-frame model's UNet in the video UNet's place: each frame of a ``b c f h w`` input denoised on
     its own, with no temporal layers (what the video UNet's temporal layers add, by their absence)."""
@@ -128,12 +127,14 @@ class PerFrameUNet(torch.nn.Module):
         return SimpleNamespace(sample=out.unflatten(0, (-1, frames)).transpose(1, 2))
 
 
+@torch.no_grad()
 def vae_round_trip(pipe, frames: np.ndarray) -> np.ndarray:
     """``frames`` (uint8 f h w 3) encoded by the pipeline's VAE and decoded again."""
     video = pipe.decode_latents(pipe.encode_video(torch.from_numpy(frames).float().permute(0, 3, 1, 2)[None] / 127.5 - 1))[0]
     return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
+@torch.no_grad()
 def redenoise(pipe, frames: np.ndarray, prompt: str, start: int, seed: int, per_frame: bool = False) -> np.ndarray:
     """``frames`` (uint8 f h w 3) noised to step ``start`` of ``SETTINGS.steps`` and denoised from there by the
     pipeline's video UNet (the pipeline's video-to-video call at strength ``1 - start / steps``, guidance, frame 0
