@@ -75,16 +75,16 @@ QUICK = BuildPlan(vae_steps=5, text_steps=5, t2i_steps=5, t2i_batch=4, t2i_image
 
 
 IMAGE_STAGES = ("vae_steps", "vae_foreground_weight", "zero_terminal_snr", "text_steps", "t2i_steps", "t2i_batch",
-                "t2i_images", "t2i_foreground_weight", "check_prompts")  # the plan of stages 1-3
+                "t2i_images", "t2i_foreground_weight", "check_prompts")  # the plan of build steps 1-3
 
 
 def reuse_image_stages(image_from: Path, plan: BuildPlan, seed: int):
-    """The VAE, text encoder and first-frame model (stages 1-3) of an earlier build of the same seed and stage-1-3
-    plan, with that build's stage-1-3 summary; anything else is refused, so a build never mixes two recipes."""
+    """The VAE, text encoder and first-frame model (build steps 1-3) of an earlier build of the same seed and
+    plan for those steps, with that build's summary of them; anything else is refused, so a build never mixes two recipes."""
     earlier = json.loads((image_from / "build.json").read_text())
     mismatched = [k for k in IMAGE_STAGES if earlier["plan"].get(k) != getattr(plan, k)]
     if earlier["seed"] != seed or mismatched or earlier.get("image_from") or earlier.get("vae_from"):
-        raise ValueError(f"{image_from} was not built from nothing with this seed and stage 1-3 plan (differs in {mismatched or 'seed/origin'}).")
+        raise ValueError(f"{image_from} was not built from nothing with this seed and plan for build steps 1-3 (differs in {mismatched or 'seed/origin'}).")
     image_pipe = HuViDPOPipeline.from_pretrained(image_from).image_pipeline
     image_pipe.set_progress_bar_config(disable=True)
     return image_pipe, earlier["text_encoder_head_accuracy"], earlier["first_frame_heldout"]
@@ -94,7 +94,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
     """Train every part and write the pipeline folder ``out``. ``vae_from``: take the VAE of an earlier
     build (same plan and seed) instead of training it again; the VAE stage comes first and depends on
     nothing else, so this saves its minutes when only later stages changed. ``image_from``: likewise take
-    stages 1-3 (VAE, text encoder, first-frame model) of an earlier build made from nothing, when only the
+    build steps 1-3 (VAE, text encoder, first-frame model) of an earlier build made from nothing, when only the
     video stages changed (``reuse_image_stages``)."""
     started = time.time()
     if image_from is not None:
@@ -157,7 +157,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
 
 
 def train_image_stages(plan: BuildPlan, seed: int, log, vae_from: Path | None):
-    """Stages 1-3 from nothing (the VAE optionally from ``vae_from``): the first-frame text-to-image pipeline, the
+    """Build steps 1-3 from nothing (the VAE optionally from ``vae_from``): the first-frame text-to-image pipeline, the
     text encoder's head accuracy and the first-frame model's held-out accuracy."""
     image_pipe = build_tiny_image_pipeline(seed)
     image_pipe.scheduler = sd_ddim_scheduler(zero_terminal_snr=plan.zero_terminal_snr)
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     parser.add_argument("--image-from", type=Path, default=None,
                         help="Reuse the VAE, text encoder and first-frame model of an earlier build from nothing with the same seed and "
-                             "stage 1-3 plan, and train only the video stages.")
+                             "plan for build steps 1-3, and train only the video steps (4-5).")
     parser.add_argument("--vae-from", type=Path, default=None,
                         help="Reuse the VAE of an earlier build with the same plan and seed instead of training it.")
     args = parser.parse_args()
