@@ -67,7 +67,7 @@ def generate(
     strength: float = 1.0,
 ) -> tuple[np.ndarray, PIL.Image.Image]:
     """One clip: frames (f, h, w, 3) float in [0, 1] and the first frame. ``step_callback(step, total)`` per step.
-    With ``video``, video-to-video at ``strength`` (the pipeline's); ``settings.frames`` is then the video's length."""
+    With ``video``, video-to-video at ``strength`` (the pipeline's); the clip's length then stands in for ``settings.frames``."""
     apply_lora(pipe, settings.lora, settings.lora_scale)
     total = denoising_steps(settings.steps, strength)
 
@@ -81,7 +81,7 @@ def generate(
         image=image,
         video=video,
         strength=strength,
-        num_frames=len(video) if video is not None else settings.frames,
+        num_frames=None if video is not None else settings.frames,  # None: the pipeline follows the clip
         height=settings.height,
         width=settings.width,
         num_inference_steps=settings.steps,
@@ -127,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--strength {args.strength} needs --video, the clip to re-draw.")
         image = PIL.Image.open(args.image).convert("RGB") if args.image else None
         video = read_video(args.video) if args.video else None
-        if video is not None:
-            settings.frames = len(video)
         pipe = load_pipeline(args.model, image_model=args.image_model, device=args.device)
         frames, _ = generate(pipe, settings, image=image, video=video, strength=args.strength)
     except (ValueError, OSError) as err:
