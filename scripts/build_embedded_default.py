@@ -87,6 +87,8 @@ def reuse_image_stages(image_from: Path, plan: BuildPlan, seed: int):
         raise ValueError(f"{image_from} was not built from nothing with this seed and plan for build steps 1-3 (differs in {mismatched or 'seed/origin'}).")
     image_pipe = HuViDPOPipeline.from_pretrained(image_from).image_pipeline
     image_pipe.set_progress_bar_config(disable=True)
+    for part in (image_pipe.vae, image_pipe.text_encoder, image_pipe.unet):
+        part.requires_grad_(False)  # frozen, as train_image_stages leaves them
     return image_pipe, earlier["text_encoder_head_accuracy"], earlier["first_frame_heldout"]
 
 
@@ -102,9 +104,6 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
         log(f"== 1-3/5 VAE, text encoder and first-frame model taken from {image_from}")
     else:
         image_pipe, text_accuracy, first_frames = train_image_stages(plan, seed, log, vae_from)
-    image_pipe.vae.requires_grad_(False)
-    image_pipe.text_encoder.requires_grad_(False)
-    image_pipe.unet.requires_grad_(False)
 
     log("== 4/5 inflate to video")
     pipe = HuViDPOPipeline(
