@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_export, training_specs  # noqa: E402
 
 from huvidpo.data.oracle import prefer, score_clip  # noqa: E402
-from huvidpo.data.video import read_video, write_video  # noqa: E402
+from huvidpo.data.video import read_video, to_uint8_frames, write_video  # noqa: E402
 from huvidpo.data.world import DIRECTIONS, SPEEDS, generate_world, make_prompt_set, render_clip, sample_specs  # noqa: E402
 from huvidpo.eval import pairwise_win_rate  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
@@ -149,7 +149,7 @@ def redenoise(pipe, frames: np.ndarray, prompt: str, start: int, seed: int, per_
                    guidance_scale=SETTINGS.guidance, generator=torch.Generator().manual_seed(seed))
     finally:
         pipe.unet = video_unet
-    return (out.frames[0] * 255).round().astype(np.uint8)
+    return to_uint8_frames(out.frames[0])
 
 
 REDENOISE_STARTS = (10, 15)  # of 25 steps: from t 599 and t 399
