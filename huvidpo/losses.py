@@ -47,6 +47,7 @@ def video_dpo_loss(
     beta: float = 50.0,
     loss_type: str = "sigmoid",
     rpo_alpha: float = 0.0,
+    anchor_mse_w: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""The video DPO loss of a batch of (winner, loser) pairs and its metrics.
 
@@ -69,6 +70,9 @@ def video_dpo_loss(
     Eq. 3: DPO plus the chosen answer's NLL; trl's ``rpo_alpha``). The DPO term alone only asks the winner's
     error to rise less than the loser's, and on pairs it separates easily the policy lets both rise; the
     winner term holds the policy to what it denoises well. 0 (the default) is the paper's loss.
+    ``anchor_mse_w`` (``(b,)``, default ``model_mse_w``) is the winners' MSE that term weighs: DPO on guided
+    predictions passes the conditional prediction's, since a guided prediction is not a denoiser and pulling it
+    onto the data trains the guidance away.
 
     Metrics (detached scalars, the names trl uses):
 
@@ -99,7 +103,10 @@ def video_dpo_loss(
     else:
         losses = (margin - 1 / (2 * beta)) ** 2
     if rpo_alpha:
-        losses = losses + rpo_alpha * model_mse_w
+        anchor = model_mse_w if anchor_mse_w is None else anchor_mse_w
+        if anchor.shape != model_mse_w.shape:
+            raise ValueError(f"anchor_mse_w {tuple(anchor.shape)} must have the shape of model_mse_w {tuple(model_mse_w.shape)}.")
+        losses = losses + rpo_alpha * anchor
 
     with torch.no_grad():
         chosen = -0.5 * beta * (model_mse_w - ref_mse_w)

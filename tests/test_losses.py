@@ -95,6 +95,24 @@ def test_rpo_alpha_adds_the_winners_denoising_loss(loss_type):
     assert metrics["rewards/accuracies"].item() == 0.5  # the metrics are the DPO ones
 
 
+def test_rpo_anchor_replaces_the_winners_error_in_the_winners_term():
+    """DPO on guided predictions anchors the winners' conditional error: the DPO part still reads the guided
+    MSEs, the winners' term reads the anchor, and only the anchor gets that term's gradient."""
+    model_w, anchor = MSE["model_mse_w"].clone().requires_grad_(), torch.tensor([0.05, 0.15], requires_grad=True)
+    rest = {k: v for k, v in MSE.items() if k != "model_mse_w"}
+    plain, plain_metrics = video_dpo_loss(MSE["model_mse_w"], **rest, beta=10.0)
+    anchored, metrics = video_dpo_loss(model_w, **rest, beta=10.0, rpo_alpha=2.0, anchor_mse_w=anchor)
+    assert anchored.item() == pytest.approx(plain.item() + 2.0 * (0.05 + 0.15) / 2)
+    anchored.backward()
+    assert torch.allclose(anchor.grad, torch.full((2,), 2.0 / 2))
+    plain_w = MSE["model_mse_w"].clone().requires_grad_()
+    video_dpo_loss(plain_w, **rest, beta=10.0)[0].backward()
+    assert torch.allclose(model_w.grad, plain_w.grad)  # the guided MSE gets the DPO gradient alone
+    assert metrics["rewards/margins"] == plain_metrics["rewards/margins"]
+    with pytest.raises(ValueError, match="anchor_mse_w"):
+        video_dpo_loss(model_w, **rest, rpo_alpha=1.0, anchor_mse_w=torch.tensor([0.1]))
+
+
 def test_video_dpo_loss_rejects_bad_arguments():
     one = torch.tensor([0.1])
     with pytest.raises(ValueError, match="loss_type"):

@@ -26,7 +26,7 @@ from huvidpo.training import (
     write_world_pairs,
 )
 from huvidpo.training.data import encode_pairs
-from huvidpo.training.dpo import add_dpo_lora, implicit_accuracy, implicit_margins
+from huvidpo.training.dpo import add_dpo_lora, guided_prediction, implicit_accuracy, implicit_margins
 from huvidpo.training.trainer import batch_indices, push_output, step_generator, trainable_parameters
 
 NUM_FRAMES = 4
@@ -173,9 +173,12 @@ def test_saved_lora_reloads_in_the_pipeline_and_changes_its_output(dpo_runs):
     assert np.abs(with_lora - base).max() > 1e-4
 
 
-def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir):
+@pytest.mark.parametrize("guidance_scale", [1.0, 4.0])
+def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir, guidance_scale):
     pipe = tiny_pipe()
     cache = encode_pairs(pipe, PreferencePairs.load(pair_dir), NUM_FRAMES, (32, 32), torch.device("cpu"), show_progress=False)
+    negative = pipe.encode_prompt([""], torch.device("cpu")).detach() if guidance_scale > 1 else None
+    guided = {"negative_embeds": negative, "guidance_scale": guidance_scale}
     unet = pipe.unet
     add_dpo_lora(unet, DPOConfig(), "dpo")
     optimizer = torch.optim.AdamW(trainable_parameters(unet).values(), lr=3e-3)
@@ -183,11 +186,12 @@ def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir):
     latents_w, latents_l, embeds = cache.batch([0], torch.device("cpu"), torch.float32)
 
     def step():  # the same pair, noise and timestep every time
-        return dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=50.0)
+        return dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=50.0 / guidance_scale**2, **guided)
 
     with torch.no_grad():
         loss_before, before = step()
-    margins_before = implicit_margins(unet, scheduler, cache, draws=4)
+    assert loss_before.item() == pytest.approx(math.log(2), abs=1e-6)
+    margins_before = implicit_margins(unet, scheduler, cache, draws=4, **guided)
     for _ in range(3):
         loss, _ = step()
         loss.backward()
@@ -199,9 +203,47 @@ def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir):
     assert after["rewards/accuracies"] == 1.0
     # Averaged over fresh noise and timesteps (not the one draw it trained on), the LoRA still favours the winner.
     assert implicit_accuracy(margins_before) == 0.5 and torch.all(margins_before == 0)
-    assert implicit_accuracy(implicit_margins(unet, scheduler, cache, draws=4)) == 1.0
+    assert implicit_accuracy(implicit_margins(unet, scheduler, cache, draws=4, **guided)) == 1.0
     assert after["rewards/margins"] > before["rewards/margins"]
     assert loss_after < loss_before
+
+
+def test_guided_dpo_compares_the_prediction_the_sampler_follows(pair_dir, tmp_path):
+    """With guidance_scale w, DPO's MSEs are those of u + w (c - u), u being the empty prompt's prediction
+    (the pipeline's classifier-free guidance); w = 1 is the paper's conditional prediction."""
+    pipe = tiny_pipe()
+    cache = encode_pairs(pipe, PreferencePairs.load(pair_dir), NUM_FRAMES, (32, 32), torch.device("cpu"), show_progress=False)
+    latents, _, embeds = cache.batch([0], torch.device("cpu"), torch.float32)
+    negative = pipe.encode_prompt([""], torch.device("cpu")).detach()
+    timestep = torch.tensor([500])
+    with torch.no_grad():
+        cond = pipe.unet(latents, timestep, embeds).sample
+        uncond = pipe.unet(latents, timestep, negative).sample
+        assert torch.equal(guided_prediction(pipe.unet, latents, timestep, embeds), cond)
+        torch.testing.assert_close(guided_prediction(pipe.unet, latents, timestep, embeds, negative, 5.0),
+                                   uncond + 5.0 * (cond - uncond), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="empty prompt"):
+        guided_prediction(pipe.unet, latents, timestep, embeds, None, 5.0)
+
+    # The winners' term anchors the conditional prediction: at step 0 (LoRA off) the loss is log 2 plus
+    # rpo_alpha times the winners' conditional error, not their (larger) guided one.
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    latents_w, latents_l, embeds = cache.batch([0], torch.device("cpu"), torch.float32)
+    add_dpo_lora(pipe.unet, DPOConfig(), "dpo")
+    with torch.no_grad():
+        loss, metrics = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=2.0,
+                                 rpo_alpha=3.0, negative_embeds=negative, guidance_scale=5.0)
+        conditional = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=2.0)[1]
+    assert loss.item() == pytest.approx(math.log(2) + 3.0 * conditional["mse/model_w"].item(), rel=1e-4)
+    assert metrics["mse/model_w"].item() != pytest.approx(conditional["mse/model_w"].item(), rel=0.05)  # DPO compares the guided error
+    pipe.unet.delete_adapters("dpo")
+
+    result = train_dpo(dpo_config(pair_dir, tmp_path / "guided", max_steps=2, guidance_scale=5.0, beta=2.0), pipe=pipe)
+    assert result.metrics_history[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    # the guided MSEs are not the conditional ones: the logged errors are those of the guided prediction
+    plain = train_dpo(dpo_config(pair_dir, tmp_path / "plain", max_steps=1), pipe=tiny_pipe())
+    assert result.metrics_history[0]["mse/ref_w"] != pytest.approx(plain.metrics_history[0]["mse/ref_w"], rel=1e-3)
+    assert "| guidance_scale (DPO on guided predictions) | 5.0 |" in (result.output_dir / "README.md").read_text()
 
 
 def test_rpo_alpha_keeps_the_winner_denoised(pair_dir):
@@ -316,6 +358,7 @@ def test_batches_cover_each_epoch_once_per_process():
         (DPOConfig, {"mixed_precision": "fp8"}, "mixed_precision"),
         (DPOConfig, {"loss_type": "kto"}, "loss_type"),
         (DPOConfig, {"beta": 0}, "beta"),
+        (DPOConfig, {"guidance_scale": 0.5}, "guidance_scale"),
         (DPOConfig, {"lora_rank": 0}, "lora_rank"),
         (DPOConfig, {"lora_target_modules": []}, "lora_target_modules"),
         (DPOConfig, {"resolution": "wide"}, "resolution"),

@@ -267,7 +267,16 @@ class DPOConfig(TrainingConfig):
         default=0.0,
         metadata=_help(
             "Weight of the winners' plain denoising loss added to the DPO loss (RPO; trl's rpo_alpha): keeps the "
-            "LoRA from getting worse at denoising winners while it separates them from losers. 0: the paper's loss."
+            "LoRA from getting worse at denoising winners while it separates them from losers (with guidance_scale > 1, "
+            "at denoising them from the conditional prediction). 0: the paper's loss."
+        ),
+    )
+    guidance_scale: float = field(
+        default=1.0,
+        metadata=_help(
+            "Classifier-free guidance at which DPO compares predictions. 1 (the paper): the conditional prediction. "
+            "Above 1: the guided prediction u + w (c - u) that the sampler follows at that guidance, u being the "
+            "empty prompt's (twice the UNet work per step). Use the guidance you generate with."
         ),
     )
     lora_rank: int = field(default=16, metadata=_help("LoRA rank r."))
@@ -291,6 +300,9 @@ class DPOConfig(TrainingConfig):
             raise ValueError(f"beta must be > 0, got {self.beta!r}; the original recipe uses 50.")
         if isinstance(self.rpo_alpha, bool) or not isinstance(self.rpo_alpha, (int, float)) or not self.rpo_alpha >= 0:
             raise ValueError(f"rpo_alpha must be >= 0, got {self.rpo_alpha!r}; 0 trains the paper's loss.")
+        gs = self.guidance_scale
+        if isinstance(gs, bool) or not isinstance(gs, (int, float)) or not gs >= 1:
+            raise ValueError(f"guidance_scale must be >= 1 (1: the paper's conditional DPO), got {gs!r}.")
         self._check_positive_ints("lora_rank", "lora_alpha")
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]

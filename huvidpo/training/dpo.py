@@ -9,6 +9,9 @@ What is unusual here:
   are freed before the policy's graph is built.
 - VAE latents and text states of the pairs are encoded once before training (``PairCache``); the
   loop never touches the VAE or the text encoder.
+- ``guidance_scale`` > 1 (not in the paper) compares the classifier-free-guided predictions, the ones the
+  sampler follows, instead of the conditional ones: Diffusion-DPO's derivation with the guided reverse
+  process as the policy. The winners' term (``rpo_alpha``) still anchors the conditional prediction.
 """
 
 from __future__ import annotations
@@ -92,39 +95,69 @@ def dpo_step(
     loss_type: str = "sigmoid",
     autocast: Callable[[], ContextManager] = contextlib.nullcontext,
     rpo_alpha: float = 0.0,
+    negative_embeds: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The DPO loss of one batch of pairs (``b c f h w`` latents each, ``b l d`` text states).
 
     ``model`` is the trained UNet as the optimizer sees it (possibly DDP-wrapped); ``reference`` is the
-    same module unwrapped, run with its adapters disabled.
+    same module unwrapped, run with its adapters disabled. With ``guidance_scale`` > 1 both are compared by
+    their classifier-free-guided predictions, ``negative_embeds`` (``1 l d``, the empty prompt) giving the
+    unconditional one.
     """
     batch = latents_w.shape[0]
-    model_mse, ref_mse = _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast)
-    return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type, rpo_alpha)
+    model_mse, ref_mse, model_cond_mse = _pair_mses(
+        model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast, negative_embeds, guidance_scale
+    )
+    return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type, rpo_alpha,
+                          anchor_mse_w=model_cond_mse[:batch])
 
 
-def _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast=contextlib.nullcontext):
+def guided_prediction(unet, noisy, timesteps, embeds, negative_embeds=None, guidance_scale: float = 1.0,
+                      return_conditional: bool = False):
+    """``unet``'s prediction for ``noisy``: conditional, or with ``guidance_scale`` > 1 the sampler's
+    classifier-free-guided ``u + w (c - u)``, ``u`` from ``negative_embeds`` (``1 l d``), in one batch.
+    ``return_conditional``: return ``(prediction, conditional prediction)``."""
+    if guidance_scale == 1.0:
+        cond = unet(noisy, timesteps, embeds).sample
+        return (cond, cond) if return_conditional else cond
+    if negative_embeds is None:
+        raise ValueError("A guided DPO prediction needs the empty prompt's text states (negative_embeds).")
+    n = noisy.shape[0]
+    negatives = negative_embeds.to(embeds.dtype).expand(n, -1, -1)
+    both = unet(torch.cat([noisy, noisy]), timesteps.repeat(2), torch.cat([negatives, embeds])).sample
+    uncond, cond = both.chunk(2)
+    guided = uncond + guidance_scale * (cond - uncond)
+    return (guided, cond) if return_conditional else guided
+
+
+def _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast=contextlib.nullcontext,
+               negative_embeds=None, guidance_scale: float = 1.0):
     """Per-sample MSEs ``(2b,)`` (winners, then losers) of the policy and of the reference, one noise and
-    timestep per pair shared by its winner and loser."""
+    timestep per pair shared by its winner and loser (of the guided predictions with ``guidance_scale`` > 1),
+    and the policy's MSEs of its conditional prediction (the same tensor when not guiding)."""
     latents = torch.cat([latents_w, latents_l])  # (2b) c f h w
     noise, timesteps = sample_noise(noise_scheduler, tuple(latents_w.shape), generator, latents.device, latents.dtype)
     noise, timesteps = noise.repeat(2, 1, 1, 1, 1), timesteps.repeat(2)  # winner and loser share both
     noisy, target = noisy_latents_and_target(noise_scheduler, latents, noise, timesteps)
     embeds = prompt_embeds.repeat(2, 1, 1)
     with torch.no_grad(), adapters_disabled(reference), autocast():
-        ref_mse = per_sample_mse(reference(noisy, timesteps, embeds).sample, target)
-    model_mse = per_sample_mse(model(noisy, timesteps, embeds).sample, target)
-    return model_mse, ref_mse
+        ref_mse = per_sample_mse(guided_prediction(reference, noisy, timesteps, embeds, negative_embeds, guidance_scale), target)
+    guided, cond = guided_prediction(model, noisy, timesteps, embeds, negative_embeds, guidance_scale, return_conditional=True)
+    model_mse = per_sample_mse(guided, target)
+    return model_mse, ref_mse, (model_mse if cond is guided else per_sample_mse(cond, target))
 
 
 @torch.no_grad()
-def implicit_margins(unet, noise_scheduler, cache: PairCache, draws: int = 16, seed: int = 0, batch_size: int = 8) -> torch.Tensor:
+def implicit_margins(unet, noise_scheduler, cache: PairCache, draws: int = 16, seed: int = 0, batch_size: int = 8,
+                     negative_embeds: torch.Tensor | None = None, guidance_scale: float = 1.0) -> torch.Tensor:
     """Each pair's implicit reward margin ``z`` (winner minus loser, in units of beta; > 0 when the LoRA favours
     the winner), averaged over ``draws`` (noise, timestep) draws.
 
     Diffusion-DPO's implicit reward is an expectation over noise and timestep; one draw is dominated by the draw,
     so a single-draw accuracy sits near 0.5 whatever the LoRA learned. ``unet`` carries the LoRA; the
-    reference is the same UNet with its adapters disabled.
+    reference is the same UNet with its adapters disabled. ``guidance_scale`` > 1 (with ``negative_embeds``)
+    measures the margins of the guided predictions, as a LoRA trained at that guidance was.
     """
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
@@ -134,7 +167,8 @@ def implicit_margins(unet, noise_scheduler, cache: PairCache, draws: int = 16, s
         for start in range(0, len(cache), batch_size):
             indices = list(range(start, min(start + batch_size, len(cache))))
             latents_w, latents_l, embeds = cache.batch(indices, device, dtype)
-            model_mse, ref_mse = _pair_mses(unet, unet, noise_scheduler, latents_w, latents_l, embeds, generator)
+            model_mse, ref_mse, _ = _pair_mses(unet, unet, noise_scheduler, latents_w, latents_l, embeds, generator,
+                                            negative_embeds=negative_embeds, guidance_scale=guidance_scale)
             n = len(indices)
             margin = -0.5 * ((model_mse[:n] - ref_mse[:n]) - (model_mse[n:] - ref_mse[n:]))
             total[start : start + n] += margin.double().cpu()
@@ -197,6 +231,11 @@ def train_dpo(
         cache_dir=output_dir / CACHE_DIR if config.cache_latents else None, accelerator=accelerator,
     )
 
+    negative_embeds = None
+    if config.guidance_scale > 1:  # the empty prompt, as the sampler's unconditional branch
+        with torch.no_grad():
+            negative_embeds = pipe.encode_prompt([""], device).to(dtype)
+
     # 4. LoRA, optimizer
     unet = pipe.unet
     place(unet, device, dtype)
@@ -218,6 +257,7 @@ def train_dpo(
         return dpo_step(
             model, unet, noise_scheduler, latents_w, latents_l, embeds, generator,
             config.beta, config.loss_type, autocast=accelerator.autocast, rpo_alpha=config.rpo_alpha,
+            negative_embeds=negative_embeds, guidance_scale=config.guidance_scale,
         )
 
     # 5. Train
@@ -252,6 +292,7 @@ def write_dpo_model_card(config: DPOConfig, output_dir: Path, steps: int, histor
         "beta": config.beta,
         "loss_type": config.loss_type,
         **({"rpo_alpha (winner denoising weight)": config.rpo_alpha} if config.rpo_alpha else {}),
+        **({"guidance_scale (DPO on guided predictions)": config.guidance_scale} if config.guidance_scale > 1 else {}),
         "steps": steps,
         "learning_rate": config.learning_rate,
         "batch_size (pairs)": config.batch_size,
