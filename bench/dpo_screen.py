@@ -305,14 +305,16 @@ def run(root: Path, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     config = DPOConfig(data=str(args.data), output_dir=str(root / "runs" / args.name), num_frames=16,
                        max_steps=args.steps, learning_rate=args.lr, beta=args.beta, batch_size=2,
-                       checkpointing_steps=0, rpo_alpha=args.rpo_alpha, **({"lora_target_modules": args.targets} if args.targets else {}))
+                       checkpointing_steps=0, rpo_alpha=args.rpo_alpha, guidance_scale=args.dpo_guidance,
+                       **({"lora_target_modules": args.targets} if args.targets else {}))
     trained = train_dpo(config, pipe=pipe)
     minutes = (time.perf_counter() - start) / 60
-    implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", 16)
+    implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", 16, guidance_scale=args.dpo_guidance)
     unload_lora(pipe)
     compared = compare(base, screen_clips(pipe, root, args, str(trained.lora_path)))
     result = {
         "name": args.name, "data": str(args.data), "lr": args.lr, "steps": args.steps, "beta": args.beta, "rpo_alpha": args.rpo_alpha,
+        "dpo_guidance_scale": args.dpo_guidance,
         "lora_scale": args.scale, "lora_target_modules": list(config.lora_target_modules), "dpo_minutes": minutes,
         "pairs": len((Path(args.data) / "metadata.jsonl").read_text().splitlines()),
         "heldout_implicit_accuracy": implicit["expected"], "heldout_implicit_accuracy_single_draw": implicit["single_draw"],
@@ -354,6 +356,8 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=50.0)
     parser.add_argument("--scale", type=float, default=1.0, help="LoRA scale when generating")
     parser.add_argument("--rpo-alpha", type=float, default=0.0, help="run: weight of the winners' denoising loss")
+    parser.add_argument("--dpo-guidance", type=float, default=1.0,
+                        help="run: guidance at which DPO compares predictions (DPOConfig.guidance_scale; 1: the paper's)")
     parser.add_argument("--targets", help="run: LoRA target modules, comma-separated (default: DPOConfig's)")
     parser.add_argument("--sources", default=",".join(MIX_SOURCES), help="mix: pair folders under ROOT, comma-separated")
     parser.add_argument("--prompts", type=int, default=8)

@@ -1,14 +1,16 @@
 """What a DPO step costs next to a plain fine-tuning step, and what our design saves over the naive one.
 
-Three variants on the same tiny components, LoRA and batch of B (winner, loser) pairs:
+Four variants on the same tiny components, LoRA and batch of B (winner, loser) pairs:
 
 - ``sft``: a plain denoising step with the same LoRA on the 2B clips (one forward + backward);
 - ``dpo``: our step (``huvidpo.training.dpo_step``): one policy forward + backward on 2B clips plus a
   reference forward under ``no_grad`` of the same UNet with its adapter disabled. The arithmetic floor
   is about (3 + 1) / 3 = 1.33 of ``sft`` (a backward costs about two forwards);
-- ``naive``: a deep-copied reference UNet, and winner and loser in separate passes.
+- ``naive``: a deep-copied reference UNet, and winner and loser in separate passes;
+- ``guided``: our step with ``guidance_scale`` 7.5 (``DPOConfig.guidance_scale``): policy and reference
+  each also predict the empty prompt, so it should cost about twice ``dpo``.
 
-Time: one subprocess runs the three variants' steps interleaved (sft, dpo, naive, in a rotating
+Time: one subprocess runs the variants' steps interleaved (sft, dpo, naive, guided, in a rotating
 order), so load from other processes hits them alike; a step is forward, backward and optimizer
 step, and each ratio is the median over rounds of that round's ratio. Memory: each variant runs in a
 fresh subprocess; its number is the peak RSS during the steps minus the RSS after building the model
@@ -36,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a script from a checkout
 
 RESULTS = REPO_ROOT / "bench" / "results" / "dpo_step.json"
-VARIANTS = ("sft", "dpo", "naive")
+VARIANTS = ("sft", "dpo", "naive", "guided")
 TARGETS = {"time_ratio_dpo_over_sft": 1.45, "memory_ratio_dpo_over_sft": 1.15}
 
 
@@ -59,7 +61,7 @@ def reset_peak() -> bool:
 
 
 class Bench:
-    """The tiny components, one LoRA, one batch of pairs, and the three step functions."""
+    """The tiny components, one LoRA, one batch of pairs, and the step function of each variant."""
 
     def __init__(self, pairs: int, num_frames: int, threads: int):
         import torch
@@ -84,6 +86,7 @@ class Bench:
 
             self.latents_w, self.latents_l = encode(winners), encode(losers)
             self.embeds = pipe.encode_prompt([s.prompt for s in specs], torch.device("cpu"))
+            self.negative_embeds = pipe.encode_prompt([""], torch.device("cpu"))
         self.unet = pipe.unet
         add_dpo_lora(self.unet, DPOConfig(), "default")
         self.unet.train()
@@ -113,6 +116,12 @@ class Bench:
         from huvidpo.training import dpo_step
 
         return dpo_step(self.unet, self.unet, self.scheduler, self.latents_w, self.latents_l, self.embeds, generator, beta=50.0)[0]
+
+    def guided_loss(self, generator):
+        from huvidpo.training import dpo_step
+
+        return dpo_step(self.unet, self.unet, self.scheduler, self.latents_w, self.latents_l, self.embeds, generator, beta=1.0,
+                        negative_embeds=self.negative_embeds, guidance_scale=7.5)[0]
 
     def naive_loss(self, generator):
         import torch
@@ -169,7 +178,8 @@ def measure_time(args: argparse.Namespace) -> dict:
         bench.step(variant)
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for round_index in range(args.rounds):
-        order = VARIANTS[round_index % 3 :] + VARIANTS[: round_index % 3]
+        shift = round_index % len(VARIANTS)
+        order = VARIANTS[shift:] + VARIANTS[:shift]
         for variant in order:
             times[variant].append(bench.step(variant))
     return {"times_s": times, "torch_threads": torch.get_num_threads()}
@@ -200,7 +210,7 @@ def main() -> None:
         return
 
     settings = [f"--{k}={v}" for k, v in vars(args).items() if k != "child"]
-    print("timing the three variants, interleaved ...", file=sys.stderr)
+    print(f"timing the {len(VARIANTS)} variants, interleaved ...", file=sys.stderr)
     timing = run_child("--child", "time", *settings)
     memory = {}
     for variant in VARIANTS:
@@ -224,6 +234,8 @@ def main() -> None:
         "memory_ratio_dpo_over_sft": memory_ratio("dpo"),
         "time_ratio_naive_over_sft": time_ratio("naive"),
         "memory_ratio_naive_over_sft": memory_ratio("naive"),
+        "time_ratio_guided_over_sft": time_ratio("guided"),
+        "memory_ratio_guided_over_sft": memory_ratio("guided"),
         "targets": TARGETS,
         "summary": summary,
         "settings": {

@@ -67,6 +67,7 @@ class WorldBench:
     dpo_batch: int = 2
     dpo_rpo_alpha: float = 10.0  # without the winners' term a temporal LoRA raises every error (README)
     dpo_targets: str = TEMPORAL_TARGETS  # comma-separated LoRA target modules; empty: DPOConfig's (the paper's)
+    dpo_guidance: float = 1.0  # DPOConfig.guidance_scale: 1 compares conditional predictions (the paper's)
     shared_first_frame: bool = True
     pairs: str = "motion"  # what the training pool holds: one of PAIR_SOURCES (see make_pool)
 
@@ -141,13 +142,15 @@ def oracle_export(pipe, root: Path, prompts: list[str], clips_per_prompt: int, s
 
 
 @torch.no_grad()
-def heldout_implicit_accuracy(pipe, pairs_dir: Path, frames: int, draws: int = 16) -> dict[str, float]:
+def heldout_implicit_accuracy(pipe, pairs_dir: Path, frames: int, draws: int = 16, guidance_scale: float = 1.0) -> dict[str, float]:
     """How often the LoRA favours the oracle's winner of held-out pairs.
 
     ``expected``: the share of pairs whose implicit reward margin, averaged over ``draws`` noise and timestep
     draws, is positive (Diffusion-DPO's implicit reward is that expectation). ``single_draw``: the share of
     (pair, draw) cases favouring the winner, the trainer's ``rewards/accuracies`` (what bench results before
     2026-11-25 reported, over 4 draws): one draw is dominated by its noise, so it stays near 0.5.
+    ``guidance_scale`` > 1 measures the guided predictions' margins (a LoRA trained with that
+    ``DPOConfig.guidance_scale``).
     """
     from diffusers import DDPMScheduler
 
@@ -155,7 +158,9 @@ def heldout_implicit_accuracy(pipe, pairs_dir: Path, frames: int, draws: int = 1
     height, width = pipe.default_size
     cache = build_pair_cache(pipe, pairs, frames, (height, width), pipe.device)
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    per_draw = [implicit_margins(pipe.unet, scheduler, cache, draws=1, seed=draw) for draw in range(draws)]
+    negative = pipe.encode_prompt([""], pipe.device) if guidance_scale > 1 else None
+    per_draw = [implicit_margins(pipe.unet, scheduler, cache, draws=1, seed=draw, negative_embeds=negative, guidance_scale=guidance_scale)
+                for draw in range(draws)]
     return {
         "expected": implicit_accuracy(torch.stack(per_draw).mean(0)),
         "single_draw": sum(implicit_accuracy(m) for m in per_draw) / draws,
@@ -183,11 +188,14 @@ def main() -> None:
                              "beside the model's continuations of its first frame; 'motion' (default), the world's clip "
                              "beside the same spec moving along those continuations' tracks (see make_pool).")
     parser.add_argument("--dpo-targets", default=None, help="Override the LoRA target modules (comma-separated).")
+    parser.add_argument("--dpo-guidance", type=float, default=None,
+                        help="Override the guidance at which DPO compares predictions (DPOConfig.guidance_scale).")
     parser.add_argument("--name", default=None, help="Results file name (default: world.json / world-quick.json).")
     args = parser.parse_args()
     plan = QUICK if args.quick else WorldBench()
     overrides = {"dpo_lr": args.dpo_lr, "dpo_steps": args.dpo_steps, "dpo_beta": args.dpo_beta,
                  "dpo_rpo_alpha": args.dpo_rpo_alpha, "dpo_targets": args.dpo_targets,
+                 "dpo_guidance": args.dpo_guidance,
                  "clips_per_prompt": args.clips_per_prompt, "eval_seeds": args.eval_seeds, "pairs": args.pairs}
     plan = replace(plan, **{name: value for name, value in overrides.items() if value is not None})
     if args.own_first_frames:
@@ -215,7 +223,7 @@ def main() -> None:
         config = DPOConfig(data=str(export), output_dir=str(root / "dpo"), num_frames=plan.frames,
                            max_steps=plan.dpo_steps, learning_rate=plan.dpo_lr, beta=plan.dpo_beta,
                            batch_size=plan.dpo_batch, checkpointing_steps=0, rpo_alpha=plan.dpo_rpo_alpha,
-                           **({"lora_target_modules": plan.dpo_targets} if plan.dpo_targets else {}))
+                           guidance_scale=plan.dpo_guidance, **({"lora_target_modules": plan.dpo_targets} if plan.dpo_targets else {}))
         start = time.perf_counter()
         trained = train_dpo(config, pipe=pipe)
         dpo_minutes = (time.perf_counter() - start) / 60
@@ -227,7 +235,7 @@ def main() -> None:
         }
         # 3. What DPO changed on held-out prompts
         result["dpo"]["heldout_pairs"] = heldout_pairs  # the oracle may call every held-out pair a tie
-        implicit = heldout_implicit_accuracy(pipe, heldout_export, plan.frames) if heldout_pairs else None
+        implicit = heldout_implicit_accuracy(pipe, heldout_export, plan.frames, guidance_scale=plan.dpo_guidance) if heldout_pairs else None
         result["dpo"]["heldout_implicit_accuracy"] = implicit["expected"] if implicit else None
         result["dpo"]["heldout_implicit_accuracy_single_draw"] = implicit["single_draw"] if implicit else None
         # One pass makes the base clips (for faithfulness) and the base+LoRA clips of the same prompts and seeds.
