@@ -61,6 +61,7 @@ class BuildPlan:
     t2i_images: int = 20000
     t2i_foreground_weight: float = 1.0
     temporal_gate: str = "channel"
+    temporal_kernel_size: int = 3  # frames each causal temporal conv sees (LAMP: 3)
     stage1_steps: int = 2000
     stage1_batch: int = 2
     stage1_lr: float = 1e-3
@@ -110,7 +111,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
         vae=image_pipe.vae,
         text_encoder=image_pipe.text_encoder,
         tokenizer=image_pipe.tokenizer,
-        unet=VideoUNet.from_unet2d(image_pipe.unet, temporal_gate=plan.temporal_gate),
+        unet=VideoUNet.from_unet2d(image_pipe.unet, temporal_kernel_size=plan.temporal_kernel_size, temporal_gate=plan.temporal_gate),
         scheduler=sd_ddim_scheduler(zero_terminal_snr=plan.zero_terminal_snr),
         image_pipeline=image_pipe,
     )
@@ -216,7 +217,7 @@ slowly/quickly).
 | VAE (AutoencoderKL, 4x down, 4 latent channels) | {plan['vae_steps']} steps on world frames |
 | text encoder (CLIPTextModel, frozen after) | {plan['text_steps']} steps naming each prompt's attributes from its states |
 | first-frame model (UNet2DConditionModel) | {plan['t2i_steps']} steps x {plan['t2i_batch']} first frames |
-| video UNet (inflated, {plan['temporal_gate']} temporal gates; stage 1: temporal layers + attn1.to_q) | {plan['stage1_steps']} steps x {plan['stage1_batch']} clips, lr {plan['stage1_lr']} |
+| video UNet (inflated, {plan['temporal_gate']} temporal gates, {plan.get('temporal_kernel_size', 3)}-frame temporal convs; stage 1: temporal layers + attn1.to_q) | {plan['stage1_steps']} steps x {plan['stage1_batch']} clips, lr {plan['stage1_lr']} |
 
 Built in {summary['minutes']} minutes{_reused(summary)} (seed {summary['seed']}, torch {summary['torch']}); stage-1 final loss
 {summary['stage1_final_loss']}. The first-frame model alone, on {plan['check_prompts']} held-out prompts x 2

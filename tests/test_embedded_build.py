@@ -32,8 +32,10 @@ def test_quick_build_produces_a_loadable_pipeline_with_a_card(tmp_path):
 
 def test_a_build_can_take_the_image_stages_of_an_earlier_one_and_retrain_only_the_video_stages(tmp_path):
     first = build(tmp_path / "first", QUICK, seed=0, log=lambda line: None)
-    again = build(tmp_path / "again", replace(QUICK, stage1_prompt_dropout=0.5), seed=0, log=lambda line: None, image_from=first)
+    again = build(tmp_path / "again", replace(QUICK, stage1_prompt_dropout=0.5, temporal_kernel_size=5), seed=0, log=lambda line: None,
+                  image_from=first)
     a, b = load_pipeline(str(first)), load_pipeline(str(again))
+    assert (a.unet.config.temporal_kernel_size, b.unet.config.temporal_kernel_size) == (3, 5)  # a video-stage change
     for part in ("unet", "vae", "text_encoder"):
         for (name, x), (_, y) in zip(getattr(a.image_pipeline, part).state_dict().items(), getattr(b.image_pipeline, part).state_dict().items()):
             assert torch.equal(x, y), (part, name)
