@@ -24,6 +24,7 @@ from huvidpo.data.world import (
     sample_clip_spec,
     specs_from_rows,
     split_combinations,
+    straight_track,
     world_dataset,
     world_frames,
 )
@@ -111,6 +112,20 @@ def test_shape_stays_in_frame_and_moves_as_specified():
         travel = SPEEDS[spec.speed] * 15
         assert xe.mean() - xs.mean() == pytest.approx(dx * travel, abs=0.6)
         assert ye.mean() - ys.mean() == pytest.approx(dy * travel, abs=0.6)
+
+
+def test_straight_track_is_the_path_render_clip_draws():
+    """A pair's loser can be drawn on the spec's own path with only the jitter added (bench jitter pairs)."""
+    spec = ClipSpec("square", "red", "blue", "up", "quickly", 24, 30.5, 50.25)
+    track = straight_track(spec, 16)
+    assert track.shape == (16, 2)
+    np.testing.assert_allclose(np.diff(track, axis=0), [[0.0, -2.0]] * 15)
+    np.testing.assert_array_equal(render_clip(spec, track=track), render_clip(spec))
+    np.testing.assert_array_equal(render_clip(spec, size=32, track=track), render_clip(spec, size=32))
+    shaken = track + np.random.default_rng(0).normal(0, 1.0, track.shape)
+    shaken[0] = track[0]
+    jerky = render_clip(spec, track=shaken)
+    assert np.array_equal(jerky[0], render_clip(spec)[0]) and not np.array_equal(jerky, render_clip(spec))
 
 
 def test_render_scales_and_degradations_differ():

@@ -13,6 +13,7 @@ from .world import (
     render_degraded,
     sample_clip_spec,
     split_combinations,
+    straight_track,
     world_dataset,
     world_frames,
 )
@@ -21,5 +22,5 @@ __all__ = [
     "ClipReading", "ClipSpec", "Distractor", "OracleConfig", "OracleScore", "PromptAttributes", "VideoInfo",
     "generate_world", "make_prompt_set", "matches", "parse_prompt", "prefer", "probe_video", "read_clip",
     "read_video", "render_clip", "render_degraded", "sample_clip_spec", "score_clip", "split_combinations",
-    "to_uint8_frames", "world_dataset", "world_frames", "write_preview", "write_video",
+    "straight_track", "to_uint8_frames", "world_dataset", "world_frames", "write_preview", "write_video",
 ]

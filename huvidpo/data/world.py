@@ -300,6 +300,14 @@ def _corner_centre(corner: str, frame: int, size: float) -> tuple[float, float]:
     return (low if "left" in corner else high), (low if "top" in corner else high)
 
 
+def straight_track(spec: ClipSpec, num_frames: int = 16) -> np.ndarray:
+    """The box centre of ``spec``'s shape in each frame, ``(num_frames, 2)`` pixels at the 64-pixel reference size:
+    from (``start_x``, ``start_y``) in the prompt's direction at its speed, the path ``render_clip`` draws."""
+    steps = SPEEDS[spec.speed] * np.arange(num_frames, dtype=np.float64)
+    dx, dy = DIRECTIONS[spec.direction]
+    return np.stack([spec.start_x + dx * steps, spec.start_y + dy * steps], axis=1)
+
+
 def render_clip(
     spec: ClipSpec,
     num_frames: int = 16,
@@ -325,8 +333,6 @@ def render_clip(
         raise ValueError(f"Need num_frames >= 1 and size >= 8; got {num_frames} and {size}.")
     rng = np.random.default_rng(seed)
     scale = size / REFERENCE_SIZE
-    step = SPEEDS[spec.speed] * scale
-    dx, dy = DIRECTIONS[spec.direction]
     if track is not None:
         if wrong_direction:
             raise ValueError("wrong_direction and track both set the path: reverse the track instead.")
@@ -337,11 +343,10 @@ def render_clip(
             raise ValueError("track holds NaN or inf: give a centre for every frame (interpolate gaps).")
         xs, ys = track[:, 0] * scale, track[:, 1] * scale
     else:
-        t = np.arange(num_frames, dtype=np.float64)
+        track = straight_track(spec, num_frames)
         if wrong_direction:
-            t = (num_frames - 1) - t
-        xs = spec.start_x * scale + dx * step * t
-        ys = spec.start_y * scale + dy * step * t
+            track = track[::-1]
+        xs, ys = track[:, 0] * scale, track[:, 1] * scale
     if jitter > 0:
         xs = xs + rng.normal(0.0, jitter * scale, num_frames)
         ys = ys + rng.normal(0.0, jitter * scale, num_frames)
