@@ -12,6 +12,8 @@ Each step writes into ROOT, so later runs reuse its clips:
     python bench/dpo_screen.py redenoise-pairs ROOT 48  # world clip vs the default's re-denoising of it from mid noise
     python bench/dpo_screen.py sft ROOT NAME --lr 3e-4 --steps 300   # control: more stage 1 on world clips, no pairs
     python bench/dpo_screen.py smoothness ROOT       # where jerky motion comes from: world, VAE or video UNet
+    python bench/dpo_screen.py jitter-pairs ROOT 64  # world clip vs the same track with jitter added (only the jitter differs)
+    python bench/dpo_screen.py shared-noise ROOT [MODEL]  # the default's clips as frames share more of their initial noise
 
 ``run`` trains a LoRA on the pairs given, measures its implicit accuracy on the held-out pairs
 (averaged over 16 noise draws, and per draw), generates the last 8 held-out prompts x 2 seeds with and without
@@ -42,7 +44,7 @@ from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_exp
 
 from huvidpo.data.oracle import prefer, score_clip  # noqa: E402
 from huvidpo.data.video import read_video, to_uint8_frames, write_video  # noqa: E402
-from huvidpo.data.world import DIRECTIONS, SPEEDS, generate_world, make_prompt_set, render_clip, sample_specs  # noqa: E402
+from huvidpo.data.world import DIRECTIONS, SPEEDS, generate_world, make_prompt_set, render_clip, sample_specs, straight_track  # noqa: E402
 from huvidpo.eval import pairwise_win_rate  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
 from huvidpo.hub import load_pipeline, unload_lora  # noqa: E402
@@ -168,6 +170,27 @@ def build_redenoise_pairs(root: Path, count: int) -> None:
     print(f"oracle votes: world clip {votes['left']}, re-denoised {votes['right']}, tie {votes['tie']}")
 
 
+JITTER_LEVELS = (0.5, 1.0)  # px (std at 64x64) of the jitter on the losers of jitter pairs
+
+
+def build_jitter_pairs(root: Path, count: int) -> None:
+    """``count`` training specs: the world's clip against the same spec on the same straight track with Gaussian
+    jitter of each of ``JITTER_LEVELS`` px added to every frame's position but the first. Both clips are the
+    world's rendering, so the jitter is their only difference (re-denoise pairs also differ in how the shape
+    is drawn)."""
+
+    def jittered(spec, real, i):
+        rng = np.random.default_rng(1000 + i)
+        track = straight_track(spec, SETTINGS.frames)
+        for level in JITTER_LEVELS:
+            noisy = track + rng.normal(0.0, level, track.shape)
+            noisy[0] = track[0]
+            yield f"jitter{level:g}", render_clip(spec, SETTINGS.frames, track=noisy)
+
+    votes = world_clip_pairs(root / "jitter_pairs", count, jittered)
+    print(f"oracle votes: world clip {votes['left']}, jittered {votes['right']}, tie {votes['tie']}")
+
+
 def mix(root: Path, sources: list[str]) -> None:
     """One export with the pairs of each of ``sources`` (pair folders under ROOT), in ROOT/mixed (the model's
     own pairs and the world pairs, the default) or ROOT/mixed-<sources>."""
@@ -238,13 +261,51 @@ def smoothness(count: int = 8) -> None:
     print(f"{len(rows)} held-out specs; wrote {out}")
 
 
+SHARED_NOISE_LEVELS = (0.0, 0.2, 0.5, 0.8, 0.95)  # GenerationSettings.shared_noise; 0.2 is the default
+
+
+@torch.no_grad()
+def shared_noise(model: str | None, count: int = 8, seeds: int = 2) -> None:
+    """The default's (or ``model``'s) clips of ``count`` held-out prompts x ``seeds`` seeds at each of
+    ``SHARED_NOISE_LEVELS``: smoothness, oracle total, prompt matches and the step profile. If frames that share
+    more of their initial noise move more smoothly, the jitter comes from each frame's own noise."""
+    pipe = load_pipeline(model)
+    specs = sample_specs(count, seed=1, split="heldout")
+    levels = {}
+    for level in SHARED_NOISE_LEVELS:
+        rows = []
+        for i, spec in enumerate(specs):
+            for seed in range(seeds):
+                clip = generate(pipe, replace(SETTINGS, prompt=spec.prompt, seed=seed, shared_noise=level))[0]
+                score = score_clip(clip, spec.prompt)
+                rows.append({**motion_readings(clip, spec), "total": score.total, "shape_and_color":
+                             float(score.shape_match >= 0.5 and score.color_match >= 0.5),
+                             "direction": float(score.direction_match >= 0.5)})
+        levels[f"{level:g}"] = {
+            **{key: float(np.mean([r[key] for r in rows])) for key in ("smoothness", "total", "shape_and_color", "direction", "size_cv")},
+            "step_profile": np.nanmean([r["steps"] for r in rows], axis=0).round(3).tolist(),
+            "step_sd": np.nanstd([r["steps"] for r in rows], axis=0).round(3).tolist(),
+        }
+        row = levels[f"{level:g}"]
+        print(f"shared_noise {level:<4g} smoothness {row['smoothness']:.3f}  oracle total {row['total']:.3f}  "
+              f"shape+colour {row['shape_and_color']:.2f}  direction {row['direction']:.2f}  "
+              f"frame-1 step {row['step_profile'][0]:.2f}x  mean step {np.mean(row['step_profile']):.2f}x", flush=True)
+    name = "shared_noise.json" if model is None else f"shared_noise-{Path(model).name}.json"
+    out = RESULTS_DIR / name
+    out.write_text(json.dumps({"model": model or "embedded default", "clips_per_level": count * seeds, "steps": SETTINGS.steps,
+                               "guidance": SETTINGS.guidance, "levels": levels}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def screen_clips(pipe, root: Path, args: argparse.Namespace, lora: str | None, cache: bool = True) -> dict[str, dict[str, float]]:
     """Oracle scores of the screen's clips (the last ``args.prompts`` held-out prompts x ``args.seeds`` seeds)
-    with ``lora`` at ``args.scale``, or without a LoRA; base clips are cached in ROOT/base_eval.json
-    (``cache`` False: ``pipe`` is not the base, neither read nor write the cache)."""
+    with ``lora`` at ``args.scale``, or without a LoRA, at ``args.shared_noise``; base clips at the default
+    shared noise are cached in ROOT/base_eval.json (``cache`` False: ``pipe`` is not the base, neither read nor
+    write the cache)."""
     count = WorldBench().heldout_prompts  # the last prompts of bench/world.py's held-out set
     heldout = make_prompt_set("heldout", count, seed=1)[count - args.prompts:]
     base_cache = root / "base_eval.json"
+    cache = cache and args.shared_noise == SETTINGS.shared_noise
     cached = json.loads(base_cache.read_text()) if cache and base_cache.exists() else {}
     scores = {}
     for prompt in heldout:
@@ -253,7 +314,8 @@ def screen_clips(pipe, root: Path, args: argparse.Namespace, lora: str | None, c
             if lora is None and key in cached:
                 scores[key] = cached[key]
                 continue
-            frames, _ = generate(pipe, replace(SETTINGS, prompt=prompt, seed=seed, lora=lora, lora_scale=args.scale))
+            frames, _ = generate(pipe, replace(SETTINGS, prompt=prompt, seed=seed, lora=lora, lora_scale=args.scale,
+                                                 shared_noise=args.shared_noise))
             score = score_clip(frames, prompt)
             scores[key] = {**score.components(), "total": score.total}
     if lora is None and cache:
@@ -293,9 +355,11 @@ def rescreen(root: Path, args: argparse.Namespace) -> None:
     """A trained LoRA (``args.extra``) on the screen's prompts at ``args.scale``, without training again."""
     pipe = load_pipeline(None)
     base = screen_clips(pipe, root, args, None)
-    result = {"lora": args.extra, "lora_scale": args.scale, **compare(base, screen_clips(pipe, root, args, args.extra))}
+    result = {"lora": args.extra, "lora_scale": args.scale, "shared_noise": args.shared_noise,
+              **compare(base, screen_clips(pipe, root, args, args.extra))}
     run_name = Path(args.extra).parent.name
-    write_screen(f"{run_name}-scale{args.scale:g}", result, label=f"{run_name} at scale {args.scale:g}")
+    suffix = f"-scale{args.scale:g}" + ("" if args.shared_noise == SETTINGS.shared_noise else f"-shared{args.shared_noise:g}")
+    write_screen(run_name + suffix, result, label=f"{run_name} at scale {args.scale:g}, shared noise {args.shared_noise:g}")
 
 
 def run(root: Path, args: argparse.Namespace) -> None:
@@ -346,15 +410,18 @@ def sft(root: Path, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("pools", "world-pairs", "motion-pairs", "redenoise-pairs", "mix", "run", "rescreen", "sft", "smoothness"))
+    parser.add_argument("step", choices=("pools", "world-pairs", "motion-pairs", "redenoise-pairs", "jitter-pairs", "mix", "run", "rescreen", "sft",
+                                           "smoothness", "shared-noise"))
     parser.add_argument("root", type=Path)
-    parser.add_argument("extra", nargs="?", help="world-pairs, redenoise-pairs: how many; motion-pairs: clips a prompt; run, sft: the run's name; "
-                             "rescreen: a trained LoRA's weights file")
+    parser.add_argument("extra", nargs="?", help="world-pairs, redenoise-pairs, jitter-pairs: how many; motion-pairs: clips a prompt; run, sft: the run's "
+                             "name; rescreen: a trained LoRA's weights file; shared-noise: a model folder (default: the embedded default)")
     parser.add_argument("--data", type=Path, help="run: pairs to train on (default: ROOT/train/export)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--beta", type=float, default=50.0)
     parser.add_argument("--scale", type=float, default=1.0, help="LoRA scale when generating")
+    parser.add_argument("--shared-noise", type=float, default=SETTINGS.shared_noise,
+                        help="rescreen: GenerationSettings.shared_noise of base and LoRA clips (base clips are cached only at the default)")
     parser.add_argument("--rpo-alpha", type=float, default=0.0, help="run: weight of the winners' denoising loss")
     parser.add_argument("--dpo-guidance", type=float, default=1.0,
                         help="run: guidance at which DPO compares predictions (DPOConfig.guidance_scale; 1: the paper's)")
@@ -372,6 +439,10 @@ def main() -> None:
         build_motion_pairs(args.root, int(args.extra or 4))
     elif args.step == "redenoise-pairs":
         build_redenoise_pairs(args.root, int(args.extra or 48))
+    elif args.step == "jitter-pairs":
+        build_jitter_pairs(args.root, int(args.extra or 64))
+    elif args.step == "shared-noise":
+        shared_noise(args.extra)
     elif args.step == "mix":
         mix(args.root, args.sources.split(","))
     elif args.step == "smoothness":
