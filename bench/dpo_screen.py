@@ -378,7 +378,7 @@ def run(root: Path, args: argparse.Namespace) -> None:
     compared = compare(base, screen_clips(pipe, root, args, str(trained.lora_path)))
     result = {
         "name": args.name, "data": str(args.data), "lr": args.lr, "steps": args.steps, "beta": args.beta, "rpo_alpha": args.rpo_alpha,
-        "dpo_guidance_scale": args.dpo_guidance,
+        "dpo_guidance_scale": args.dpo_guidance, "shared_noise": args.shared_noise,
         "lora_scale": args.scale, "lora_target_modules": list(config.lora_target_modules), "dpo_minutes": minutes,
         "pairs": len((Path(args.data) / "metadata.jsonl").read_text().splitlines()),
         "heldout_implicit_accuracy": implicit["expected"], "heldout_implicit_accuracy_single_draw": implicit["single_draw"],
@@ -403,7 +403,7 @@ def sft(root: Path, args: argparse.Namespace) -> None:
                           max_steps=args.steps, learning_rate=args.lr, batch_size=2, random_start_frame=False,
                           horizontal_flip=False, cache_latents=True, checkpointing_steps=0, overwrite_output_dir=True)
     train_stage1(config, pipe=pipe)
-    result = {"name": args.name, "stage1_steps": args.steps, "lr": args.lr, "world_clips": SFT_CLIPS,
+    result = {"name": args.name, "stage1_steps": args.steps, "lr": args.lr, "world_clips": SFT_CLIPS, "shared_noise": args.shared_noise,
               "minutes": (time.perf_counter() - start) / 60, **compare(base, screen_clips(pipe, root, args, None, cache=False))}
     write_screen(args.name, result)
 
@@ -421,7 +421,8 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=50.0)
     parser.add_argument("--scale", type=float, default=1.0, help="LoRA scale when generating")
     parser.add_argument("--shared-noise", type=float, default=SETTINGS.shared_noise,
-                        help="rescreen: GenerationSettings.shared_noise of base and LoRA clips (base clips are cached only at the default)")
+                        help="run, rescreen, sft: GenerationSettings.shared_noise of the screen's base and LoRA clips "
+                             "(base clips are cached only at the default)")
     parser.add_argument("--rpo-alpha", type=float, default=0.0, help="run: weight of the winners' denoising loss")
     parser.add_argument("--dpo-guidance", type=float, default=1.0,
                         help="run: guidance at which DPO compares predictions (DPOConfig.guidance_scale; 1: the paper's)")
