@@ -2,7 +2,7 @@
 
 The embedded default runs on any CPU::
 
-    python -m huvidpo.embedded --out /tmp/tiny          # only if assets/huvidpo-tiny is not built yet
+    python -m huvidpo.world.tiny --out /tmp/tiny          # only if assets/huvidpo-tiny is not built yet
     HUVIDPO_MODEL=/tmp/tiny python app.py --maintainer   # http://127.0.0.1:7860, data in ./data
 
 This file only lays out components and wires them to ``huvidpo.studio``; every callback is a thin

@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_export, training_specs  # noqa: E402
 
-from huvidpo.data.oracle import prefer, score_clip  # noqa: E402
+from huvidpo.world.oracle import prefer, score_clip  # noqa: E402
 from huvidpo.data.video import read_video, to_uint8_frames, write_video  # noqa: E402
-from huvidpo.data.world import DIRECTIONS, SPEEDS, generate_world, make_prompt_set, render_clip, sample_specs, straight_track  # noqa: E402
+from huvidpo.world.clips import DIRECTIONS, SPEEDS, generate_world, make_prompt_set, render_clip, sample_specs, straight_track  # noqa: E402
 from huvidpo.eval import pairwise_win_rate  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
 from huvidpo.hub import load_pipeline, unload_lora  # noqa: E402

@@ -67,8 +67,8 @@ class Bench:
         import torch
         from diffusers import DDPMScheduler
 
-        from huvidpo.data.world import render_clip, render_degraded, sample_specs
-        from huvidpo.embedded import build_tiny_pipeline
+        from huvidpo.world.clips import render_clip, render_degraded, sample_specs
+        from huvidpo.world.tiny import build_tiny_pipeline
         from huvidpo.training import DPOConfig
         from huvidpo.training.dpo import add_dpo_lora
         from huvidpo.training.trainer import trainable_parameters

@@ -27,8 +27,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from huvidpo.data.oracle import read_clip  # noqa: E402
-from huvidpo.data.world import SHAPES, render_clip, sample_specs  # noqa: E402
+from huvidpo.world.oracle import read_clip  # noqa: E402
+from huvidpo.world.clips import SHAPES, render_clip, sample_specs  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
 from huvidpo.hub import load_pipeline  # noqa: E402
 

@@ -30,10 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, build_pool, export_preferences  # noqa: E402
-from huvidpo.annotation.oracle_labeler import label_with_oracle  # noqa: E402
+from huvidpo.world.labelers import label_with_oracle  # noqa: E402
 from huvidpo.data.video import write_video  # noqa: E402
-from huvidpo.data.oracle import retrace  # noqa: E402
-from huvidpo.data.world import ClipSpec, make_prompt_set, render_clip, sample_specs  # noqa: E402
+from huvidpo.world.oracle import retrace  # noqa: E402
+from huvidpo.world.clips import ClipSpec, make_prompt_set, render_clip, sample_specs  # noqa: E402
 from huvidpo.eval import evaluate  # noqa: E402
 from huvidpo.generate import GenerationSettings, generate  # noqa: E402
 from huvidpo.hub import load_pipeline  # noqa: E402

@@ -61,7 +61,7 @@ def _stop_on_interrupt() -> threading.Event:
 def _demo_data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from huvidpo.data.world import generate_world
+    from huvidpo.world.clips import generate_world
     from huvidpo.training.data import write_world_pairs
 
     out = Path(args.out_dir)

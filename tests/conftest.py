@@ -9,7 +9,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from huvidpo.embedded import build_tiny_image_pipeline, build_tiny_pipeline  # noqa: E402
+from huvidpo.world.tiny import build_tiny_image_pipeline, build_tiny_pipeline  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -341,9 +341,9 @@ def test_sampler_is_thread_safe_with_many_sessions(tmp_path):
 
 def test_oracle_labels_pairs_through_the_vote_store(tmp_path):
     from huvidpo.annotation import CandidatePool, PairSampler, VoteStore
-    from huvidpo.annotation.oracle_labeler import label_with_oracle
+    from huvidpo.world.labelers import label_with_oracle
     from huvidpo.data.video import write_video
-    from huvidpo.data.world import ClipSpec, render_clip, render_degraded
+    from huvidpo.world.clips import ClipSpec, render_clip, render_degraded
 
     spec = ClipSpec(shape="circle", color="red", background="blue", direction="left", speed="slowly",
                     size=16, start_x=44, start_y=32)

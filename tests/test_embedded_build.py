@@ -1,20 +1,15 @@
 """The embedded default is reproducible from nothing with the project's own code."""
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from huvidpo.embedded import BASE_WORDS, build_tokenizer, tiny_vae
 from huvidpo.hub import load_pipeline
-from huvidpo.training.embedded import train_vae, world_random_frames
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-
-from build_embedded_default import QUICK, build  # noqa: E402
+from huvidpo.world.build import QUICK, build, train_vae, world_random_frames
+from huvidpo.world.tiny import BASE_WORDS, build_tokenizer, tiny_vae
 
 
 def test_quick_build_produces_a_loadable_pipeline_with_a_card(tmp_path):
@@ -77,9 +72,9 @@ def test_the_shipped_default_draws_the_background_colour_and_shape_the_prompt_as
     (the previous default, with smaller shapes, drew the asked shape in about half of them)."""
     from diffusers import StableDiffusionPipeline
 
-    from huvidpo.data.world import make_prompt_set
-    from huvidpo.embedded import DEFAULT_MODEL_DIR
-    from huvidpo.training.embedded import first_frame_accuracy
+    from huvidpo.world.clips import make_prompt_set
+    from huvidpo.world.tiny import DEFAULT_MODEL_DIR
+    from huvidpo.world.build import first_frame_accuracy
 
     pipe = StableDiffusionPipeline.from_pretrained(str(DEFAULT_MODEL_DIR / "image_pipeline"), safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
@@ -102,8 +97,8 @@ PROMPT = "a red circle moving left slowly on a blue background"
 def test_pretraining_teaches_the_text_encoder_the_motion_words():
     """Only what the prompt's states tell apart can steer the video model: after pretraining, "left"
     and "right" must be told apart, on prompts the encoder never saw, as surely as colours are."""
-    from huvidpo.embedded import tiny_text_encoder
-    from huvidpo.training.embedded import pretrain_text_encoder
+    from huvidpo.world.tiny import tiny_text_encoder
+    from huvidpo.world.build import pretrain_text_encoder
 
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
@@ -120,7 +115,7 @@ def test_the_shipped_text_encoder_tells_motion_directions_apart():
     as a colour change does; the previous default's did not, and its clips ignored the direction."""
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from huvidpo.embedded import DEFAULT_MODEL_DIR
+    from huvidpo.world.tiny import DEFAULT_MODEL_DIR
 
     tokenizer = CLIPTokenizer.from_pretrained(DEFAULT_MODEL_DIR, subfolder="tokenizer")
     encoder = CLIPTextModel.from_pretrained(DEFAULT_MODEL_DIR, subfolder="text_encoder")
@@ -134,8 +129,8 @@ def test_the_first_frame_loss_weighs_the_shape_not_the_background():
     latent pixels over the shape (and only those) that many times the plain background."""
     import numpy as np
 
-    from huvidpo.data.world import ClipSpec, render_clip
-    from huvidpo.training.embedded import latent_foreground_weights
+    from huvidpo.world.clips import ClipSpec, render_clip
+    from huvidpo.world.build import latent_foreground_weights
 
     spec = ClipSpec("square", "red", "blue", "right", "slowly", 16.0, 20.0, 40.0, None)
     frame = torch.from_numpy(render_clip(spec, 1, 64)[0]).permute(2, 0, 1)[None].float() / 127.5 - 1

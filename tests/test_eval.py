@@ -12,9 +12,9 @@ from peft import LoraConfig
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
 from huvidpo.annotation.stats import wilson_interval
-from huvidpo.data.oracle import prefer
-from huvidpo.data.world import ClipSpec, render_clip, render_degraded
-from huvidpo.embedded import build_tiny_pipeline, build_tokenizer
+from huvidpo.world.oracle import prefer
+from huvidpo.world.clips import ClipSpec, render_clip, render_degraded
+from huvidpo.world.tiny import build_tiny_pipeline, build_tokenizer
 from huvidpo.eval import (
     BASE_LABEL,
     LORA_LABEL,

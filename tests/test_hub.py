@@ -4,7 +4,7 @@ import torch
 from peft import LoraConfig
 
 from huvidpo import hub
-from huvidpo.embedded import tiny_vae
+from huvidpo.world.tiny import tiny_vae
 from huvidpo.models import VideoUNet
 
 FAST = dict(num_frames=4, num_inference_steps=2, image_pipeline_kwargs={"num_inference_steps": 2})

@@ -5,7 +5,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
-from huvidpo.embedded import tiny_unet_config
+from huvidpo.world.tiny import tiny_unet_config
 from huvidpo.models import FrameContext, SparseCausalAttnProcessor, TemporalGatedConv2d, VideoUNet
 
 from conftest import randomize_temporal_layers

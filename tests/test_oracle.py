@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from huvidpo.data.oracle import matches, prefer, read_clip, retrace, score_clip
+from huvidpo.world.oracle import matches, prefer, read_clip, retrace, score_clip
 from huvidpo.data.video import read_video, write_video
-from huvidpo.data.world import DEGRADATIONS, SPEEDS, ClipSpec, Distractor, render_clip, render_degraded, world_frames
+from huvidpo.world.clips import DEGRADATIONS, SPEEDS, ClipSpec, Distractor, render_clip, render_degraded, world_frames
 
 ATTRIBUTES = ("shape", "color", "background", "direction")
 

@@ -12,8 +12,8 @@ import torch
 from diffusers import DDPMScheduler
 from safetensors.torch import load_file
 
-from huvidpo.data.world import generate_world
-from huvidpo.embedded import build_tiny_pipeline
+from huvidpo.world.clips import generate_world
+from huvidpo.world.tiny import build_tiny_pipeline
 from huvidpo.hub import load_lora, load_pipeline, unload_lora
 from huvidpo.training import (
     DPOConfig,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from huvidpo.data.video import probe_video, read_video
-from huvidpo.data.world import (
+from huvidpo.world.clips import (
     COLORS,
     DEGRADATIONS,
     DIRECTIONS,

@@ -11,7 +11,7 @@ from .clip_metrics import (
     text_alignment,
     video_embedding,
 )
-from .oracle_metrics import (
+from ..world.metrics import (
     OracleClipMetrics,
     WinRate,
     oracle_clip_metrics,

@@ -16,7 +16,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..data.world import make_prompt_set
+from ..world.clips import make_prompt_set
 from ..generate import GenerationSettings
 from ..hub import load_pipeline
 from .clip_metrics import DEFAULT_CLIP_MODEL, load_clip

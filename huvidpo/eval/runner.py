@@ -24,7 +24,7 @@ from ..data.video import write_video
 from ..generate import GenerationSettings, apply_lora, generate
 from ..pipeline import HuViDPOPipeline
 from .clip_metrics import ClipScorer, diversity
-from .oracle_metrics import OracleClipMetrics, oracle_clip_metrics, pairwise_win_rate, summarize_oracle
+from ..world.metrics import OracleClipMetrics, oracle_clip_metrics, pairwise_win_rate, summarize_oracle
 from .report import BASE_LABEL, LORA_LABEL, EvalReport
 
 

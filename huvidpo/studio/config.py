@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-# Mirrors of huvidpo.embedded's constants, which is not imported here: it pulls in diffusers and torch, and the
+# Mirrors of huvidpo.world.tiny's constants, which is not imported here: it pulls in diffusers and torch, and the
 # app's page should be up before those finish loading (tests check that the two agree).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ASSETS_DIR = REPO_ROOT / "assets"

@@ -138,7 +138,7 @@ def load_studio_pipeline(config: StudioConfig):
     while the embedded checkpoint has not been built)."""
     import torch
 
-    from huvidpo.embedded import build_tiny_pipeline
+    from huvidpo.world.tiny import build_tiny_pipeline
     from huvidpo.hub import load_pipeline
 
     device = config.device or ("cuda" if torch.cuda.is_available() else None)
@@ -146,7 +146,7 @@ def load_studio_pipeline(config: StudioConfig):
     if not config.model and not os.environ.get(MODEL_ENV_VAR) and default_missing:
         logger.warning(
             "The embedded checkpoint %s is not built: serving random-initialised tiny weights. "
-            "Build it with `python -m huvidpo.embedded` (or train it), or pass --model.",
+            "Build it with `python -m huvidpo.world.tiny` (or train it), or pass --model.",
             DEFAULT_MODEL_DIR,
         )
         pipe = build_tiny_pipeline(seed=0)
@@ -171,7 +171,7 @@ def import_model_stack(training: bool = False) -> None:
     The model loads in a background thread while requests arrive; two threads running the first import of
     diffusers' lazy modules at once can see a half-initialised module ("cannot import name ...").
     """
-    modules = ["huvidpo.embedded", "huvidpo.generate", "huvidpo.hub"] + (["huvidpo.training"] if training else [])
+    modules = ["huvidpo.world.tiny", "huvidpo.generate", "huvidpo.hub"] + (["huvidpo.training"] if training else [])
     with _MODEL_STACK_LOCK:
         for module in modules:
             importlib.import_module(module)

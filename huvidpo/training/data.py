@@ -368,7 +368,7 @@ def write_world_pairs(
     ``degradations`` (cycled): a stand-in for labelled pairs in demos, tests and benchmarks.
     """
     from huvidpo.data.video import write_video
-    from huvidpo.data.world import render_clip, render_degraded, sample_specs
+    from huvidpo.world.clips import render_clip, render_degraded, sample_specs
 
     out_dir = Path(out_dir)
     rows = []

@@ -112,13 +112,13 @@ def load_training_pipeline(model: str):
     When the embedded default has not been built yet (no ``assets/huvidpo-tiny``), the tiny classes are
     built at random with a warning, so the CLI demo still runs on a fresh checkout.
     """
-    from huvidpo.embedded import MODEL_ENV_VAR, build_tiny_pipeline, default_model_path
+    from huvidpo.world.tiny import MODEL_ENV_VAR, build_tiny_pipeline, default_model_path
     from huvidpo.hub import load_pipeline
 
     if not model and not os.environ.get(MODEL_ENV_VAR) and not (Path(default_model_path()) / "model_index.json").is_file():
         logger.warning(
             "The embedded default checkpoint %s is not built; training random-initialised tiny components. "
-            "Build it with `python -m huvidpo.embedded` or pass --model.",
+            "Build it with `python -m huvidpo.world.tiny` or pass --model.",
             default_model_path(),
         )
         pipe = build_tiny_pipeline(seed=0)

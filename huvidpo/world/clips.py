@@ -322,7 +322,7 @@ def render_clip(
 
     ``track`` (``(F, 2)``, pixels at the 64-pixel reference size) replaces the straight constant-velocity
     path by the shape's box centre in each frame: the same shape, colours and distractor moving another
-    way, e.g. along the track a model drew (:func:`huvidpo.data.oracle.retrace`).
+    way, e.g. along the track a model drew (:func:`huvidpo.world.oracle.retrace`).
 
     Degradations (for preference losers): ``jitter`` adds Gaussian noise of that many pixels
     (std) to the shape's position in each frame; ``flicker`` multiplies each frame's brightness
@@ -455,7 +455,7 @@ def generate_world(
     by an existing ``metadata.jsonl`` are deleted first, so the folder matches its metadata;
     other files are left alone.
     """
-    from .video import write_video
+    from ..data.video import write_video
 
     out_dir = Path(out_dir)
     if (out_dir / "metadata.jsonl").is_file():

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .video import to_uint8_frames
-from .world import DIRECTIONS, PALETTE, SPEEDS, REFERENCE_SIZE, ClipSpec, parse_prompt
+from ..data.video import to_uint8_frames
+from .clips import DIRECTIONS, PALETTE, SPEEDS, REFERENCE_SIZE, ClipSpec, parse_prompt
 
 _PALETTE_NAMES = list(PALETTE)
 _PALETTE_RGB = np.array([PALETTE[n] for n in _PALETTE_NAMES], np.float32)

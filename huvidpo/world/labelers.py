@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..data.oracle import prefer
+from .oracle import prefer
 from ..data.video import read_video
-from .sampler import PairSampler
-from .votes import Vote
+from ..annotation.sampler import PairSampler
+from ..annotation.votes import Vote
 
 ORACLE_LABELER = "oracle"
 

@@ -5,7 +5,7 @@ our own word list), a CLIP text encoder, an ``AutoencoderKL``, a first-frame tex
 ``StableDiffusionPipeline`` and its inflation to a :class:`VideoUNet`. Random-initialised here; the
 synthetic-world scripts train them. Build the random checkpoint with::
 
-    python -m huvidpo.embedded --out assets/huvidpo-tiny
+    python -m huvidpo.world.tiny --out assets/huvidpo-tiny
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from .models import VideoUNet
-from .pipeline import HuViDPOPipeline
+from ..models import VideoUNet
+from ..pipeline import HuViDPOPipeline
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "assets" / "huvidpo-tiny"
 MODEL_ENV_VAR = "HUVIDPO_MODEL"
 

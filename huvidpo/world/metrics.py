@@ -18,7 +18,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from ..annotation.stats import wilson_interval
-from ..data.oracle import OracleConfig, matches, prefer, score_clip
+from .oracle import OracleConfig, matches, prefer, score_clip
 
 # The margin ``oracle.prefer`` uses by default, so stored totals give the same votes.
 PREFER_MARGIN: float = inspect.signature(prefer).parameters["margin"].default
