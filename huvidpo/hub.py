@@ -16,7 +16,7 @@ from diffusers import AutoPipelineForText2Image, DDIMScheduler, DiffusionPipelin
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-from .world.tiny import default_model_path
+from .locations import default_model_path
 from .models import VideoUNet
 from .pipeline import HuViDPOPipeline
 

@@ -73,7 +73,7 @@ def test_the_shipped_default_draws_the_background_colour_and_shape_the_prompt_as
     from diffusers import StableDiffusionPipeline
 
     from huvidpo.world.clips import make_prompt_set
-    from huvidpo.world.tiny import DEFAULT_MODEL_DIR
+    from huvidpo.locations import DEFAULT_MODEL_DIR
     from huvidpo.world.build import first_frame_accuracy
 
     pipe = StableDiffusionPipeline.from_pretrained(str(DEFAULT_MODEL_DIR / "image_pipeline"), safety_checker=None)
@@ -115,7 +115,7 @@ def test_the_shipped_text_encoder_tells_motion_directions_apart():
     as a colour change does; the previous default's did not, and its clips ignored the direction."""
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from huvidpo.world.tiny import DEFAULT_MODEL_DIR
+    from huvidpo.locations import DEFAULT_MODEL_DIR
 
     tokenizer = CLIPTokenizer.from_pretrained(DEFAULT_MODEL_DIR, subfolder="tokenizer")
     encoder = CLIPTextModel.from_pretrained(DEFAULT_MODEL_DIR, subfolder="text_encoder")

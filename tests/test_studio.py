@@ -92,7 +92,7 @@ def test_oauth_defaults_to_on_only_on_a_space(tmp_path, monkeypatch):
 
 def test_config_mirrors_the_embedded_constants():
     from huvidpo import hub
-    from huvidpo.world import tiny as embedded
+    from huvidpo import locations as embedded
     from huvidpo.studio import generation
 
     assert studio_config.DEFAULT_MODEL_DIR == embedded.DEFAULT_MODEL_DIR

@@ -279,7 +279,7 @@ def train_dpo(
 
 def write_dpo_model_card(config: DPOConfig, output_dir: Path, steps: int, history: list[dict], num_pairs: int, dataset: Any) -> Path:
     """README.md: base model, data, DPO settings, and the last steps' mean metrics."""
-    from huvidpo.world.tiny import default_model_path
+    from huvidpo.locations import default_model_path
     from huvidpo.hub import write_model_card
 
     recent = history[-10:]

@@ -160,7 +160,7 @@ def train_stage1(
 def write_stage1_model_card(config: Stage1Config, output_dir: Path, steps: int, history: list[dict], num_videos: int, dataset: Any) -> Path:
     from huggingface_hub import ModelCard
 
-    from huvidpo.world.tiny import default_model_path
+    from huvidpo.locations import default_model_path
 
     recent = history[-10:]
     loss = f"{sum(row['loss'] for row in recent) / len(recent):.4f}" if recent else "n/a"

@@ -112,7 +112,8 @@ def load_training_pipeline(model: str):
     When the embedded default has not been built yet (no ``assets/huvidpo-tiny``), the tiny classes are
     built at random with a warning, so the CLI demo still runs on a fresh checkout.
     """
-    from huvidpo.world.tiny import MODEL_ENV_VAR, build_tiny_pipeline, default_model_path
+    from huvidpo.locations import MODEL_ENV_VAR, default_model_path
+    from huvidpo.world.tiny import build_tiny_pipeline
     from huvidpo.hub import load_pipeline
 
     if not model and not os.environ.get(MODEL_ENV_VAR) and not (Path(default_model_path()) / "model_index.json").is_file():

@@ -11,20 +11,16 @@ synthetic-world scripts train them. Build the random checkpoint with::
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from ..locations import DEFAULT_MODEL_DIR
 from ..models import VideoUNet
 from ..pipeline import HuViDPOPipeline
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL_DIR = REPO_ROOT / "assets" / "huvidpo-tiny"
-MODEL_ENV_VAR = "HUVIDPO_MODEL"
 
 # Words that get a token of their own. The world's vocabulary comes first; other text falls back to
 # byte-level pieces, as in any BPE.
@@ -166,11 +162,6 @@ def build_tiny_pipeline(seed: int = 0, with_image_pipeline: bool = True) -> HuVi
         scheduler=sd_ddim_scheduler(),
         image_pipeline=image_pipeline if with_image_pipeline else None,
     )
-
-
-def default_model_path() -> str:
-    """The model the app and the CLIs use unless told otherwise: ``$HUVIDPO_MODEL`` or the embedded default."""
-    return os.environ.get(MODEL_ENV_VAR) or str(DEFAULT_MODEL_DIR)
 
 
 def main() -> None:
