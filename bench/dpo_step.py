@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))  # run as a script from a checkout
 
 RESULTS = REPO_ROOT / "bench" / "results" / "dpo_step.json"
 VARIANTS = ("sft", "dpo", "naive", "guided")

@@ -16,16 +16,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from huvidpo.hub import load_pipeline  # noqa: E402
+from huvidpo.hub import load_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
 

@@ -37,11 +37,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from huvidpo.annotation import CandidatePool, VoteStore
+from huvidpo.data.video import write_video
 
-from huvidpo.annotation import CandidatePool, VoteStore  # noqa: E402
-from huvidpo.data.video import write_video  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 TARGET_P95_MS = 150.0
 CHOICES = ("left", "left", "right", "right", "tie", "both_bad", "skip")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -27,19 +26,17 @@ from pathlib import Path
 import PIL.Image
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, build_pool, export_preferences  # noqa: E402
-from huvidpo.world.labelers import label_with_oracle  # noqa: E402
-from huvidpo.data.video import write_video  # noqa: E402
-from huvidpo.world.oracle import retrace  # noqa: E402
-from huvidpo.world.clips import ClipSpec, make_prompt_set, render_clip, sample_specs  # noqa: E402
-from huvidpo.eval import evaluate  # noqa: E402
-from huvidpo.generate import GenerationSettings, generate  # noqa: E402
-from huvidpo.hub import load_pipeline  # noqa: E402
-from huvidpo.training import (  # noqa: E402
+from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, build_pool, export_preferences
+from huvidpo.data.video import write_video
+from huvidpo.eval import evaluate
+from huvidpo.generate import GenerationSettings, generate
+from huvidpo.hub import load_pipeline
+from huvidpo.training import (
     DPOConfig, PreferencePairs, build_pair_cache, implicit_accuracy, implicit_margins, train_dpo,
 )
+from huvidpo.world.clips import ClipSpec, make_prompt_set, render_clip, sample_specs
+from huvidpo.world.labelers import label_with_oracle
+from huvidpo.world.oracle import retrace
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The temporal layers of the video UNet: its temporal attention and the temporal convs of its ResNets.

@@ -2,29 +2,33 @@
 
 Each step writes into ROOT, so later runs reuse its clips:
 
-    python bench/dpo_screen.py pools ROOT            # the default's own pairs (world.py --pairs model) and the held-out pairs (~15 min)
-    python bench/dpo_screen.py world-pairs ROOT 64   # world clip vs the default's continuation of its first frame
-    python bench/dpo_screen.py mix ROOT              # the model's pairs and the world pairs in one export
-    python bench/dpo_screen.py mix ROOT --sources motion/export,redenoise_pairs   # any pair folders of ROOT
-    python bench/dpo_screen.py motion-pairs ROOT 4   # world clip vs the same spec along the default's motion (4 a prompt)
-    python bench/dpo_screen.py run ROOT NAME --data ROOT/world_pairs --lr 1e-4 --steps 200
-    python bench/dpo_screen.py rescreen ROOT ROOT/runs/NAME/pytorch_lora_weights.safetensors --scale 1.5
-    python bench/dpo_screen.py redenoise-pairs ROOT 48  # world clip vs the default's re-denoising of it from mid noise
-    python bench/dpo_screen.py sft ROOT NAME --lr 3e-4 --steps 300   # control: more stage 1 on world clips, no pairs
-    python bench/dpo_screen.py smoothness ROOT       # where jerky motion comes from: world, VAE or video UNet
-    python bench/dpo_screen.py jitter-pairs ROOT 64  # world clip vs the same track with jitter added (only the jitter differs)
-    python bench/dpo_screen.py shared-noise ROOT [MODEL]  # the default's clips as frames share more of their initial noise
+    python research/scripts/dpo_screen.py pools ROOT            # the default's own pairs (world.py --pairs model) and the held-out pairs (~15 min)
+    python research/scripts/dpo_screen.py world-pairs ROOT 64   # world clip vs the default's continuation of its first frame
+    python research/scripts/dpo_screen.py mix ROOT              # the model's pairs and the world pairs in one export
+    python research/scripts/dpo_screen.py mix ROOT --sources motion/export,redenoise_pairs   # any pair folders of ROOT
+    python research/scripts/dpo_screen.py motion-pairs ROOT 4   # world clip vs the same spec along the default's motion (4 a prompt)
+    python research/scripts/dpo_screen.py run ROOT NAME --data ROOT/world_pairs --lr 1e-4 --steps 200
+    python research/scripts/dpo_screen.py rescreen ROOT ROOT/runs/NAME/pytorch_lora_weights.safetensors --scale 1.5
+    python research/scripts/dpo_screen.py redenoise-pairs ROOT 48  # world clip vs the default's re-denoising of it from mid noise
+    python research/scripts/dpo_screen.py sft ROOT NAME --lr 3e-4 --steps 300   # control: more stage 1 on world clips, no pairs
+    python research/scripts/dpo_screen.py smoothness ROOT       # where jerky motion comes from: world, VAE or video UNet
+    python research/scripts/dpo_screen.py jitter-pairs ROOT 64  # world clip vs the same track with jitter added (only the jitter differs)
+    python research/scripts/dpo_screen.py shared-noise ROOT [MODEL]  # the default's clips as frames share more of their initial noise
 
 ``run`` trains a LoRA on the pairs given, measures its implicit accuracy on the held-out pairs
 (averaged over 16 noise draws, and per draw), generates the last 8 held-out prompts x 2 seeds with and without
-it (base clips are cached in ROOT), and writes bench/results/dpo-screen-NAME.json with the oracle's
+it (base clips are cached in ROOT), and writes research/results/dpo-screen-NAME.json with the oracle's
 wins/losses/ties and the mean of each oracle component. Sixteen comparisons give a 95% interval of about
 +-0.2 on the preference: a screen, not the figures of record (those are bench/world.py's).
+
+The screens reuse bench/world.py's plan, pools and held-out measure; bench/ is a folder of scripts, not a
+package, so that file is loaded by its path (``load_world_bench``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -37,18 +41,30 @@ import numpy as np
 import PIL.Image
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from huvidpo.data.video import read_video, to_uint8_frames, write_video
+from huvidpo.eval import pairwise_win_rate
+from huvidpo.generate import GenerationSettings, generate
+from huvidpo.hub import load_pipeline, unload_lora
+from huvidpo.training import DPOConfig, Stage1Config, train_dpo, train_stage1
+from huvidpo.world.clips import DIRECTIONS, SPEEDS, generate_world, make_prompt_set, render_clip, sample_specs, straight_track
+from huvidpo.world.oracle import prefer, score_clip
 
-from world import RESULTS_DIR, WorldBench, heldout_implicit_accuracy, oracle_export, training_specs  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = REPO_ROOT / "research" / "results"
 
-from huvidpo.world.oracle import prefer, score_clip  # noqa: E402
-from huvidpo.data.video import read_video, to_uint8_frames, write_video  # noqa: E402
-from huvidpo.world.clips import DIRECTIONS, SPEEDS, generate_world, make_prompt_set, render_clip, sample_specs, straight_track  # noqa: E402
-from huvidpo.eval import pairwise_win_rate  # noqa: E402
-from huvidpo.generate import GenerationSettings, generate  # noqa: E402
-from huvidpo.hub import load_pipeline, unload_lora  # noqa: E402
-from huvidpo.training import DPOConfig, Stage1Config, train_dpo, train_stage1  # noqa: E402
+
+def load_world_bench():
+    """bench/world.py as a module, by its path (importlib's recipe for importing a source file directly)."""
+    spec = importlib.util.spec_from_file_location("bench_world", REPO_ROOT / "bench" / "world.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+_world_bench = load_world_bench()
+WorldBench, heldout_implicit_accuracy = _world_bench.WorldBench, _world_bench.heldout_implicit_accuracy
+oracle_export, training_specs = _world_bench.oracle_export, _world_bench.training_specs
 
 SETTINGS = GenerationSettings(prompt="-", frames=16, steps=25, image_steps=25)
 PAIR_COLUMNS = ("prompt", "video_w", "video_l")
@@ -345,7 +361,7 @@ def summary(name: str, result: dict) -> str:
 
 
 def write_screen(name: str, result: dict, label: str | None = None, tail: str = "") -> None:
-    """bench/results/dpo-screen-NAME.json, and ``summary``'s line (of ``label``, default NAME) plus ``tail``."""
+    """research/results/dpo-screen-NAME.json, and ``summary``'s line (of ``label``, default NAME) plus ``tail``."""
     out = RESULTS_DIR / f"dpo-screen-{name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(summary(label or name, result) + f"{tail}; wrote {out}")

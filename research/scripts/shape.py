@@ -7,17 +7,16 @@ On held-out specs (shape/colour/direction combinations never seen in training):
 For squares it also reports the median of the oracle's corner statistic (kurtosis axis/diagonal ratio:
 2.0 for a square, 1.0 for a disc, read as a square above 1.5), which shows corners being rounded off.
 
-    python bench/shape.py                 # the README's figures (about 6 minutes on 2 cores)
-    python bench/shape.py --quick         # a smoke run
+    python research/scripts/shape.py          # research/2026-11-25-shape-size.md's figures (about 6 minutes on 2 cores)
+    python research/scripts/shape.py --quick  # a smoke run
 
-Writes bench/results/shape.json (or shape-quick.json) and prints a table.
+Writes research/results/shape.json (or shape-quick.json) and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -25,14 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from huvidpo.generate import GenerationSettings, generate
+from huvidpo.hub import load_pipeline
+from huvidpo.world.clips import SHAPES, render_clip, sample_specs
+from huvidpo.world.oracle import read_clip
 
-from huvidpo.world.oracle import read_clip  # noqa: E402
-from huvidpo.world.clips import SHAPES, render_clip, sample_specs  # noqa: E402
-from huvidpo.generate import GenerationSettings, generate  # noqa: E402
-from huvidpo.hub import load_pipeline  # noqa: E402
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 
 def tally(asked: list[str], clips: list) -> dict:
