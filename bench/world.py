@@ -48,7 +48,7 @@ TEMPORAL_TARGETS = ",".join([*(f"temporal_attention.attn.{name}" for name in ("t
 class WorldBench:
     """The plan of the README's figures (bench/results/world.json). The previous one, the paper's LoRA on the
     default's own pairs, is ``--pairs model --clips-per-prompt 6 --dpo-lr 1e-4 --dpo-rpo-alpha 0 --dpo-targets ""``
-    (world-model-pairs-c6-s400.json)."""
+    (research/results/world-model-pairs-c6-s400.json)."""
 
     heldout_prompts: int = 16
     eval_seeds: int = 4
@@ -62,7 +62,7 @@ class WorldBench:
     dpo_lr: float = 3e-4
     dpo_beta: float = 50.0
     dpo_batch: int = 2
-    dpo_rpo_alpha: float = 10.0  # without the winners' term a temporal LoRA raises every error (README)
+    dpo_rpo_alpha: float = 10.0  # without it a temporal LoRA raises every error (research/2026-12-01-motion-pairs.md)
     dpo_targets: str = TEMPORAL_TARGETS  # comma-separated LoRA target modules; empty: DPOConfig's (the paper's)
     dpo_guidance: float = 1.0  # DPOConfig.guidance_scale: 1 compares conditional predictions (the paper's)
     shared_first_frame: bool = True
