@@ -355,5 +355,6 @@ def test_oracle_labels_pairs_through_the_vote_store(tmp_path):
     store = VoteStore(tmp_path / "votes.jsonl")
     votes = label_with_oracle(PairSampler(pool, store, seed=0))
     assert len(votes) == 1
-    assert votes[0].winner_clip == good_clip.clip_id and votes[0].loser_clip == bad_clip.clip_id
+    assert votes[0].winner_clip == good_clip.clip_id
+    assert {votes[0].left_clip, votes[0].right_clip} == {good_clip.clip_id, bad_clip.clip_id}
     assert [v.labeler for v in store.read()] == ["oracle"]

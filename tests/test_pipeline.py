@@ -78,6 +78,23 @@ def test_callback_runs_every_step_and_can_edit_latents(tiny_pipe):
     assert out.frames[:, :, 1:].abs().max() == 0  # the callback's latents were used
 
 
+
+def test_callback_can_interrupt_the_loop_and_the_next_call_runs_in_full(tiny_pipe):
+    """The diffusers way to stop early: a step-end callback sets `pipe._interrupt`."""
+    seen = []
+
+    def stop_after_first_step(pipe, step, timestep, kwargs):
+        seen.append(step)
+        pipe._interrupt = True
+        return kwargs
+
+    tiny_pipe("a", generator=seeded(), callback_on_step_end=stop_after_first_step, output_type="latent", **FAST)
+    assert seen == [0] and tiny_pipe.interrupt
+    seen.clear()
+    tiny_pipe("a", generator=seeded(), callback_on_step_end=lambda pipe, step, t, kwargs: seen.append(step) or kwargs,
+              output_type="latent", **FAST)
+    assert seen == [0, 1, 2]
+
 @pytest.mark.parametrize("output_type, check", [
     ("pt", lambda f: tuple(f.shape) == (1, 4, 3, 64, 64)),
     ("pil", lambda f: len(f[0]) == 4 and f[0][0].size == (64, 64)),

@@ -122,10 +122,6 @@ class PairSampler:
             self._served[(labeler, session_id)] = served
             return served
 
-    def current_pair(self, labeler: str, session_id: str = "") -> ServedPair | None:
-        with self._lock:
-            return self._served.get((clean_labeler_name(labeler), session_id))
-
     def record_vote(
         self,
         labeler: str,

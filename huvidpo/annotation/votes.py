@@ -135,17 +135,10 @@ class Vote:
     def winner_clip(self) -> str | None:
         return {Choice.LEFT: self.left_clip, Choice.RIGHT: self.right_clip}.get(self.choice)
 
-    @property
-    def loser_clip(self) -> str | None:
-        return {Choice.LEFT: self.right_clip, Choice.RIGHT: self.left_clip}.get(self.choice)
-
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["choice"] = self.choice.value
         return record
-
-    def to_json_line(self) -> bytes:
-        return (json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> "Vote":
