@@ -1,8 +1,14 @@
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
+from huvidpo import TORCHVISION_FALLBACK_NOTICE
 from huvidpo.pipeline import HuViDPOPipeline
 
 from conftest import quiet
@@ -196,3 +202,17 @@ def test_bad_video_to_video_inputs_raise_clear_errors(tiny_pipe, kwargs, message
     args = {"prompt": "a red circle", "video": random_clip(), "strength": 0.5, "num_inference_steps": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
         tiny_pipe(**args)
+
+
+def test_importing_the_model_stack_shows_no_torchvision_fallback_notice_and_keeps_other_warnings():
+    """Without torchvision, transformers warns once per image processor that diffusers imports; huvidpo drops
+    exactly that notice (see huvidpo/__init__.py)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import huvidpo.world.tiny, huvidpo.hub"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert TORCHVISION_FALLBACK_NOTICE not in result.stderr + result.stdout
+    emitter = logging.getLogger("transformers.utils.import_utils")
+    other = emitter.makeRecord(emitter.name, logging.WARNING, __file__, 0, "some other notice", None, None)
+    assert emitter.filter(other)
