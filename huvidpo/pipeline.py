@@ -266,10 +266,6 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     def interrupt(self) -> bool:
         return getattr(self, "_interrupt", False)
 
-    def interrupt_now(self) -> None:
-        """Ask a running call to stop after the current step (the app's cancel button)."""
-        self._interrupt = True
-
     @torch.no_grad()
     def __call__(
         self,

@@ -18,7 +18,7 @@ from huvidpo.annotation.pool import (
     import_hub_dataset,
     load_prompts,
 )
-from huvidpo.annotation.sampler import PairSampler
+from huvidpo.annotation.sampler import IN_FLIGHT_TTL_S, PairSampler
 from huvidpo.annotation.votes import Choice, VoteStore, pair_id_for
 
 
@@ -294,6 +294,32 @@ def test_record_vote_rejects_bad_inputs_with_clear_messages(tmp_path):
     assert len(sampler.store.votes()) == 1
 
 
+class ManualClock:
+    """Monotonic seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_response_time_comes_from_the_clock_and_an_abandoned_tab_releases_its_pair(tmp_path):
+    clock = ManualClock()
+    sampler = make_sampler(tmp_path, ["one prompt"], 2, seed=0, clock=clock)  # a single pair
+    served = sampler.next_pair("alice", "tab1")
+    clock.advance(2.5)
+    assert sampler.next_pair("alice", "tab2") is None, "the pair is open in alice's other tab"
+    clock.advance(IN_FLIGHT_TTL_S)
+    again = sampler.next_pair("alice", "tab2")
+    assert again is not None and again.pair_id == served.pair_id, "a tab open that long counts as abandoned"
+    clock.advance(1.25)
+    assert sampler.record_vote("alice", "tab2", again.token, "left").response_ms == 1250
+
+
 def test_skipped_pair_returns_only_in_a_later_session(tmp_path):
     sampler = make_sampler(tmp_path, ["one prompt"], 2, seed=0)
     served = sampler.next_pair("alice", "morning")
@@ -355,5 +381,6 @@ def test_oracle_labels_pairs_through_the_vote_store(tmp_path):
     store = VoteStore(tmp_path / "votes.jsonl")
     votes = label_with_oracle(PairSampler(pool, store, seed=0))
     assert len(votes) == 1
-    assert votes[0].winner_clip == good_clip.clip_id and votes[0].loser_clip == bad_clip.clip_id
+    assert votes[0].winner_clip == good_clip.clip_id
+    assert {votes[0].left_clip, votes[0].right_clip} == {good_clip.clip_id, bad_clip.clip_id}
     assert [v.labeler for v in store.read()] == ["oracle"]

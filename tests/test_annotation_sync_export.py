@@ -1,7 +1,7 @@
 """Hub sync against a local stand-in for `HfApi` (no network), and the preference export round trip."""
 
 import json
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from huvidpo.annotation.export import (
 )
 from huvidpo.annotation.pool import CandidatePool
 from huvidpo.annotation.sync import HubSync
-from huvidpo.annotation.votes import Vote, VoteStore
+from huvidpo.annotation.votes import LOCK_SUFFIX, Vote, VoteStore
 
 FAKE_TOKEN = "hf_NotARealTokenButSecretAnyway"
 
@@ -27,6 +27,7 @@ class FolderHubApi:
         self.failures = failures
         self.error_detail = error_detail
         self.commits: list[list[str]] = []
+        self.committed = threading.Event()
         self.created_repos: list[dict] = []
 
     def create_repo(self, repo_id: str, **kwargs) -> str:
@@ -43,6 +44,7 @@ class FolderHubApi:
             with operation.as_file() as source:
                 destination.write_bytes(source.read())
         self.commits.append([operation.path_in_repo for operation in operations])
+        self.committed.set()
         return commit_message
 
 
@@ -76,7 +78,12 @@ def labeled(tmp_path):
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    """The data files of a folder: everything but the logs' lock files (`*.lock`, which stay local)."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.suffix != LOCK_SUFFIX
+    }
 
 
 def test_failed_push_is_reported_retried_and_never_touches_local_data(labeled, tmp_path):
@@ -100,6 +107,7 @@ def test_failed_push_is_reported_retried_and_never_touches_local_data(labeled, t
     assert status["last_push_at"] is not None
     remote = tmp_path / "remote" / "studio/votes"
     assert folder_bytes(remote) == local_before
+    assert list(data.rglob(f"*{LOCK_SUFFIX}")) and not list(remote.rglob(f"*{LOCK_SUFFIX}")), "lock files stay local"
     assert {vote.vote_id for vote in VoteStore(remote / "votes.jsonl").read()} == {vote.vote_id for vote in votes}
     assert api.created_repos[0]["repo_type"] == "dataset"
     assert folder_bytes(data) == local_before
@@ -117,9 +125,7 @@ def test_background_thread_retries_until_the_push_succeeds(labeled, tmp_path):
     api = FolderHubApi(tmp_path / "remote", failures=2)
     sync = HubSync(data, "studio/votes", every_minutes=0.05 / 60, hf_api=api, path_in_repo="round1", autostart=False)
     with sync:
-        deadline = time.monotonic() + 10
-        while sync.status()["pushes_ok"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert api.committed.wait(timeout=30), "the background thread never pushed"
         assert sync.status()["running"]
     status = sync.status()
     assert status["pushes_failed"] == 2 and status["pushes_ok"] >= 1 and not status["running"]

@@ -3,14 +3,18 @@
 import json
 import multiprocessing
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from huvidpo.annotation.votes import Choice, Vote, VoteStore, pair_id_for
+from huvidpo.annotation.votes import LOCK_SUFFIX, Choice, Vote, VoteStore, pair_id_for
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_vote(labeler: str = "alice", index: int = 0, choice: str = "left", session_id: str = "s1") -> Vote:
@@ -32,12 +36,14 @@ def append_votes_worker(path: str, worker: int, count: int) -> None:
         store.append(make_vote(labeler=f"process{worker}", index=index))
 
 
-def append_forever_worker(path: str) -> None:
+def append_forever_worker(path: str, twenty_written) -> None:
     store = VoteStore(path)
     index = 0
     while True:
         store.append(make_vote(labeler="doomed", index=index))
         index += 1
+        if index == 20:
+            twenty_written.set()
 
 
 def raw_lines(path: Path) -> list[bytes]:
@@ -47,13 +53,15 @@ def raw_lines(path: Path) -> list[bytes]:
 def test_vote_is_one_json_line_and_round_trips(tmp_path):
     vote = make_vote(choice="right")
     assert vote.choice is Choice.RIGHT
-    assert vote.winner_clip == "clip0b" and vote.loser_clip == "clip0a"
+    assert vote.winner_clip == "clip0b"
     assert vote.pair_id == pair_id_for("clip0b", "clip0a")
-    line = vote.to_json_line()
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
-    assert Vote.from_dict(json.loads(line)) == vote
+    store = VoteStore(tmp_path / "votes.jsonl")
+    store.append(vote)
+    data = store.path.read_bytes()
+    assert data.endswith(b"\n") and data.count(b"\n") == 1
+    assert Vote.from_dict(json.loads(data)) == vote
     assert make_vote(choice="tie").winner_clip is None
-    assert make_vote(choice="both_bad").loser_clip is None
+    assert make_vote(choice="both_bad").winner_clip is None
 
 
 @pytest.mark.parametrize(
@@ -116,11 +124,11 @@ def test_three_processes_never_lose_or_duplicate_a_vote(tmp_path):
 
 def test_process_killed_while_writing_leaves_a_readable_log(tmp_path):
     path = tmp_path / "votes.jsonl"
-    process = multiprocessing.get_context("spawn").Process(target=append_forever_worker, args=(str(path),))
+    context = multiprocessing.get_context("spawn")
+    twenty_written = context.Event()
+    process = context.Process(target=append_forever_worker, args=(str(path), twenty_written))
     process.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 20):
-        time.sleep(0.01)
+    assert twenty_written.wait(timeout=60), "the writer never got 20 votes on disk"
     os.kill(process.pid, signal.SIGKILL)
     process.join(timeout=10)
 
@@ -185,3 +193,44 @@ def test_undo_is_append_only_and_scoped_to_labeler_and_session(tmp_path):
     assert {vote.vote_id for vote in store.effective_votes(labeler="alice")} == {first.vote_id, other_session.vote_id}
     with pytest.raises(ValueError, match="labeler name is empty"):
         store.undo_last("", "s1")
+
+
+READ_ONLY_PROBE = """
+import sys
+from huvidpo.annotation.votes import Vote, VoteStore
+store = VoteStore(sys.argv[1])
+print(len(store.read()), store.skipped_lines)
+try:
+    store.append(Vote(labeler="bob", left_clip="x", right_clip="y", choice="left"))
+except OSError as error:
+    print("refused", error.strerror)
+"""
+
+
+def can_mount_privately() -> bool:
+    """True if this user may bind-mount in a private mount namespace (util-linux `unshare`)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "--mount", "--map-root-user", "true"]
+    return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
+
+
+@pytest.mark.skipif(not can_mount_privately(), reason="needs a private mount namespace for a read-only mount")
+def test_a_read_only_copy_of_the_log_is_readable_and_refuses_votes(tmp_path):
+    copy = tmp_path / "copy"
+    store = VoteStore(copy / "votes.jsonl")
+    for index in range(3):
+        store.append(make_vote(index=index))
+    (copy / f"votes.jsonl{LOCK_SUFFIX}").unlink()
+    mount_point = tmp_path / "read-only"
+    mount_point.mkdir()
+    script = f'mount --bind -o ro "{copy}" "{mount_point}" && exec "{sys.executable}" -c "$0" "$1"'
+    result = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", script, READ_ONLY_PROBE, str(mount_point / "votes.jsonl")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["3 0", "refused Read-only file system"]

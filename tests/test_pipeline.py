@@ -1,8 +1,14 @@
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
+from huvidpo import TORCHVISION_FALLBACK_NOTICE
 from huvidpo.pipeline import HuViDPOPipeline
 
 from conftest import quiet
@@ -77,6 +83,23 @@ def test_callback_runs_every_step_and_can_edit_latents(tiny_pipe):
     assert seen[0][1] == (1, 4, 4, 16, 16)
     assert out.frames[:, :, 1:].abs().max() == 0  # the callback's latents were used
 
+
+
+def test_callback_can_interrupt_the_loop_and_the_next_call_runs_in_full(tiny_pipe):
+    """The diffusers way to stop early: a step-end callback sets `pipe._interrupt`."""
+    seen = []
+
+    def stop_after_first_step(pipe, step, timestep, kwargs):
+        seen.append(step)
+        pipe._interrupt = True
+        return kwargs
+
+    tiny_pipe("a", generator=seeded(), callback_on_step_end=stop_after_first_step, output_type="latent", **FAST)
+    assert seen == [0] and tiny_pipe.interrupt
+    seen.clear()
+    tiny_pipe("a", generator=seeded(), callback_on_step_end=lambda pipe, step, t, kwargs: seen.append(step) or kwargs,
+              output_type="latent", **FAST)
+    assert seen == [0, 1, 2]
 
 @pytest.mark.parametrize("output_type, check", [
     ("pt", lambda f: tuple(f.shape) == (1, 4, 3, 64, 64)),
@@ -179,3 +202,17 @@ def test_bad_video_to_video_inputs_raise_clear_errors(tiny_pipe, kwargs, message
     args = {"prompt": "a red circle", "video": random_clip(), "strength": 0.5, "num_inference_steps": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
         tiny_pipe(**args)
+
+
+def test_importing_the_model_stack_shows_no_torchvision_fallback_notice_and_keeps_other_warnings():
+    """Without torchvision, transformers warns once per image processor that diffusers imports; huvidpo drops
+    exactly that notice (see huvidpo/__init__.py)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import huvidpo.world.tiny, huvidpo.hub"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert TORCHVISION_FALLBACK_NOTICE not in result.stderr + result.stdout
+    emitter = logging.getLogger("transformers.utils.import_utils")
+    other = emitter.makeRecord(emitter.name, logging.WARNING, __file__, 0, "some other notice", None, None)
+    assert emitter.filter(other)

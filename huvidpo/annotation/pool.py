@@ -1,7 +1,7 @@
 """The candidate pool: generated (or imported) clips waiting to be compared, on disk.
 
 Layout: `root/videos/<clip_id>.mp4` and `root/manifest.jsonl`, one `ClipRecord` a line, written with the same
-append-only, fsynced, flock-protected log as the votes (`JsonLinesLog`). What is unusual:
+append-only, fsynced, file-locked log as the votes (`JsonLinesLog`). What is unusual:
 - Clip ids are content addressed (sha1 of prompt, settings and the video bytes), so importing the same folder
   twice, or re-running an interrupted `build_pool`, never duplicates a clip.
 - A video is copied to a temporary name, fsynced and renamed before its manifest line is appended: a crash

@@ -48,7 +48,7 @@ class ServedPair:
     labeler: str
     session_id: str
     served_at: str
-    served_monotonic: float = field(default_factory=time.monotonic, repr=False, compare=False)
+    served_monotonic: float = field(repr=False, compare=False)  # the sampler's clock when served
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +64,10 @@ class ServedPair:
 
 
 class PairSampler:
-    """Serves same-prompt pairs from a pool to labelers and records their votes into a store."""
+    """Serves same-prompt pairs from a pool to labelers and records their votes into a store.
+
+    `clock` (monotonic seconds) times the labelers' responses and the pairs in flight (a test passes its own).
+    """
 
     def __init__(
         self,
@@ -72,10 +75,12 @@ class PairSampler:
         store: VoteStore,
         seed: int | None = None,
         active_margin_fn: ActiveMarginFn | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
         self.store = store
         self.active_margin_fn = active_margin_fn
+        self._clock = clock
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._served: dict[tuple[str, str], ServedPair] = {}
@@ -118,13 +123,10 @@ class PairSampler:
                 labeler=labeler,
                 session_id=session_id,
                 served_at=utc_now_iso(),
+                served_monotonic=self._clock(),
             )
             self._served[(labeler, session_id)] = served
             return served
-
-    def current_pair(self, labeler: str, session_id: str = "") -> ServedPair | None:
-        with self._lock:
-            return self._served.get((clean_labeler_name(labeler), session_id))
 
     def record_vote(
         self,
@@ -175,7 +177,7 @@ class PairSampler:
                 right_settings=served.right.settings,
                 left_score=left_score,
                 right_score=right_score,
-                response_ms=round((time.monotonic() - served.served_monotonic) * 1000),
+                response_ms=round((self._clock() - served.served_monotonic) * 1000),
                 served_at=served.served_at,
             )
             self.store.append(vote)
@@ -198,6 +200,7 @@ class PairSampler:
                 labeler=labeler,
                 session_id=session_id,
                 served_at=utc_now_iso(),
+                served_monotonic=self._clock(),
             )
             self._served[(labeler, session_id)] = served
             return served
@@ -223,7 +226,7 @@ class PairSampler:
 
     def _recently_served(self) -> list[ServedPair]:
         """Pairs open in some session and served less than IN_FLIGHT_TTL_S ago (older tabs count as abandoned)."""
-        now = time.monotonic()
+        now = self._clock()
         return [served for served in self._served.values() if now - served.served_monotonic < IN_FLIGHT_TTL_S]
 
     def _most_uncertain(self, pair_ids: list[str], all_pairs: dict[str, tuple[ClipRecord, ClipRecord]]) -> list[str]:

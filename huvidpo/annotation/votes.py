@@ -2,8 +2,10 @@
 
 What is unusual here:
 - One vote is one line, written by a single `os.write` of the whole line on an `O_APPEND` descriptor and
-  fsynced, under a `threading.Lock` (threads of one app) *and* an `fcntl.flock` on the log itself (several
-  processes). Lines therefore never interleave and a returned `append` is on disk.
+  fsynced, under a `threading.Lock` (threads of one app) *and* a `filelock.FileLock` on the sibling
+  `<log>.lock` file (several processes; the OS drops it when a holder dies, even by kill -9). Readers take
+  the same lock, so they never see a line being written. Lines therefore never interleave and a returned
+  `append` is on disk. A log nobody here can write to (a read-only copy) is read without the lock.
 - Readers never repair the file. A torn last line (power loss, a truncated copy) is skipped and counted in
   `skipped_lines`; the next append first checks the last byte and starts on a fresh line, so the torn
   fragment stays a single unparsable line instead of corrupting the new vote.
@@ -14,7 +16,6 @@ What is unusual here:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
@@ -27,8 +28,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from filelock import FileLock
+
 SCHEMA_VERSION = 1
 MAX_SCORE = 10
+LOCK_SUFFIX = ".lock"
+# A waiter polls a held FileLock; its 50 ms default would dominate a vote, which holds the lock for one fsync.
+LOCK_POLL_SECONDS = 0.002
 
 RecordT = TypeVar("RecordT")
 
@@ -129,17 +135,10 @@ class Vote:
     def winner_clip(self) -> str | None:
         return {Choice.LEFT: self.left_clip, Choice.RIGHT: self.right_clip}.get(self.choice)
 
-    @property
-    def loser_clip(self) -> str | None:
-        return {Choice.LEFT: self.right_clip, Choice.RIGHT: self.left_clip}.get(self.choice)
-
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["choice"] = self.choice.value
         return record
-
-    def to_json_line(self) -> bytes:
-        return (json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> "Vote":
@@ -161,6 +160,7 @@ class JsonLinesLog(Generic[RecordT]):
 
     def __init__(self, path: str | os.PathLike, parse: Callable[[Any], RecordT]) -> None:
         self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + LOCK_SUFFIX)
         self._parse = parse
         self._thread_lock = threading.Lock()
         self._cached_records: list[RecordT] = []
@@ -179,10 +179,9 @@ class JsonLinesLog(Generic[RecordT]):
         if not self.path.exists():
             self.skipped_lines = 0
             return []
-        with self._thread_lock:
+        with self._thread_lock, self._process_lock(reading=True):
             fd = os.open(self.path, os.O_RDONLY)
             try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
                 return self._read_locked(fd)
             finally:
                 os.close(fd)
@@ -191,13 +190,31 @@ class JsonLinesLog(Generic[RecordT]):
     def transaction(self) -> Iterator["_LogTransaction[RecordT]"]:
         """Hold the exclusive lock to read and then append atomically (no other writer in between)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._thread_lock:
+        with self._thread_lock, self._process_lock():
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
                 yield _LogTransaction(self, fd)
             finally:
                 os.close(fd)
+
+    @contextmanager
+    def _process_lock(self, reading: bool = False) -> Iterator[None]:
+        """Hold the lock that orders this log's readers and writers across processes.
+
+        A new `FileLock` each time: one made before a fork refuses to work in the child.
+        """
+        lock = FileLock(self.lock_path)
+        try:
+            lock.acquire(poll_interval=LOCK_POLL_SECONDS)
+        except OSError:
+            if not reading or os.access(self.path, os.W_OK):
+                raise
+            yield  # no lock file can be made beside a log nobody here can write to, and no writer needs one
+            return
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _read_locked(self, fd: int) -> list[RecordT]:
         stat = os.fstat(fd)
