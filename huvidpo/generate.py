@@ -8,23 +8,36 @@ Video-to-video re-draws a clip from part-way through the schedule, its first fra
 follows the clip)::
 
     python -m huvidpo.generate --prompt "a red circle moving left on a blue background" --video clip.mp4 --strength 0.4 --out redrawn.mp4
+
+The same settings can come from a YAML file given first (its keys are the flags' names); flags after it win::
+
+    python -m huvidpo.generate clip.yaml --seed 3
+
+What is unusual here:
+- ``GenerationSettings`` is the one home of the generation defaults and their bounds (``min``, ``max`` and a
+  slider ``step`` in the field metadata): the CLI's flags, the studio's sliders and the studio's checks read them.
+- torch and the pipeline are imported when a clip is generated, not with the module, so the studio's page can
+  read the settings before the model stack has loaded.
 """
 
 from __future__ import annotations
 
-import argparse
+import copy
+import dataclasses
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
-import numpy as np
-import PIL.Image
-import torch
+if TYPE_CHECKING:  # the model stack loads with the first generation
+    import numpy as np
+    import PIL.Image
+    from transformers import HfArgumentParser
 
-from .data.video import read_video, write_video
-from .hub import load_lora, load_pipeline, unload_lora
-from .pipeline import HuViDPOPipeline, VideoInput, denoising_steps
+    from .pipeline import HuViDPOPipeline, VideoInput
+
+ARGPARSE_METADATA = ("help", "aliases")  # what HfArgumentParser may pass to argparse; bounds stay with the settings
 
 
 @dataclass
@@ -33,25 +46,64 @@ class GenerationSettings:
 
     prompt: str = field(metadata={"help": "What the video shows."})
     negative_prompt: str = field(default="", metadata={"help": "What to steer away from (needs guidance > 1)."})
-    frames: int = field(default=16, metadata={"help": "Number of frames, including the first frame (>= 2)."})
-    steps: int = field(default=25, metadata={"help": "Denoising steps (the paper uses 50 DDIM steps)."})
-    guidance: float = field(default=7.5, metadata={"help": "Classifier-free guidance scale (the paper uses 12.5)."})
-    seed: int = field(default=0, metadata={"help": "Random seed; the same seed and settings give the same clip."})
-    height: int | None = field(default=None, metadata={"help": "Height in pixels (default: the model's)."})
-    width: int | None = field(default=None, metadata={"help": "Width in pixels (default: the model's)."})
-    shared_noise: float = field(default=0.2, metadata={"help": "Fraction of frame 0's noise mixed into every frame."})
+    frames: int = field(default=16, metadata={"help": "Number of frames, including the first frame.", "min": 2})
+    steps: int = field(default=25, metadata={"help": "Denoising steps (the paper uses 50 DDIM steps).", "min": 1})
+    guidance: float = field(
+        default=7.5,
+        metadata={"help": "Classifier-free guidance scale (the paper uses 12.5).", "min": 0.0, "max": 30.0, "step": 0.5},
+    )
+    seed: int = field(
+        default=0, metadata={"help": "Random seed; the same seed and settings give the same clip.", "min": 0, "max": 2**32 - 1}
+    )
+    height: int | None = field(default=None, metadata={"help": "Height in pixels; None: the model's."})
+    width: int | None = field(default=None, metadata={"help": "Width in pixels; None: the model's."})
+    shared_noise: float = field(
+        default=0.2,
+        metadata={"help": "Fraction of frame 0's noise mixed into every frame.", "min": 0.0, "max": 0.95, "step": 0.05},
+    )
     adain: bool = field(default=True, metadata={"help": "Match each frame's latent statistics to the first frame."})
-    image_steps: int = field(default=25, metadata={"help": "Steps of the first-frame text-to-image model."})
+    image_steps: int = field(default=25, metadata={"help": "Steps of the first-frame text-to-image model.", "min": 1})
     lora: str | None = field(default=None, metadata={"help": "LoRA folder, file or Hub id to apply (None: base model)."})
-    lora_scale: float = field(default=1.0, metadata={"help": "Strength of the LoRA (0 = base model)."})
-    fps: int = field(default=8, metadata={"help": "Frames per second of the written mp4."})
+    lora_scale: float = field(
+        default=1.0, metadata={"help": "Strength of the LoRA (0 = base model).", "min": -2.0, "max": 2.0, "step": 0.05}
+    )
+    fps: int = field(default=8, metadata={"help": "Frames per second of the written mp4.", "min": 1, "max": 60})
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def spec(cls, name: str) -> dataclasses.Field:
+        """The field ``name``: its ``default`` and its ``metadata`` (``help``; ``min``/``max``/``step`` where bounded)."""
+        return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+@dataclass
+class GenerateCommand:
+    """What the command line adds to the settings: where the model and the inputs come from, where the clip goes."""
+
+    model: str | None = field(
+        default=None, metadata={"help": "HuViDPO or SD 1.x pipeline folder or Hub id; None: $HUVIDPO_MODEL or the embedded model."}
+    )
+    image_model: str | None = field(
+        default=None, metadata={"help": "First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1)."}
+    )
+    image: str | None = field(default=None, metadata={"help": "First frame as an image file (image-to-video)."})
+    video: str | None = field(
+        default=None, metadata={"help": "A clip (mp4, gif, ...) to re-draw (video-to-video); its first frame is kept."}
+    )
+    strength: float = field(
+        default=1.0, metadata={"help": "With --video: share of the steps that re-draw it (0.2 small changes, 1 all of it)."}
+    )
+    out: str = field(default="clip.mp4", metadata={"help": "Where to write the mp4."})
+    preview: Literal["gif", "webp"] | None = field(default=None, metadata={"help": "Also write an animated preview."})
+    device: str | None = field(default=None, metadata={"help": "torch device, e.g. cuda; None: cpu."})
+
 
 def apply_lora(pipe: HuViDPOPipeline, lora: str | None, scale: float) -> None:
     """Put the pipeline in the state the settings ask for: no LoRA, or ``lora`` at ``scale``."""
+    from .hub import load_lora, unload_lora
+
     if lora:
         load_lora(pipe, lora, scale)
     elif pipe.get_list_adapters():
@@ -68,6 +120,10 @@ def generate(
 ) -> tuple[np.ndarray, PIL.Image.Image]:
     """One clip: frames (f, h, w, 3) float in [0, 1] and the first frame. ``step_callback(step, total)`` per step.
     With ``video``, video-to-video at ``strength`` (the pipeline's); the clip's length then stands in for ``settings.frames``."""
+    import torch
+
+    from .pipeline import denoising_steps
+
     apply_lora(pipe, settings.lora, settings.lora_scale)
     total = denoising_steps(settings.steps, strength)
 
@@ -95,49 +151,75 @@ def generate(
     return out.frames[0], out.first_frames[0]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m huvidpo.generate", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="HuViDPO or SD 1.x pipeline folder or Hub id (default: embedded).")
-    parser.add_argument("--image-model", default=None, help="First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1).")
-    parser.add_argument("--image", default=None, help="First frame as an image file (image-to-video).")
-    parser.add_argument("--video", default=None, help="A clip (mp4, gif, ...) to re-draw (video-to-video); its first frame is kept.")
-    parser.add_argument("--strength", type=float, default=1.0,
-                        help="With --video: share of the steps that re-draw it (0.2 small changes, 1 all of it).")
-    parser.add_argument("--out", default="clip.mp4", help="Where to write the mp4 (a .gif/.webp preview is written too with --preview).")
-    parser.add_argument("--preview", choices=["gif", "webp"], default=None, help="Also write an animated preview.")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu).")
-    for f in fields(GenerationSettings):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata["help"]
-        if f.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-        elif f.name == "prompt":
-            parser.add_argument(flag, required=True, help=help_text)
-        else:
-            kind = {"int": int, "int | None": int, "float": float}.get(f.type, str)
-            parser.add_argument(flag, type=kind, default=f.default, help=help_text)
-    return parser
+def build_parser() -> HfArgumentParser:
+    """Flags for every field of ``GenerationSettings`` and ``GenerateCommand`` (``--lora-scale`` or ``--lora_scale``)."""
+    from transformers import HfArgumentParser
+
+    class SettingsParser(HfArgumentParser):
+        """Hands argparse only the metadata it knows; the bounds are for the studio's sliders and checks."""
+
+        @staticmethod
+        def _parse_dataclass_field(parser, dataclass_field):
+            dataclass_field = copy.copy(dataclass_field)
+            dataclass_field.metadata = MappingProxyType(
+                {key: value for key, value in dataclass_field.metadata.items() if key in ARGPARSE_METADATA}
+            )
+            HfArgumentParser._parse_dataclass_field(parser, dataclass_field)
+
+    return SettingsParser(
+        (GenerationSettings, GenerateCommand), prog="python -m huvidpo.generate", description=__doc__.splitlines()[0]
+    )
+
+
+def parse_args(parser: HfArgumentParser, argv: list[str] | None = None) -> tuple[GenerationSettings, GenerateCommand]:
+    """Flags, or a YAML file first whose keys read as flags placed before the ones that follow it (those win)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0].endswith((".yaml", ".yml")):
+        args = _yaml_flags(Path(args[0])) + args[1:]
+    return parser.parse_args_into_dataclasses(args, look_for_args_file=False)
+
+
+def _yaml_flags(path: Path) -> list[str]:
+    import yaml
+
+    if not path.is_file():
+        raise ValueError(f"No settings file at {path}.")
+    try:
+        values: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of settings (flag names without --), got {type(values).__name__}.")
+    return [f"--{key}={value}" for key, value in values.items() if value is not None]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = GenerationSettings(**{f.name: getattr(args, f.name) for f in fields(GenerationSettings)})
+    parser = build_parser()
     try:
-        if args.strength != 1.0 and not args.video:
-            raise ValueError(f"--strength {args.strength} needs --video, the clip to re-draw.")
-        image = PIL.Image.open(args.image).convert("RGB") if args.image else None
-        video = read_video(args.video) if args.video else None
-        pipe = load_pipeline(args.model, image_model=args.image_model, device=args.device)
-        frames, _ = generate(pipe, settings, image=image, video=video, strength=args.strength)
+        settings, command = parse_args(parser, argv)
+    except ValueError as err:  # an unknown flag or YAML key, an unreadable YAML file
+        parser.error(str(err))
+    try:
+        import PIL.Image
+
+        from .data.video import read_video
+        from .hub import load_pipeline
+
+        if command.strength != 1.0 and not command.video:
+            raise ValueError(f"--strength {command.strength} needs --video, the clip to re-draw.")
+        image = PIL.Image.open(command.image).convert("RGB") if command.image else None
+        video = read_video(command.video) if command.video else None
+        pipe = load_pipeline(command.model, image_model=command.image_model, device=command.device)
+        frames, _ = generate(pipe, settings, image=image, video=video, strength=command.strength)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = write_video(frames, args.out, fps=settings.fps)
-    print(f"wrote {out}")
-    if args.preview:
-        from .data.video import write_preview
+    from .data.video import write_preview, write_video
 
-        preview = write_preview(frames, Path(args.out).with_suffix("." + args.preview), fps=settings.fps)
+    out = write_video(frames, command.out, fps=settings.fps)
+    print(f"wrote {out}")
+    if command.preview:
+        preview = write_preview(frames, Path(command.out).with_suffix("." + command.preview), fps=settings.fps)
         print(f"wrote {preview}")
     return 0
 

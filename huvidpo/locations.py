@@ -16,6 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
 DEFAULT_MODEL_DIR = ASSETS_DIR / "huvidpo-tiny"
 MODEL_ENV_VAR = "HUVIDPO_MODEL"
+# A LoRA folder holds its weights under diffusers' file name; the studio finds LoRAs by it before torch has loaded.
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
 
 def default_model_path() -> str:
@@ -45,13 +47,15 @@ def is_hub_id(reference: str) -> bool:
     return True
 
 
-def check_hub_id(reference: str, what: str) -> str:
-    """``reference`` if it is a valid Hub repo id, else a ``ValueError`` naming ``what`` and the expected form."""
+def check_hub_id(reference: str, what: str, own_namespace: bool = False) -> str:
+    """``reference`` if it is a valid Hub repo id, else a ``ValueError`` naming ``what`` and the expected form.
+    With ``own_namespace`` a bare ``name`` passes too (the Hub puts it under the token's user)."""
     reference = (reference or "").strip()
+    form = "'owner/name' (or just 'name' for your own namespace)" if own_namespace else "'owner/name'"
     try:
         validate_repo_id(reference)
     except HFValidationError as err:
-        raise ValueError(f"{what} {reference!r} is not a Hub repo id: write it as 'owner/name' ({err}).") from None
-    if reference.count("/") != 1:
-        raise ValueError(f"{what} {reference!r} is not a Hub repo id: write it as 'owner/name'.")
+        raise ValueError(f"{what} {reference!r} is not a Hub repo id: write it as {form} ({err}).") from None
+    if reference.count("/") != 1 and not (own_namespace and "/" not in reference):
+        raise ValueError(f"{what} {reference!r} is not a Hub repo id: write it as {form}.")
     return reference

@@ -1,6 +1,8 @@
 """Entry of a Hugging Face Space: the studio configured from the Space's variables and secrets.
 
 The Space holds a copy of this repository (see spaces/README.md); the front matter points ``app_file`` here.
+``huvidpo`` imports from the installed project (``pip install -e .``) or, on a Space, from the repository root,
+which the Space runtime puts on ``PYTHONPATH`` (with ``SYSTEM=spaces``).
 Everything is set in the Space's settings, never in code:
 
 - ``HUVIDPO_MODEL`` (variable): the video model, a Hub id or a folder (default: the embedded tiny model);
@@ -15,14 +17,10 @@ lasts until the Space restarts (the votes are in the Hub dataset by then, pushed
 """
 
 import os
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from app import build_demo  # noqa: E402
-from huvidpo.studio import StudioConfig  # noqa: E402
+from huvidpo.studio import StudioConfig
+from huvidpo.studio.app import build_demo
 
 
 def space_config() -> StudioConfig:

@@ -1,5 +1,7 @@
+import pytest
+
 from huvidpo.data.video import read_video
-from huvidpo.generate import main
+from huvidpo.generate import GenerationSettings, build_parser, main, parse_args
 
 
 def test_cli_writes_a_playable_mp4(tiny_model_dir, tmp_path, capsys):
@@ -34,3 +36,24 @@ def test_cli_strength_without_a_video_is_explained(tiny_model_dir, tmp_path, cap
     code = main(["--model", str(tiny_model_dir), "--prompt", "a", "--strength", "0.5", "--out", str(tmp_path / "x.mp4")])
     assert code == 2
     assert "needs --video" in capsys.readouterr().err
+
+
+def test_flags_in_either_spelling_and_a_yaml_file_parse_into_the_settings(tmp_path, capsys):
+    parser = build_parser()
+    settings, command = parse_args(parser, [
+        "--prompt", "p", "--lora-scale", "0.5", "--image_steps", "3", "--no-adain", "--preview", "gif"])
+    assert settings == GenerationSettings(prompt="p", lora_scale=0.5, image_steps=3, adain=False)
+    assert (command.preview, command.out, command.strength) == ("gif", "clip.mp4", 1.0)
+
+    config = tmp_path / "clip.yaml"
+    config.write_text("prompt: a red circle moving left on a blue background\nseed: 3\nadain: false\n"
+                      "shared_noise: 0.5\nout: x.mp4\n")
+    settings, command = parse_args(parser, [str(config), "--seed", "4"])  # flags after the file win
+    assert settings == GenerationSettings(
+        prompt="a red circle moving left on a blue background", seed=4, adain=False, shared_noise=0.5)
+    assert command.out == "x.mp4"
+
+    config.write_text("prompt: p\nsteps_typo: 3\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(config)])
+    assert exit_info.value.code == 2 and "steps_typo" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The studio's logic without a browser: settings, who may do what, LoRA paths, services, ZeroGPU shim."""
 
 import copy
+import shlex
 import sys
 import types
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from huvidpo.annotation import Choice
 from huvidpo.data.video import probe_video, write_video
-from huvidpo.generate import GenerationSettings
+from huvidpo.generate import GenerationSettings, build_parser, parse_args
 from huvidpo.studio import (
     AccessError,
     AnnotationSync,
@@ -30,8 +31,8 @@ from huvidpo.studio import (
     require_maintainer,
     resolve_lora,
     resolve_user,
+    role_text,
 )
-from huvidpo.studio import config as studio_config
 
 PROMPT = "a red circle moving left on a blue background"
 
@@ -90,14 +91,23 @@ def test_oauth_defaults_to_on_only_on_a_space(tmp_path, monkeypatch):
     assert StudioConfig(data_dir=str(tmp_path)).oauth is True
 
 
-def test_config_mirrors_the_embedded_constants():
-    from huvidpo import hub
-    from huvidpo import locations as embedded
-    from huvidpo.studio import generation
+def test_presets_default_to_the_generation_settings_within_the_app_limits(tmp_path):
+    spec = GenerationSettings.spec
+    config = make_config(tmp_path)
+    assert (config.default_frames, config.default_steps) == (spec("frames").default, spec("steps").default)
+    small = make_config(tmp_path, max_frames=4, max_steps=3)
+    assert (small.default_frames, small.default_steps) == (4, 3)
+    assert make_config(tmp_path, default_frames=6).default_frames == 6
 
-    assert studio_config.DEFAULT_MODEL_DIR == embedded.DEFAULT_MODEL_DIR
-    assert studio_config.MODEL_ENV_VAR == embedded.MODEL_ENV_VAR
-    assert generation.LORA_WEIGHT_NAME == hub.LORA_WEIGHT_NAME
+
+def test_only_media_folders_are_served_and_they_exist(tmp_path):
+    config = make_config(tmp_path)
+    config.make_dirs()
+    served = config.served_dirs
+    assert all(folder.is_dir() for folder in served)
+    assert config.generated_dir in served and config.pool_dir / "videos" in served
+    for private in (config.votes_path, config.pool_dir / "manifest.jsonl", config.exports_dir):
+        assert not any(private.is_relative_to(folder) for folder in served), private
 
 
 # ---------------------------------------------------------------------------------------------- access
@@ -129,6 +139,17 @@ def test_with_oauth_the_username_decides_and_typed_names_are_ignored(tmp_path):
         require_labeler(config, User())
 
 
+def test_the_role_line_says_who_you_are_and_what_you_may_do(tmp_path):
+    local = make_config(tmp_path)
+    assert role_text(local, resolve_user(local, None, "")) == "Visitor: type a name to label."
+    assert role_text(local, resolve_user(local, None, "ada")) == "**ada** · labeler: you can generate and label."
+    flagged = make_config(tmp_path, local_maintainer=True)
+    assert role_text(flagged, resolve_user(flagged, None, "")).startswith("Maintainer (local)")
+    assert "train and push" in role_text(flagged, resolve_user(flagged, None, "ada"))
+    space = StudioConfig(data_dir=str(tmp_path), oauth=True, maintainers="ada")
+    assert role_text(space, resolve_user(space, None, "ada")) == "Visitor: sign in to label."
+
+
 # ---------------------------------------------------------------------------------------------- LoRA paths and settings
 
 
@@ -154,10 +175,17 @@ def test_settings_outside_the_limits_are_refused(tmp_path):
         (GenerationSettings(prompt=PROMPT, frames=9), "frames"),
         (GenerationSettings(prompt=PROMPT, frames=8, steps=0), "steps"),
         (GenerationSettings(prompt=PROMPT, frames=8, seed=-1), "seed"),
-        (GenerationSettings(prompt=PROMPT, frames=8, lora_scale=5), "LoRA scale"),
+        (GenerationSettings(prompt=PROMPT, frames=8, seed=1.5), "seed must be a whole number"),
+        (GenerationSettings(prompt=PROMPT, frames=8, lora_scale=5), "lora_scale"),
+        (GenerationSettings(prompt=PROMPT, frames=8, guidance=float("nan")), "guidance"),
     ]:
         with pytest.raises(ValueError, match=message):
             check_settings(bad, config)
+    # The bounds are the settings' own (field metadata), read by the check and the sliders alike.
+    guidance = GenerationSettings.spec("guidance").metadata
+    check_settings(GenerationSettings(prompt=PROMPT, frames=8, guidance=guidance["max"]), config)
+    with pytest.raises(ValueError, match=f"guidance must be a number from {guidance['min']} to {guidance['max']}"):
+        check_settings(GenerationSettings(prompt=PROMPT, frames=8, guidance=guidance["max"] + 0.5), config)
 
 
 def test_reproduce_command_lists_only_what_differs_from_the_defaults():
@@ -165,6 +193,9 @@ def test_reproduce_command_lists_only_what_differs_from_the_defaults():
     command = reproduce_command(settings)
     assert command.startswith("python -m huvidpo.generate --prompt 'it'\"'\"'s red'")
     assert "--frames 6" in command and "--no-adain" in command and "--steps" not in command
+    # The CLI reads the command back into the same settings.
+    parsed, _ = parse_args(build_parser(), shlex.split(command)[3:])
+    assert parsed == GenerationSettings(prompt="it's red", frames=6, adain=False)
 
 
 def test_session_state_copies_get_their_own_id():
@@ -172,9 +203,9 @@ def test_session_state_copies_get_their_own_id():
     first, second = copy.deepcopy(template), copy.deepcopy(template)
     assert first.ensure_id() != second.ensure_id()
     assert first.ensure_id() == first.session_id
-    first.serve("ada", {"token": "t1", "prompt": PROMPT})
-    assert first.to_dict()["pair_token"] == "t1"
-    first.serve("ada", None)
+    first.serve({"token": "t1", "prompt": PROMPT})
+    assert first.pair_token == "t1"
+    first.serve(None)
     assert first.pair_token == ""
 
 
@@ -253,9 +284,17 @@ def test_labeling_service_serves_records_undoes_and_survives_a_restart(tmp_path)
     assert pair["prompt"] == PROMPT and {pair["left_clip"], pair["right_clip"]} == {r.clip_id for r in records}
     with pytest.raises(ValueError, match="Next pair"):
         labeling.vote("ada", "s1", "", "left")
+    view = labeling.view("ada", pair)
+    assert view["headline"] == PROMPT and not view["pair"]["done"] and view["pair"]["token"] == pair["token"]
+    assert {Path(view["left_video"]).read_bytes(), Path(view["right_video"]).read_bytes()} == {
+        labeling.pool.video_path(r.clip_id).read_bytes() for r in records}
+    assert "**0/1** pairs judged" in view["counter"]
     vote = labeling.vote("ada", "s1", pair["token"], "left")
     assert vote["choice"] == "left" and labeling.progress("ada")["your_votes"] == 1
     assert labeling.next_pair("ada", "s1") is None
+    done = labeling.view("ada", None, last_vote=vote)
+    assert done["pair"]["done"] and done["pair"]["last_vote"] == vote and done["left_video"] is None
+    assert done["headline"].startswith("You have judged every pair") and "**1** votes by ada" in done["counter"]
     again = labeling.undo("ada", "s1")
     assert again["pair_id"] == pair["pair_id"] and labeling.progress("ada")["your_votes"] == 0
     labeling.vote("ada", "s1", again["token"], "right")
@@ -306,6 +345,10 @@ def test_training_is_refused_to_non_maintainers_and_checks_its_inputs(tmp_path):
         manager.resolve_dataset("exports/../../x")
     assert manager.resolve_dataset("team/pairs") == "team/pairs"
     assert manager.status() == {"state": "idle"}
+    view = manager.view()
+    assert (view["summary"], view["log"], view["running"]) == ("No run yet.", "", False)
+    assert view["comparison"] == [(None, None)] * len(config.comparison_prompts)
+    assert list(view["metrics"].columns) == ["step", "loss", "accuracy", "margin"] and view["metrics"].empty
     with pytest.raises(ValueError, match="Nothing to push"):
         manager.push(boss, "ada/lora")
     with pytest.raises(ValueError, match="No run in progress"):
@@ -331,8 +374,19 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
 
     config = make_config(tmp_path)
     manager = TrainingManager(config, LabelingService(config), load_pipeline=failing_training_load)
-    manager.start(User(maintainer=True), TrainRequest(dataset="team/pairs", steps=2))
+    manager.start(User(maintainer=True), TrainRequest(dataset="team/pairs", steps=2, lora_rank=4))
     assert manager.wait(60)
     status = manager.status()
     assert (status["state"], status["error"]) == ("failed", "no model here")
     assert seen == [True, True] and not generation.MODEL_BUILD_LOCK.locked()
+    # What the request left out is DPOConfig's default (beta, lr) or the Train tab's preset (frames).
+    from huvidpo.training import DPOConfig
+
+    default = DPOConfig()
+    assert status["settings"] == {
+        "dataset": "team/pairs", "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
+        "steps": 2, "lora_rank": 4, "frames": config.train_frames, "seed": default.seed,
+    }
+    assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
+    assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": default.learning_rate,
+                                          "lora_rank": default.lora_rank}

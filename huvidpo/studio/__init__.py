@@ -1,15 +1,16 @@
-"""What the Gradio studio (``app.py``) calls: settings, access rules, session state and three services.
+"""What the Gradio studio calls: settings, access rules, session state and three services.
 
-Nothing here imports Gradio: the callbacks' logic is tested without a browser, and ``app.py`` only lays
-out components and turns ``ValueError``s into messages.
+Nothing imported here imports Gradio: the services compute what the tabs show (``LabelingService.view``,
+``TrainingManager.view``) and are tested without a browser. The Gradio side is ``huvidpo.studio.app``
+(``build_demo``, ``main``) and one module per tab in ``huvidpo.studio.tabs``.
 
     config = StudioConfig(data_dir="data", local_maintainer=True)
     generation, labeling = GenerationService(config), LabelingService(config)
     training = TrainingManager(config, labeling)
 """
 
-from huvidpo.studio.access import AccessError, User, require_labeler, require_maintainer, resolve_user
-from huvidpo.studio.config import StudioConfig, on_space
+from huvidpo.studio.access import AccessError, User, require_labeler, require_maintainer, resolve_user, role_text
+from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import (
     GeneratedClip,
     GenerationService,
@@ -20,7 +21,7 @@ from huvidpo.studio.generation import (
 )
 from huvidpo.studio.labeling import AnnotationSync, LabelingService
 from huvidpo.studio.session import SessionState
-from huvidpo.studio.training import TrainingManager, TrainRequest, metrics_frame
+from huvidpo.studio.training import TrainingManager, TrainRequest
 from huvidpo.studio.zerogpu import gpu
 
 __all__ = [
@@ -37,11 +38,10 @@ __all__ = [
     "check_settings",
     "gpu",
     "list_loras",
-    "metrics_frame",
-    "on_space",
     "reproduce_command",
     "require_labeler",
     "require_maintainer",
     "resolve_lora",
     "resolve_user",
+    "role_text",
 ]

@@ -1,4 +1,4 @@
-"""Who may do what: visitors generate, labelers vote, maintainers train and push.
+"""Who may do what: visitors generate, labelers vote, maintainers train and push; and the line that tells them.
 
 Checked in the Python callbacks, never only by hiding buttons. Identity:
 - With Hugging Face sign-in (``config.oauth``, on by default on a Space) the name is the OAuth username,
@@ -10,7 +10,7 @@ Checked in the Python callbacks, never only by hiding buttons. Identity:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from huvidpo.studio.config import StudioConfig
 
@@ -33,9 +33,6 @@ class User:
             return "maintainer"
         return "labeler" if self.name else "visitor"
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "role": self.role}
-
 
 def resolve_user(config: StudioConfig, oauth_username: str | None, typed_name: str | None) -> User:
     """The user of a request from the OAuth profile's username (or None) and the name typed in the page."""
@@ -55,6 +52,12 @@ def require_labeler(config: StudioConfig, user: User) -> str:
     raise AccessError("Type your name at the top of the page first: votes are recorded under it.")
 
 
+def require_stats_reader(config: StudioConfig, user: User) -> None:
+    """Labelers and maintainers see the stats (who voted how often, agreement, leaderboard); visitors do not."""
+    if not user.maintainer:
+        require_labeler(config, user)
+
+
 def require_maintainer(config: StudioConfig, user: User, action: str = "Training") -> None:
     """Raise an AccessError unless ``user`` is a maintainer."""
     if user.maintainer:
@@ -66,3 +69,13 @@ def require_maintainer(config: StudioConfig, user: User, action: str = "Training
             "HUVIDPO_MAINTAINERS (a Space variable)."
         )
     raise AccessError(f"{action} is for maintainers: start the app with --maintainer on your own machine to train and push.")
+
+
+def role_text(config: StudioConfig, user: User) -> str:
+    """One line under the name box: who you are and what you may do."""
+    if config.oauth and not user.name:
+        return "Visitor: sign in to label."
+    if not user.name:
+        return "Maintainer (local): type a name to label." if user.maintainer else "Visitor: type a name to label."
+    rights = {"maintainer": "generate, label, train and push", "labeler": "generate and label"}[user.role]
+    return f"**{user.name}** · {user.role}: you can {rights}."

@@ -21,14 +21,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-# Mirrors of huvidpo.world.tiny's constants, which is not imported here: it pulls in diffusers and torch, and the
-# app's page should be up before those finish loading (tests check that the two agree).
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ASSETS_DIR = REPO_ROOT / "assets"
-DEFAULT_MODEL_DIR = ASSETS_DIR / "huvidpo-tiny"
-MODEL_ENV_VAR = "HUVIDPO_MODEL"
+from huvidpo.generate import GenerationSettings
+from huvidpo.locations import (
+    ASSETS_DIR,
+    DEFAULT_MODEL_DIR,
+    MODEL_ENV_VAR,
+    check_hub_id,
+    default_model_path,
+    is_embedded_default,
+)
+
 TABS = ("generate", "label", "train")
-HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # Environment variables a Space (or a shell) sets; flags win over them.
 ENV_MAINTAINERS = "HUVIDPO_MAINTAINERS"
@@ -92,11 +95,17 @@ class StudioConfig:
     generate_concurrency: int = field(default=1, metadata=_help("Generations running at once (the pipeline is not re-entrant: keep 1)."))
     label_concurrency: int = field(default=16, metadata=_help("Label events (next pair, vote, undo) handled at once."))
     max_queue: int = field(default=64, metadata=_help("Requests waiting in the queue before new ones are refused."))
-    default_frames: int = field(default=16, metadata=_help("Frames preset in the Generate tab."))
-    default_steps: int = field(default=25, metadata=_help("Denoising steps preset in the Generate tab."))
+    default_frames: int | None = field(
+        default=None, metadata=_help("Frames preset in the Generate tab (None: GenerationSettings' default, up to max_frames).")
+    )
+    default_steps: int | None = field(
+        default=None, metadata=_help("Denoising steps preset in the Generate tab (None: GenerationSettings' default, up to max_steps).")
+    )
     max_frames: int = field(default=32, metadata=_help("Most frames a visitor may ask for."))
     max_steps: int = field(default=100, metadata=_help("Most denoising steps a visitor may ask for."))
     keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
+    train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (the CLI's default is DPOConfig's)."))
+    train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (the CLI's default is DPOConfig's)."))
     comparison_prompts: list[str] = field(
         default_factory=lambda: list(DEFAULT_COMPARISON_PROMPTS),
         metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes."),
@@ -119,15 +128,19 @@ class StudioConfig:
                 "The maintainer flag is for local use; with Hugging Face sign-in (on a Space) list the maintainers' "
                 f"usernames in {ENV_MAINTAINERS} instead."
             )
-        if self.votes_repo is not None and not HUB_ID_PATTERN.match(self.votes_repo):
-            raise ValueError(f"votes_repo must be a Hub dataset id like 'user/huvidpo-votes', got {self.votes_repo!r}.")
-        for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "keep_generated"):
+        if self.votes_repo is not None:
+            self.votes_repo = check_hub_id(self.votes_repo, "votes_repo")
+        for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "keep_generated", "train_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if not 2 <= self.default_frames <= self.max_frames:
-            raise ValueError(f"default_frames must be in [2, max_frames={self.max_frames}], got {self.default_frames}.")
-        if not 1 <= self.default_steps <= self.max_steps:
-            raise ValueError(f"default_steps must be in [1, max_steps={self.max_steps}], got {self.default_steps}.")
+        for name, settings_name, most in (("default_frames", "frames", self.max_frames), ("default_steps", "steps", self.max_steps)):
+            spec = GenerationSettings.spec(settings_name)
+            if getattr(self, name) is None:
+                setattr(self, name, min(spec.default, most))
+            if not spec.metadata["min"] <= getattr(self, name) <= most:
+                raise ValueError(f"{name} must be in [{spec.metadata['min']}, {most}], got {getattr(self, name)}.")
+        if self.train_frames < 2:
+            raise ValueError(f"train_frames must be >= 2 (frame 0 is the clean condition), got {self.train_frames}.")
         if not self.sync_every_minutes > 0:
             raise ValueError(f"sync_every_minutes must be > 0, got {self.sync_every_minutes}.")
         if not self.comparison_prompts or self.comparison_frames < 2 or self.comparison_steps < 1:
@@ -182,22 +195,21 @@ class StudioConfig:
     def loras_dir(self) -> Path:
         return self.root / "loras"
 
-    def served_roots(self) -> list[Path]:
-        """The only folders whose files the app hands to a browser."""
-        return [self.root, ASSETS_DIR]
+    @property
+    def served_dirs(self) -> list[Path]:
+        """The only folders whose files the app hands to a browser (Gradio's ``allowed_paths``): media, never
+        votes.jsonl, manifests or exports."""
+        return [self.generated_dir, self.pool_dir / "videos", self.runs_dir, ASSETS_DIR]
 
     def make_dirs(self) -> None:
-        for folder in (self.root, self.pool_dir, self.runs_dir, self.exports_dir, self.generated_dir, self.loras_dir):
+        for folder in (self.root, self.pool_dir, self.exports_dir, self.loras_dir, *self.served_dirs):
             folder.mkdir(parents=True, exist_ok=True)
 
     @property
     def model_name(self) -> str:
         """How clips name their model in the pool and the leaderboard."""
-        model = self.model or os.environ.get(MODEL_ENV_VAR) or str(DEFAULT_MODEL_DIR)
+        model = self.model or default_model_path()
+        if is_embedded_default(model):
+            return DEFAULT_MODEL_DIR.name
         path = Path(model).expanduser()
-        if path.resolve() == DEFAULT_MODEL_DIR.resolve():
-            return "huvidpo-tiny"
         return path.name if path.is_dir() else model
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -20,28 +20,27 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import os
+import shlex
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from huvidpo.data.video import write_video
-from huvidpo.studio.config import ASSETS_DIR, DEFAULT_MODEL_DIR, HUB_ID_PATTERN, MODEL_ENV_VAR, StudioConfig
+from huvidpo.generate import GenerationSettings, generate
+from huvidpo.locations import ASSETS_DIR, DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_hub_id
+from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.zerogpu import gpu
 
 if TYPE_CHECKING:  # the model stack (torch, diffusers) is imported when the model loads, not with the app
     import PIL.Image
 
-    from huvidpo.generate import GenerationSettings
-
 logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int], None]
-MAX_SEED = 2**32 - 1
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # huvidpo.hub.LORA_WEIGHT_NAME
+MAX_PROMPT_CHARS = 500
 
 
 @dataclass
@@ -61,29 +60,31 @@ class GeneratedClip:
         return cls(Path(values["video"]), Path(values["first_frame"]), dict(values["settings"]), values.get("seconds", 0.0))
 
 
+def setting_range(name: str, config: StudioConfig) -> tuple[float, float | None]:
+    """(lowest, highest) value this app accepts for the ``GenerationSettings`` field ``name``: the field's own
+    bounds, and this app's limits on the work one clip may ask for (highest None: unbounded)."""
+    limits = {"frames": config.max_frames, "steps": config.max_steps, "image_steps": config.max_steps}
+    metadata = GenerationSettings.spec(name).metadata
+    return metadata["min"], limits.get(name, metadata.get("max"))
+
+
 def check_settings(settings: GenerationSettings, config: StudioConfig) -> None:
     """Raise a ValueError a visitor can act on for settings outside what this app allows."""
     if not settings.prompt or not settings.prompt.strip():
         raise ValueError("The prompt is empty: describe the video, e.g. 'a red circle moving left on a blue background'.")
-    if len(settings.prompt) > 500:
-        raise ValueError(f"The prompt is {len(settings.prompt)} characters long; keep it under 500.")
-    ranges = {
-        "frames": (2, config.max_frames),
-        "steps": (1, config.max_steps),
-        "image_steps": (1, config.max_steps),
-        "seed": (0, MAX_SEED),
-        "fps": (1, 60),
-    }
-    for name, (low, high) in ranges.items():
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
-    if not 0 <= settings.guidance <= 30:
-        raise ValueError(f"guidance must be between 0 and 30, got {settings.guidance}.")
-    if not -2 <= settings.lora_scale <= 2:
-        raise ValueError(f"The LoRA scale must be between -2 and 2 (0 = base model), got {settings.lora_scale}.")
-    if not 0 <= settings.shared_noise < 1:
-        raise ValueError(f"shared noise must be in [0, 1), got {settings.shared_noise}.")
+    if len(settings.prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"The prompt is {len(settings.prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
+    for spec in fields(GenerationSettings):
+        if "min" not in spec.metadata:
+            continue
+        low, high = setting_range(spec.name, config)
+        value = getattr(settings, spec.name)
+        whole = isinstance(spec.default, int)
+        kinds = int if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not (low <= value and (high is None or value <= high)):
+            kind = "a whole number" if whole else "a number"
+            allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise ValueError(f"{spec.name} must be {kind} {allowed}, got {value!r}.")
 
 
 def _has_lora(folder: Path) -> bool:
@@ -112,8 +113,8 @@ def resolve_lora(reference: str | None, config: StudioConfig) -> str | None:
                 raise ValueError(f"No LoRA at '{reference}' (expected {LORA_WEIGHT_NAME} in it); pick one from the list.")
             return str(folder)
     # A Hub id is 'owner/name'. One that is also a folder here (relative to the working directory) would be
-    # read from disk by diffusers, so it is refused like any other path.
-    if HUB_ID_PATTERN.match(reference) and not {".", ".."} & set(reference.split("/")) and not Path(reference).exists():
+    # read from disk by diffusers, so is_hub_id refuses it like any other path.
+    if is_hub_id(reference):
         return reference
     raise ValueError(
         f"'{reference}' is not a LoRA this app can use: pick a trained run from the list, give a Hub model id "
@@ -142,8 +143,8 @@ def load_studio_pipeline(config: StudioConfig):
     from huvidpo.hub import load_pipeline
 
     device = config.device or ("cuda" if torch.cuda.is_available() else None)
-    default_missing = not (DEFAULT_MODEL_DIR / "model_index.json").is_file()
-    if not config.model and not os.environ.get(MODEL_ENV_VAR) and default_missing:
+    serves_default = not config.model and default_model_path() == str(DEFAULT_MODEL_DIR)
+    if serves_default and not (DEFAULT_MODEL_DIR / "model_index.json").is_file():
         logger.warning(
             "The embedded checkpoint %s is not built: serving random-initialised tiny weights. "
             "Build it with `python -m huvidpo.world.tiny` (or train it), or pass --model.",
@@ -171,7 +172,7 @@ def import_model_stack(training: bool = False) -> None:
     The model loads in a background thread while requests arrive; two threads running the first import of
     diffusers' lazy modules at once can see a half-initialised module ("cannot import name ...").
     """
-    modules = ["huvidpo.world.tiny", "huvidpo.generate", "huvidpo.hub"] + (["huvidpo.training"] if training else [])
+    modules = ["huvidpo.world.tiny", "huvidpo.pipeline", "huvidpo.hub"] + (["huvidpo.training"] if training else [])
     with _MODEL_STACK_LOCK:
         for module in modules:
             importlib.import_module(module)
@@ -180,8 +181,6 @@ def import_model_stack(training: bool = False) -> None:
 @gpu(duration=120)
 def render(pipe, settings: GenerationSettings, image: PIL.Image.Image | None, step_callback: StepCallback | None):
     """The GPU part of a generation (a ZeroGPU slot on a Space): frames and the first frame."""
-    from huvidpo.generate import generate
-
     return generate(pipe, settings, image=image, step_callback=step_callback)
 
 
@@ -280,9 +279,6 @@ class GenerationService:
 
 def reproduce_command(settings: dict[str, Any]) -> str:
     """The CLI command that makes the same clip (the model's name stands in for its path)."""
-    import_model_stack()
-    from huvidpo.generate import GenerationSettings
-
     defaults = GenerationSettings(prompt="").to_dict()
     parts = ["python -m huvidpo.generate"]
     for name, value in settings.items():
@@ -300,6 +296,4 @@ def reproduce_command(settings: dict[str, Any]) -> str:
 
 
 def _quote(value: Any) -> str:
-    import shlex
-
     return shlex.quote(str(value))

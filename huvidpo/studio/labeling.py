@@ -92,8 +92,27 @@ class LabelingService:
         served = self.sampler.undo_last(labeler, session_id)
         return pair_payload(served) if served is not None else None
 
-    def video_path(self, clip_id: str) -> Path:
-        return self.pool.video_path(clip_id)
+    def view(self, labeler: str, pair: dict[str, Any] | None, message: str = "", last_vote: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a labeler sees after next pair, vote or undo, as plain data: ``pair`` (the payload scripts read:
+        the pair, or ``done`` with why), both videos, the headline (the prompt, or why there is nothing to judge)
+        and the progress line."""
+        progress = self.progress(labeler)
+        counter = (
+            f"**{progress.get('your_votes', 0)}** votes by {labeler} · **{progress['pairs_judged']}/{progress['pairs_total']}** "
+            f"pairs judged ({progress['share_judged']:.0%}) · {progress['clips']} clips"
+        )
+        if pair is None:
+            done = "The pool has no two clips with the same prompt yet." if progress["pairs_total"] == 0 else (
+                "You have judged every pair in the pool. Thank you!")
+            payload = {"token": None, "done": True, "message": done, "progress": progress, "last_vote": last_vote}
+            return {"pair": payload, "left_video": None, "right_video": None, "headline": done, "counter": counter}
+        return {
+            "pair": {**pair, "done": False, "message": message, "progress": progress, "last_vote": last_vote},
+            "left_video": str(self.pool.video_path(pair["left_clip"])),
+            "right_video": str(self.pool.video_path(pair["right_clip"])),
+            "headline": pair["prompt"],
+            "counter": counter,
+        }
 
     def progress(self, labeler: str | None = None) -> dict[str, Any]:
         """Pool coverage, and this labeler's effective votes."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -16,22 +16,14 @@ class SessionState:
     """
 
     session_id: str = ""
-    labeler: str = ""
     pair_token: str = ""
-    pair: dict[str, Any] | None = None
     last_clips: list[dict[str, Any]] = field(default_factory=list)
-    votes: int = 0
 
     def ensure_id(self) -> str:
         if not self.session_id:
             self.session_id = uuid.uuid4().hex
         return self.session_id
 
-    def serve(self, labeler: str, pair: dict[str, Any] | None) -> None:
-        """Remember the pair on screen (None: nothing left to judge)."""
-        self.labeler = labeler
-        self.pair = pair
+    def serve(self, pair: dict[str, Any] | None) -> None:
+        """Remember the pair on screen (None: nothing left to judge): the buttons vote on it."""
         self.pair_token = pair["token"] if pair else ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -16,13 +16,15 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from huvidpo.data.video import write_video
+from huvidpo.generate import GenerationSettings, generate
+from huvidpo.locations import check_hub_id, is_hub_id
 from huvidpo.studio.access import User, require_maintainer
-from huvidpo.studio.config import HUB_ID_PATTERN, StudioConfig
+from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import MODEL_BUILD_LOCK, import_model_stack
 from huvidpo.studio.labeling import LabelingService, unique_dir
 
@@ -31,21 +33,23 @@ logger = logging.getLogger(__name__)
 VOTES_DATASET = "votes"
 ACTIVE_STATES = ("starting", "exporting", "loading", "running", "comparing")
 LOG_LINES = 200
-REPO_NAME_PATTERN = r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$"
+CHECKPOINTS_KEPT = 2  # a studio run keeps its last two checkpoints: enough to resume, little disk
+TAB_DPO_SETTINGS = ("beta", "learning_rate", "lora_rank")  # what the Train tab shows with DPOConfig's defaults
 
 
 @dataclass
 class TrainRequest:
-    """What a maintainer chooses in the Train tab."""
+    """What a maintainer chooses in the Train tab. None: the studio's preset (``train_steps``, ``train_frames``)
+    or ``DPOConfig``'s default."""
 
     dataset: str = VOTES_DATASET
     model: str = ""
-    beta: float = 50.0
-    learning_rate: float = 1e-4
-    steps: int = 100
-    lora_rank: int = 16
-    frames: int = 8
-    seed: int = 0
+    beta: float | None = None
+    learning_rate: float | None = None
+    steps: int | None = None
+    lora_rank: int | None = None
+    frames: int | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "lora_rank", "frames", "seed"):
@@ -150,7 +154,7 @@ class TrainingManager:
             if not folder.is_relative_to(self.config.exports_dir.resolve()) or not (folder / "metadata.jsonl").is_file():
                 raise ValueError(f"No export '{dataset}' in {self.config.exports_dir}; pick one from the list.")
             return str(folder)
-        if HUB_ID_PATTERN.match(dataset) and not {".", ".."} & set(dataset.split("/")):
+        if is_hub_id(dataset):
             return dataset
         raise ValueError(f"'{dataset}' is neither 'votes', an export from the list, nor a Hub dataset id ('user/name').")
 
@@ -168,27 +172,33 @@ class TrainingManager:
                     f"A run is already in progress ({self._run.run_id}, started by {self._run.started_by}): "
                     "wait for it or cancel it first."
                 )
+            defaults = {f.name: f.default for f in fields(DPOConfig)}
+            steps = self.config.train_steps if request.steps is None else request.steps
+            chosen = {"beta": request.beta, "learning_rate": request.learning_rate, "lora_rank": request.lora_rank,
+                      "seed": request.seed}
+            chosen = {name: value for name, value in chosen.items() if value is not None}
+            if isinstance(request.lora_rank, int):  # alpha follows the rank, at DPOConfig's alpha / rank
+                chosen["lora_alpha"] = request.lora_rank * defaults["lora_alpha"] // defaults["lora_rank"]
             output_dir = unique_dir(self.config.runs_dir, f"dpo-{time.strftime('%Y%m%d-%H%M%S')}")
             dpo_config = DPOConfig(
                 model=request.model or self.config.model,
                 data="-",  # replaced below once the dataset is resolved; the other settings are checked now
                 output_dir=str(output_dir),
-                max_steps=request.steps,
-                learning_rate=request.learning_rate,
-                beta=request.beta,
-                lora_rank=request.lora_rank,
-                lora_alpha=2 * request.lora_rank if isinstance(request.lora_rank, int) else request.lora_rank,
-                num_frames=request.frames,
-                seed=request.seed,
-                checkpointing_steps=max(1, min(500, request.steps // 4)) if isinstance(request.steps, int) else 500,
-                checkpoints_total_limit=2,
+                max_steps=steps,
+                num_frames=self.config.train_frames if request.frames is None else request.frames,
+                checkpointing_steps=(
+                    max(1, min(defaults["checkpointing_steps"], steps // 4)) if isinstance(steps, int)
+                    else defaults["checkpointing_steps"]
+                ),
+                checkpoints_total_limit=CHECKPOINTS_KEPT,
+                **chosen,
             )
             dpo_config = replace(dpo_config, data=self.resolve_dataset(request.dataset))
             run = TrainingRun(
                 run_id=output_dir.name, output_dir=output_dir, started_by=user.name or "local maintainer",
-                request=request, max_steps=request.steps, dataset=dpo_config.data, dpo_config=dpo_config,
+                request=request, max_steps=steps, dataset=dpo_config.data, dpo_config=dpo_config,
             )
-            run.say(f"run {run.run_id} started by {run.started_by}: {request.steps} steps on {self._shown(dpo_config.data)}")
+            run.say(f"run {run.run_id} started by {run.started_by}: {steps} steps on {self._shown(dpo_config.data)}")
             self._run = run
             self._thread = threading.Thread(target=self._work, args=(run,), name=f"train-{run.run_id}", daemon=True)
             self._thread.start()
@@ -213,8 +223,6 @@ class TrainingManager:
 
     def push(self, user: User, repo_id: str, private: bool = True) -> str:
         """Push the last run's LoRA and model card to a Hub model repo; returns its URL."""
-        import re
-
         require_maintainer(self.config, user, "Pushing to the Hub")
         import_model_stack(training=True)
         from huvidpo.training.trainer import push_output
@@ -222,9 +230,7 @@ class TrainingManager:
         run = self._run
         if run is None or run.lora_path is None or run.state in ACTIVE_STATES:
             raise ValueError("Nothing to push yet: push when a run has finished (or was cancelled) and saved its LoRA.")
-        repo_id = (repo_id or "").strip()
-        if not re.match(REPO_NAME_PATTERN, repo_id):
-            raise ValueError(f"Name the model repo 'user/name' (or just 'name' for your own namespace), got {repo_id!r}.")
+        repo_id = check_hub_id(repo_id, "The model repo", own_namespace=True)
         url, error = push_output(replace(run.dpo_config, hub_model_id=repo_id, hub_private=bool(private)), run.output_dir)
         if error:
             raise ValueError(error)
@@ -247,7 +253,7 @@ class TrainingManager:
             "step": history[-1]["step"] if history else 0,
             "max_steps": run.max_steps,
             "dataset": self._shown(run.dataset),
-            "settings": asdict(run.request),
+            "settings": self._settings(run),
             "last_metrics": history[-1] if history else None,
             "lora": f"runs/{run.run_id}" if run.lora_path is not None else None,
             "error": run.error,
@@ -255,11 +261,51 @@ class TrainingManager:
             "comparison": list(run.comparison),
         }
 
-    def history(self) -> list[dict[str, Any]]:
-        return list(self._run.history) if self._run is not None else []
+    def active(self) -> bool:
+        """Whether a run is in progress (the Train tab then polls its status)."""
+        return self._run is not None and self._run.state in ACTIVE_STATES
 
-    def log_tail(self) -> str:
-        return "\n".join(self._run.log) if self._run is not None else ""
+    def view(self) -> dict[str, Any]:
+        """What the Train tab shows, as plain data: ``status`` (what scripts read), a summary line, the metrics
+        for the plots, the log tail, (before, after) clips per comparison prompt, and whether a run is active."""
+        run = self._run
+        status = self.status()
+        if status["state"] == "idle":
+            summary = "No run yet."
+        else:
+            summary = (f"**{status['run_id']}** · {status['state']} · step {status['step']}/{status['max_steps']} · "
+                       f"{status['seconds']:.0f} s · data `{status['dataset']}` · started by {status['started_by']}")
+            if status["error"]:
+                summary += f"\n\n**Error:** {status['error']}"
+            if status["lora"]:
+                summary += f"\n\nLoRA: `{status['lora']}` (pick it in the Generate tab)"
+        rows = status.get("comparison", [])
+        comparison = [(rows[i]["before"], rows[i]["after"]) if i < len(rows) else (None, None)
+                      for i in range(len(self.config.comparison_prompts))]
+        return {
+            "status": status,
+            "summary": summary,
+            "metrics": metrics_frame(list(run.history) if run is not None else []),
+            "log": "\n".join(run.log) if run is not None else "",
+            "comparison": comparison,
+            "running": status["state"] in ACTIVE_STATES,
+        }
+
+    def setting_defaults(self) -> dict[str, Any]:
+        """``DPOConfig``'s defaults of the settings the Train tab shows. Imports the trainers (torch): call it once
+        the page is up."""
+        import_model_stack(training=True)
+        from huvidpo.training import DPOConfig
+
+        return {f.name: f.default for f in fields(DPOConfig) if f.name in TAB_DPO_SETTINGS}
+
+    @staticmethod
+    def _settings(run: TrainingRun) -> dict[str, Any]:
+        """The request with what the run trains with in place of what it left out (None)."""
+        dpo = run.dpo_config
+        effective = {"beta": dpo.beta, "learning_rate": dpo.learning_rate, "steps": dpo.max_steps,
+                     "lora_rank": dpo.lora_rank, "frames": dpo.num_frames, "seed": dpo.seed}
+        return {**asdict(run.request), **effective}
 
     # ------------------------------------------------------------------------------------------ worker
 
@@ -321,8 +367,6 @@ class TrainingManager:
 
     def _compare(self, run: TrainingRun, pipe) -> None:
         """Before/after clips on the fixed prompts and seed, written to the run's comparison/ folder."""
-        from huvidpo.generate import GenerationSettings, generate
-
         folder = run.output_dir / "comparison"
         folder.mkdir(parents=True, exist_ok=True)
         for index, prompt in enumerate(self.config.comparison_prompts):

@@ -1,0 +1,152 @@
+"""HuViDPO Studio, the Gradio app: ``build_demo()`` lays out the header and the tabs, ``main()`` serves it.
+
+``python app.py`` (repository root) and the ``huvidpo-studio`` command both run ``main``. Named endpoints make
+every action scriptable with ``gradio_client``: generate, send_to_pool, next_pair, vote, undo, label_stats,
+start_training, training_status, cancel_training, push_lora.
+"""
+
+import os
+
+# Gradio wraps every callback in a matplotlib backend switch; with the backend named, the first call does not
+# import pyplot to find one (a second of CPU on a small machine). The server never opens a window.
+os.environ.setdefault("MPLBACKEND", "agg")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from huvidpo.locations import ASSETS_DIR  # noqa: E402
+from huvidpo.studio.access import User, role_text  # noqa: E402
+from huvidpo.studio.config import TABS, StudioConfig  # noqa: E402
+from huvidpo.studio.generation import GenerationService  # noqa: E402
+from huvidpo.studio.labeling import LabelingService  # noqa: E402
+from huvidpo.studio.session import SessionState  # noqa: E402
+from huvidpo.studio.tabs import build_generate_tab, build_label_tab, build_train_tab  # noqa: E402
+from huvidpo.studio.tabs.label import KEYBOARD_SHORTCUTS  # noqa: E402
+from huvidpo.studio.training import TrainingManager  # noqa: E402
+from huvidpo.studio.ui import Page, handler  # noqa: E402
+
+
+class StudioBlocks(gr.Blocks):
+    """The studio's Blocks: ``launch()`` brings the studio's theme, CSS, keyboard shortcuts and served folders."""
+
+    def __init__(self, config: StudioConfig, **kwargs):
+        super().__init__(analytics_enabled=False, **kwargs)  # no calls home: the app runs offline
+        self.studio_config = config
+        self.services: dict = {}
+        css_path = ASSETS_DIR / "studio.css"
+        self.launch_defaults = {
+            "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="pink"),
+            "css": css_path.read_text(encoding="utf-8") if css_path.is_file() else None,
+            "head": KEYBOARD_SHORTCUTS,
+            "allowed_paths": [str(folder) for folder in config.served_dirs],
+        }
+
+    def launch(self, *args, **kwargs):
+        for key, value in self.launch_defaults.items():
+            if kwargs.get(key) is None:
+                kwargs[key] = value
+        return super().launch(*args, **kwargs)
+
+
+def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
+    """The studio as a Gradio Blocks app; the model loads once, in the background from here (or on first use)."""
+    config = config or StudioConfig.from_env()
+    config.make_dirs()
+    generation = GenerationService(config) if "generate" in config.tabs else None
+    if generation is not None and config.preload_model:
+        generation.start_loading()
+    labeling = LabelingService(config) if "label" in config.tabs else None
+    training = TrainingManager(config, labeling) if "train" in config.tabs else None
+
+    with StudioBlocks(config, title="HuViDPO Studio") as demo:
+        with gr.Row(equal_height=True, elem_id="studio-header"):
+            gr.Markdown(
+                "# HuViDPO Studio\nText-to-video with human feedback: generate clips, compare them, "
+                "and train a DPO LoRA on the votes.",
+                elem_id="studio-title",
+            )
+            with gr.Column(scale=0, min_width=280):
+                if config.oauth:
+                    gr.LoginButton()
+                    name = gr.Textbox(visible=False)
+                else:
+                    name = gr.Textbox(label="Your name (for labeling)", placeholder="e.g. ada", elem_id="labeler-name", max_lines=1)
+                role_md = gr.Markdown(elem_id="studio-role")
+        page = Page(config=config, demo=demo, name=name, state=gr.State(SessionState()))
+        lora_box = None
+        with gr.Tabs():
+            if generation is not None:
+                lora_box = build_generate_tab(page, generation, labeling)
+            if labeling is not None:
+                build_label_tab(page, labeling)
+            if training is not None:
+                build_train_tab(page, training, lora_box)
+        gr.Markdown(f"Model: `{config.model_name}` · data: `{config.root}`", elem_id="studio-footer")
+
+        @handler(config)
+        def show_role(user: User):
+            """Who the visitor is and what they may do, on load and as they type their name."""
+            return {role_md: role_text(config, user)}
+
+        demo.load(show_role, [name], [role_md], api_visibility="private", queue=False)
+        name.change(show_role, [name], [role_md], api_visibility="private", queue=False, show_progress="hidden")
+    demo.queue(max_size=config.max_queue, default_concurrency_limit=config.label_concurrency)
+    demo.services = {"generation": generation, "labeling": labeling, "training": training}
+    return demo
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python app.py", description="HuViDPO Studio: the Gradio app.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="Address to bind (default 127.0.0.1; 0.0.0.0 serves the network).")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="Port (default 7860).")
+    parser.add_argument("--share", action="store_true", help="Also open a temporary public gradio.live link.")
+    parser.add_argument("--model", default=None, help="Video model folder or Hub id (default: $HUVIDPO_MODEL or the embedded model).")
+    parser.add_argument("--image-model", default=None, help="First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1).")
+    parser.add_argument("--data-dir", default=None, help="Folder for votes, pool, runs and exports (default ./data, or $HUVIDPO_DATA_DIR).")
+    parser.add_argument("--maintainer", action="store_true",
+                        help="Local use: everyone reaching this app may train and push. On a Space use HUVIDPO_MAINTAINERS.")
+    parser.add_argument("--maintainers", default=None, help="Comma-separated Hugging Face usernames allowed to train (with sign-in).")
+    parser.add_argument("--oauth", action=argparse.BooleanOptionalAction, default=None,
+                        help="Sign in with Hugging Face (default: on when running on a Space).")
+    parser.add_argument("--votes-repo", default=None, help="Hub dataset repo the votes are pushed to (default $HUVIDPO_VOTES_REPO).")
+    parser.add_argument("--tabs", default=None, help=f"Comma-separated tabs to show, among {','.join(TABS)} (default all).")
+    parser.add_argument("--device", default=None, help="torch device for generation (default cuda if present, else cpu).")
+    parser.add_argument("--no-preload", action="store_true", help="Load the model on the first generation instead of at start-up.")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> StudioConfig:
+    return StudioConfig.from_env(
+        model=args.model, image_model=args.image_model, data_dir=args.data_dir, local_maintainer=args.maintainer or None,
+        maintainers=args.maintainers, oauth=args.oauth, votes_repo=args.votes_repo, tabs=args.tabs, device=args.device,
+        preload_model=False if args.no_preload else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        demo = build_demo(config)
+    except ValueError as err:  # bad flags, a model that cannot be loaded: say what to do, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _, local_url, share_url = demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True, quiet=True,
+    )
+    print(f"HuViDPO Studio is serving at {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
+    print(f"Data (votes, pool, runs, exports) in {config.root}", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if demo.services["labeling"] is not None:
+            demo.services["labeling"].close()
+    return 0

@@ -1,0 +1,154 @@
+"""The Train tab (maintainers only, checked on the server): a DPO run on the votes, its live curves and log,
+cancel, before/after clips, and the push of its LoRA.
+
+What is unusual here:
+- beta, learning rate and LoRA rank show ``DPOConfig``'s defaults, read when a page loads rather than when the
+  page is built: importing the trainers imports torch, and the app serves its page before that. An endpoint call
+  that leaves them out gets the same defaults (``TrainRequest``'s None).
+- Every endpoint answers with what ``TrainingManager.view`` computes; a timer polls it while a run is active.
+"""
+
+import gradio as gr
+
+from huvidpo.studio.access import User, require_maintainer
+from huvidpo.studio.tabs.generate import lora_choices
+from huvidpo.studio.training import TrainingManager, TrainRequest
+from huvidpo.studio.ui import Page, handler, whole
+
+COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
+
+
+def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown | None) -> None:
+    config = page.config
+    limits = {"concurrency_limit": 4, "concurrency_id": "train"}
+    with gr.Tab("Train", id="train", visible=config.local_maintainer) as tab:
+        gr.Markdown(
+            "Train a DPO LoRA on the votes, on this machine, while the app keeps serving. "
+            "Maintainers only; the Hub token comes from the server's environment (`HF_TOKEN`)."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                dataset_box = gr.Dropdown(
+                    choices=training.dataset_choices(), value="votes", allow_custom_value=True,
+                    label="Pairs: 'votes' (export the votes now), an earlier export, or a Hub dataset id",
+                )
+                base_model_box = gr.Textbox(value=config.model, label="Base model (empty: the one this app serves)",
+                                            placeholder=config.model_name)
+                with gr.Row():
+                    beta_box = gr.Number(label="beta", minimum=0, elem_id="train-beta")
+                    learning_rate_box = gr.Number(label="Learning rate", minimum=0, elem_id="train-learning-rate")
+                with gr.Row():
+                    steps_box = gr.Number(value=config.train_steps, precision=0, minimum=1, label="Steps")
+                    rank_box = gr.Number(precision=0, minimum=1, label="LoRA rank", elem_id="train-lora-rank")
+                    frames_box = gr.Number(value=config.train_frames, precision=0, minimum=2, label="Frames per clip")
+                with gr.Row():
+                    start = gr.Button("Start training", variant="primary", elem_id="train-start")
+                    cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
+                    refresh = gr.Button("Refresh", size="sm")
+            with gr.Column(scale=2, min_width=400):
+                summary_md = gr.Markdown("No run yet.", label="summary", elem_id="train-status")
+                with gr.Row():
+                    loss_plot = gr.LinePlot(x="step", y="loss", label="loss", title="DPO loss", height=220)
+                    accuracy_plot = gr.LinePlot(x="step", y="accuracy", label="accuracy", title="Implicit accuracy",
+                                                height=220, y_lim=[0, 1])
+                    margin_plot = gr.LinePlot(x="step", y="margin", label="margin", title="Reward margin", height=220)
+                log_box = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
+        gr.Markdown("#### Before / after (fixed prompts and seed)")
+        comparison_videos = []
+        for prompt in config.comparison_prompts[:COMPARISON_ROWS]:
+            with gr.Row():
+                comparison_videos.append((
+                    gr.Video(label=f"Before: {prompt}", height=200, autoplay=True, loop=True, interactive=False),
+                    gr.Video(label=f"After: {prompt}", height=200, autoplay=True, loop=True, interactive=False),
+                ))
+        with gr.Row(equal_height=True):
+            repo_box = gr.Textbox(label="Hub model repo", placeholder="your-name/huvidpo-dpo-lora", scale=3)
+            private_box = gr.Checkbox(value=True, label="Private", scale=1)
+            push = gr.Button("Push LoRA to the Hub", scale=1, elem_id="train-push")
+        push_md = gr.Markdown(label="link")
+        status_json = gr.JSON(label="status", visible=False)
+        timer = gr.Timer(1.0, active=False)
+
+    def show() -> dict:
+        """Every Train tab output from the manager's view (the status dict first: that is what scripts read)."""
+        view = training.view()
+        updates = {
+            status_json: view["status"],
+            summary_md: view["summary"],
+            loss_plot: view["metrics"],
+            accuracy_plot: view["metrics"],
+            margin_plot: view["metrics"],
+            log_box: view["log"],
+            timer: gr.Timer(active=view["running"]),
+        }
+        for (before_video, after_video), (before, after) in zip(comparison_videos, view["comparison"]):
+            updates.update({before_video: before, after_video: after})
+        return updates
+
+    @handler(config)
+    def start_training(dataset, base_model, beta=None, learning_rate=None, max_steps=None, lora_rank=None, frames=None,
+                       user: User = None):
+        """Start a DPO run in the background (maintainers only); returns its status. Settings left out take the
+        Train tab's presets and DPOConfig's defaults."""
+        require_maintainer(config, user, "Training")
+        training.start(user, TrainRequest(
+            dataset=dataset or "votes", model=base_model or "",
+            beta=None if beta is None else float(beta),
+            learning_rate=None if learning_rate is None else float(learning_rate),
+            steps=whole(max_steps, "steps"), lora_rank=whole(lora_rank, "LoRA rank"), frames=whole(frames, "frames"),
+        ))
+        return show()
+
+    @handler(config)
+    def training_status(user: User):
+        """The current run's status, metrics and log (maintainers only)."""
+        require_maintainer(config, user, "Training")
+        return show()
+
+    @handler(config)
+    def cancel_training(user: User):
+        """Stop the current run after its current step; the LoRA so far is saved."""
+        training.cancel(user)
+        return show()
+
+    @handler(config)
+    def push_lora(repo_id: str, private: bool, user: User):
+        """Push the last run's LoRA and model card to a Hub model repo; returns a link."""
+        url = training.push(user, repo_id, private)
+        return {push_md: f"Pushed: [{url}]({url})"}
+
+    @handler(config)
+    def on_load(user: User):
+        """Per visitor: the tab for maintainers (polling while a run is active), DPOConfig's defaults in the inputs."""
+        defaults = training.setting_defaults()
+        return {
+            tab: gr.Tab(visible=user.maintainer),
+            timer: gr.Timer(active=user.maintainer and training.active()),
+            beta_box: defaults["beta"],
+            learning_rate_box: defaults["learning_rate"],
+            rank_box: defaults["lora_rank"],
+        }
+
+    outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
+               *(video for row in comparison_videos for video in row), timer]
+    settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
+    start.click(start_training, [*settings, page.name], outputs, api_name="start_training", **limits)
+    refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
+    timer.tick(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
+    tab.select(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
+    cancel.click(cancel_training, [page.name], outputs, api_name="cancel_training", **limits)
+    push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
+    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box], api_visibility="private",
+                   show_progress="hidden")
+
+    def refresh_choices(status: dict):
+        """When a run ends, its LoRA appears in the picker and its export in the dataset list."""
+        if status.get("state") not in ("finished", "cancelled"):
+            return {component: gr.skip() for component in choice_outputs}
+        updates = {dataset_box: gr.Dropdown(choices=training.dataset_choices())}
+        if lora_box is not None:
+            updates[lora_box] = gr.Dropdown(choices=lora_choices(config))
+        return updates
+
+    choice_outputs = [dataset_box] + ([lora_box] if lora_box is not None else [])
+    status_json.change(refresh_choices, status_json, choice_outputs, api_visibility="private", queue=False)
