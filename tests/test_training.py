@@ -178,6 +178,14 @@ def test_resume_equals_an_uninterrupted_run(dpo_runs):
     assert dpo_runs.resumed.metrics_history == dpo_runs.straight.metrics_history
 
 
+def test_resume_with_other_lora_settings_is_refused(dpo_runs, pair_dir, tmp_path):
+    checkpoint = dpo_runs.straight.output_dir / "checkpoints" / "step-4"
+    with pytest.raises(ValueError, match="other LoRA settings.*lora_rank"):
+        train_dpo(dpo_config(pair_dir, tmp_path / "other", resume=str(checkpoint), lora_rank=4), pipe=tiny_pipe())
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        train_dpo(dpo_config(pair_dir, tmp_path / "other", resume=str(pair_dir)), pipe=tiny_pipe())
+
+
 def test_fresh_start_refuses_a_folder_with_checkpoints(dpo_runs, pair_dir):
     with pytest.raises(ValueError, match="earlier run"):
         train_dpo(dpo_config(pair_dir, dpo_runs.straight.output_dir), pipe=tiny_pipe())
@@ -318,6 +326,26 @@ def test_stage1_moves_only_its_trainable_set(world_dir, tmp_path):
     reloaded = load_pipeline(str(tmp_path / "stage1"))
     name = next(iter(stage1_names))
     assert torch.equal(dict(reloaded.unet.named_parameters())[name], dict(pipe.unet.named_parameters())[name].detach())
+
+
+def test_stage1_resume_equals_an_uninterrupted_run(world_dir, tmp_path):
+    """Stage 1's checkpoints hold its trainable set (not the UNet); resumed runs replay the same augmentation."""
+    def config(name, **overrides):
+        return Stage1Config(data=str(world_dir), output_dir=str(tmp_path / name), num_frames=NUM_FRAMES, resolution=SIZE,
+                            max_steps=3, learning_rate=1e-3, checkpointing_steps=0, **overrides)
+
+    straight_pipe = tiny_pipe()
+    straight = train_stage1(config("straight"), pipe=straight_pipe)
+    stop = threading.Event()
+    halfway = train_stage1(config("resumed"), callbacks=[lambda row: row["step"] == 1 and stop.set()], stop_event=stop, pipe=tiny_pipe())
+    assert halfway.cancelled and halfway.steps == 1
+    assert sorted(load_file(tmp_path / "resumed" / "checkpoints" / "step-1" / "trainable.safetensors")) == sorted(
+        straight_pipe.unet.stage1_parameters())
+    resumed_pipe = tiny_pipe()
+    resumed = train_stage1(config("resumed", resume=True), pipe=resumed_pipe)
+    assert resumed.metrics_history == straight.metrics_history
+    for name, param in straight_pipe.unet.stage1_parameters().items():
+        assert torch.equal(param, resumed_pipe.unet.stage1_parameters()[name]), name
 
 
 def test_stage1_cached_latents_train_the_same_and_read_each_video_once(world_dir, tmp_path, monkeypatch):
