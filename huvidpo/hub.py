@@ -1,4 +1,4 @@
-"""Loading by Hub id or local path, LoRA save/load, and pushing to the Hub.
+"""Loading by Hub id or local path, LoRA save/load, model cards, and pushing to the Hub.
 
 One code path for both worlds: the embedded default is a saved :class:`HuViDPOPipeline` folder; a
 Stable Diffusion 1.x id or folder (``stable-diffusion-v1-5/stable-diffusion-v1-5``) is loaded with
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoPipelineForText2Image, DDIMScheduler, DiffusionPipeline, StableDiffusionPipeline, UNet2DConditionModel
-from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-from .locations import default_model_path
+from .locations import DEFAULT_MODEL_DIR, default_model_path, is_embedded_default, is_hub_id
 from .models import VideoUNet
 from .pipeline import HuViDPOPipeline
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DPO_SDXL_UNET_ID = "mhdang/dpo-sdxl-text2image-v1"
 SDXL_BASE_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 DEFAULT_ADAPTER = "huvidpo"
@@ -42,7 +42,7 @@ def _offline_message(model: str) -> str:
 def read_model_json(model: str, filename: str) -> dict | None:
     """``filename`` of a local folder or a Hub repo as a dict; None when the repo has no such file."""
     path = Path(model).expanduser()
-    if path.exists() or path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+    if not is_hub_id(model):
         if not path.is_dir():
             raise ModelLoadError(f"No model folder at {path}: check the path, or give a Hub id like '{SD15_ID}'.")
         file = path / filename
@@ -160,51 +160,85 @@ def save_lora(unet: VideoUNet, out_dir: str | Path, adapter_name: str = "default
     return out_dir / LORA_WEIGHT_NAME
 
 
-def write_model_card(out_dir: str | Path, base_model: str, dataset: str, settings: dict, metrics: dict) -> Path:
-    """A model card for a DPO LoRA: base model, data, hyper-parameters and final metrics."""
-    rows = "\n".join(f"| {k} | {v} |" for k, v in {**settings, **metrics}.items())
-    content = f"""---
-library_name: diffusers
-base_model: {base_model}
-datasets:
-- {dataset}
-tags:
-- text-to-video
-- lora
-- dpo
-- huvidpo
-license: openrail
----
-# HuViDPO LoRA
+def restore_lora(unet: VideoUNet, folder: str | Path, adapter_name: str = DEFAULT_ADAPTER) -> None:
+    """Copy a LoRA written by :func:`save_lora` into ``unet``'s adapter ``adapter_name`` of the same shape (to
+    resume training); a LoRA of another rank or other target modules is refused with what to do."""
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-A LoRA for the video UNet of [HuViDPO](https://arxiv.org/abs/2502.01690) trained with video DPO on
-human (or oracle) preference pairs from `{dataset}`, on top of `{base_model}`.
+    saved, _ = HuViDPOPipeline.lora_state_dict(str(folder))
+    saved = {key.removeprefix("unet."): value for key, value in saved.items()}
+    expected = get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    mismatched = sorted(set(saved) ^ set(expected)) or sorted(k for k in saved if saved[k].shape != expected[k].shape)
+    if mismatched:
+        raise ValueError(
+            f"The LoRA in {folder} was made with other LoRA settings (e.g. {mismatched[:3]}); resume with the settings "
+            "it was trained with (lora_rank, lora_target_modules, model)."
+        )
+    set_peft_model_state_dict(unet, saved, adapter_name=adapter_name)
 
-Load it with HuViDPO Studio: `python -m huvidpo.generate --model {base_model} --lora <this repo> --prompt "..."`.
 
-| setting / metric | value |
-|---|---|
-{rows}
-"""
+def card_name(reference: str | None) -> tuple[str | None, str]:
+    """How a model card names a model or dataset: (its Hub id for the card's metadata, or None; its name in the
+    text). Never a local path: the embedded default is named as such, another local folder by its folder name.
+    ``reference`` empty means the default model."""
+    if is_embedded_default(reference):
+        return None, f"{DEFAULT_MODEL_DIR.name} (embedded default)"
+    reference = str(reference or default_model_path())
+    if is_hub_id(reference):
+        return reference, reference
+    return None, Path(reference).name
+
+
+def write_model_card(
+    out_dir: str | Path,
+    title: str,
+    text: str,
+    table: dict[str, Any],
+    tags: list[str],
+    base_model: str | None = None,
+    dataset: str | None = None,
+    license: str | None = None,
+) -> Path:
+    """``out_dir/README.md``: the card's metadata (``huggingface_hub.ModelCardData``: diffusers, tags, the base
+    model's and dataset's Hub ids when they have one), a title, ``text`` and a table of settings and metrics."""
+    card_data = ModelCardData(
+        library_name="diffusers", base_model=base_model, datasets=[dataset] if dataset else None, tags=tags, license=license
+    )
+    rows = "\n".join(f"| {name} | {value} |" for name, value in table.items())
+    content = f"---\n{card_data.to_yaml()}\n---\n\n# {title}\n\n{text}\n\n| setting / metric | value |\n|---|---|\n{rows}\n"
     path = Path(out_dir) / "README.md"
     ModelCard(content).save(path)
     return path
 
 
 def push_folder_to_hub(
-    folder: str | Path, repo_id: str, private: bool = True, token: str | None = None, repo_type: str = "model"
+    folder: str | Path,
+    repo_id: str,
+    private: bool = True,
+    token: str | None = None,
+    repo_type: str = "model",
+    ignore_patterns: list[str] | None = None,
 ) -> str:
-    """Upload a folder (a LoRA with its card) to a Hub repo and return its URL; the local folder is untouched.
+    """Upload a folder (a LoRA or a pipeline with its card) to a Hub repo, created if needed, and return its URL.
 
+    The local folder is never touched; ``ignore_patterns`` (``upload_folder``'s) leave out what is not for the Hub.
     ``token`` defaults to the environment / the login (``HF_TOKEN`` or ``hf auth login``).
     """
+    if token is None and get_token() is None:
+        raise ModelLoadError(
+            f"Pushing to {repo_id} failed: no Hub token. Set HF_TOKEN or run `hf auth login` with a token that can "
+            "write, then push again. The local files are intact."
+        )
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message="Upload HuViDPO LoRA")
+        api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, ignore_patterns=ignore_patterns,
+            commit_message="Upload from HuViDPO Studio",
+        )
     except Exception as err:  # noqa: BLE001 - any failure must leave local files and say why
         raise ModelLoadError(
-            f"Pushing {folder} to {repo_id} failed ({type(err).__name__}: {err}). The local files are intact; "
+            f"Pushing {Path(folder).name} to {repo_id} failed ({type(err).__name__}: {err}). The local files are intact; "
             "check the token (HF_TOKEN or `hf auth login`), the repo name and the network, then push again."
         ) from err
     prefix = "datasets/" if repo_type == "dataset" else ""

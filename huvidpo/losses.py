@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LOSS_TYPES = ("sigmoid", "hinge", "ipo")
+from huvidpo.training.config import LOSS_TYPES
 
 
 def per_sample_mse(model_pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,10 @@ A tiny run on a laptop CPU (about a minute; embedded default model, 4-frame synt
     python -m huvidpo.train dpo --model /tmp/huvidpo-stage1 --data /tmp/huvidpo-demo/pairs \\
         --output_dir /tmp/huvidpo-dpo --num_frames 4 --max_steps 10 --learning_rate 1e-3
 
-The same commands run on several GPUs with ``accelerate launch -m huvidpo.train dpo ...``. Settings come
-from the defaults, then ``--config file.yaml``, then flags; ``python -m huvidpo.train dpo --help`` lists
-them. Ctrl-C once stops after the current step and still saves; twice aborts.
+The same commands run on several GPUs with ``accelerate launch -m huvidpo.train dpo ...``. The flags are the
+fields of :class:`~huvidpo.training.config.Stage1Config` / ``DPOConfig`` (transformers' ``HfArgumentParser``);
+``--config file.yaml`` holds the same keys, and flags override it. Ctrl-C once stops after the current step
+and still saves; twice aborts.
 """
 
 from __future__ import annotations
@@ -20,27 +21,50 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from huvidpo.training.config import DPOConfig, Stage1Config, add_config_arguments
+from huvidpo.training.arguments import SettingsParser
+from huvidpo.training.config import MAX_SEED, DPOConfig, Stage1Config, check_settings, setting
 
-STAGES = {"stage1": Stage1Config, "dpo": DPOConfig}
+
+@dataclass
+class DemoDataConfig:
+    """Write a tiny synthetic video folder (world/) and pair folder (pairs/)."""
+
+    num_clips: int = setting(8, "Videos in world/.", min=1, max=100_000)
+    num_pairs: int = setting(4, "Pairs in pairs/.", min=1, max=100_000)
+    num_frames: int = setting(16, "Frames per clip.", min=2, max=256)
+    size: int = setting(64, "Frame size in pixels.", min=8, max=1024)
+    seed: int = setting(0, "Seed.", min=0, max=MAX_SEED)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = {"stage1": Stage1Config, "dpo": DPOConfig, "demo-data": DemoDataConfig}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, SettingsParser]]:
+    """The top-level parser and one :class:`SettingsParser` per command."""
     parser = argparse.ArgumentParser(prog="python -m huvidpo.train", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, config_class in STAGES.items():
-        sub = commands.add_parser(name, help=config_class.__doc__.split("\n")[0], description=config_class.__doc__)
-        sub.add_argument("--config", default=None, help="YAML file of settings; flags override it.")
-        add_config_arguments(sub, config_class)
-    demo = commands.add_parser("demo-data", help="Write a tiny synthetic video folder (world/) and pair folder (pairs/).")
-    demo.add_argument("out_dir", help="Folder to write world/ and pairs/ into.")
-    demo.add_argument("--num_clips", type=int, default=8, help="Videos in world/ (default 8).")
-    demo.add_argument("--num_pairs", type=int, default=4, help="Pairs in pairs/ (default 4).")
-    demo.add_argument("--num_frames", type=int, default=16, help="Frames per clip (default 16).")
-    demo.add_argument("--size", type=int, default=64, help="Frame size in pixels (default 64).")
-    demo.add_argument("--seed", type=int, default=0, help="Seed (default 0).")
-    return parser
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=SettingsParser)
+    parsers = {}
+    for name, config_class in COMMANDS.items():
+        summary = config_class.__doc__.split("\n")[0]
+        parsers[name] = commands.add_parser(name, dataclass_types=[config_class], help=summary, description=config_class.__doc__)
+    parsers["demo-data"].add_argument("out_dir", help="Folder to write world/ and pairs/ into.")
+    return parser, parsers
+
+
+def parse_command(argv: list[str] | None = None) -> tuple[str, Any, argparse.Namespace]:
+    """(command, its settings, the other arguments) from the command line; exits with the reason on bad input."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, parsers = build_parser()
+    command = parser.parse_args(argv).command  # --help, an unknown command or a malformed flag exit here
+    settings, extra = parsers[command].parse(argv[1:])
+    return command, settings, extra
 
 
 def _stop_on_interrupt() -> threading.Event:
@@ -58,47 +82,39 @@ def _stop_on_interrupt() -> threading.Event:
     return stop
 
 
-def _demo_data(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from huvidpo.world.clips import generate_world
+def _demo_data(settings: DemoDataConfig, out_dir: str) -> int:
     from huvidpo.training.data import write_world_pairs
+    from huvidpo.world.clips import generate_world
 
-    out = Path(args.out_dir)
-    generate_world(out / "world", args.num_clips, seed=args.seed, num_frames=args.num_frames, size=args.size)
-    write_world_pairs(out / "pairs", args.num_pairs, num_frames=args.num_frames, size=args.size, seed=args.seed)
-    print(f"Wrote {args.num_clips} videos to {out / 'world'} and {args.num_pairs} pairs to {out / 'pairs'}.")
+    out = Path(out_dir)
+    generate_world(out / "world", settings.num_clips, seed=settings.seed, num_frames=settings.num_frames, size=settings.size)
+    write_world_pairs(out / "pairs", settings.num_pairs, num_frames=settings.num_frames, size=settings.size, seed=settings.seed)
+    print(f"Wrote {settings.num_clips} videos to {out / 'world'} and {settings.num_pairs} pairs to {out / 'pairs'}.")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    command, settings, extra = parse_command(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("huvidpo").setLevel(logging.INFO)
-    if args.command == "demo-data":
-        return _demo_data(args)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
-    try:
-        config = STAGES[args.command].from_yaml(args.config, **overrides)
-    except ValueError as err:
-        parser.error(str(err))
+    if command == "demo-data":
+        return _demo_data(settings, extra.out_dir)
+
+    from accelerate import PartialState
 
     from huvidpo.training import train_dpo, train_stage1
 
-    train = train_stage1 if args.command == "stage1" else train_dpo
+    train = train_stage1 if command == "stage1" else train_dpo
     try:
-        result = train(config, stop_event=_stop_on_interrupt())
+        result = train(settings, stop_event=_stop_on_interrupt())
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from accelerate import PartialState
-
     if not PartialState().is_main_process:
         return 0
     last = result.metrics_history[-1] if result.metrics_history else {}
     status = "cancelled" if result.cancelled else "done"
-    print(f"{args.command} {status} after {result.steps} steps; final loss {last.get('loss', float('nan')):.4f}.")
+    print(f"{command} {status} after {result.steps} steps; final loss {last.get('loss', float('nan')):.4f}.")
     if "rewards/accuracies" in last:
         print(f"implicit accuracy {last['rewards/accuracies']:.3f}, margin {last['rewards/margins']:.4f}")
     print(f"Output: {result.lora_path or result.output_dir}")

@@ -266,6 +266,27 @@ def test_evaluate_without_clip_leaves_the_base_model(tiny_pipe, tiny_lora_dir):
     assert len(calls) == 2
 
 
+def test_cli_bad_settings_exit_with_the_reason(tmp_path, capsys):
+    for flag, value, reason in (("--seeds", "0,x", "seeds must be integers separated by commas"),
+                                ("--num-prompts", "0", "num_prompts must be an integer from 1 to 10000")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--out", str(tmp_path / "eval"), flag, value])
+        assert exit_info.value.code == 2 and reason in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_cli_reads_a_yaml_file_that_flags_override(tiny_model_dir, tmp_path):
+    out = tmp_path / "eval"
+    settings = tmp_path / "eval.yaml"
+    settings.write_text(f"out: {out}\nframes: 3\nseeds: '5'\nguidance: 2.0\n")
+    args = ["--config", str(settings), "--model", str(tiny_model_dir), "--prompts", PROMPTS[0], "--steps", "2",
+            "--image-steps", "2", "--guidance", "1", "--clip-model", "none"]
+    assert main(args) == 0
+    report = EvalReport.load(out / "eval.json")
+    assert [r["seed"] for r in report.records] == [5]
+    assert report.config["settings"]["frames"] == 3 and report.config["settings"]["guidance"] == 1.0
+
+
 def test_cli_unknown_clip_model_fails_before_generating(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     args = cli_args(tiny_model_dir, "nobody/no-such-clip-model", out)

@@ -98,3 +98,20 @@ def test_failed_push_keeps_local_files_and_says_why(tmp_path):
     with pytest.raises(hub.ModelLoadError, match="local files are intact"):
         hub.push_folder_to_hub(folder, "someone/repo", token="hf_invalid")
     assert (folder / "README.md").read_text() == "card"
+
+
+def test_cards_name_models_by_hub_id_or_name_never_by_local_path(tmp_path):
+    stage1 = tmp_path / "my-stage1"
+    stage1.mkdir()
+    assert hub.card_name("") == (None, "huvidpo-tiny (embedded default)")
+    assert hub.card_name("someone/huvidpo-stage1") == ("someone/huvidpo-stage1", "someone/huvidpo-stage1")
+    assert hub.card_name(str(stage1)) == (None, "my-stage1")
+    card = hub.write_model_card(
+        tmp_path, "HuViDPO LoRA", "A LoRA.", {"beta": 50.0}, ["lora", "dpo"],
+        base_model="someone/huvidpo-stage1", dataset="someone/votes", license="openrail",
+    ).read_text()
+    assert card.startswith("---\n") and "base_model: someone/huvidpo-stage1" in card and "- someone/votes" in card
+    assert "library_name: diffusers" in card and "# HuViDPO LoRA" in card and "| beta | 50.0 |" in card
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(tmp_path / "README.md").data.base_model == "someone/huvidpo-stage1"

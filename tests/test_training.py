@@ -1,5 +1,6 @@
 """Stage 1 and DPO on tiny real components (CPU, 4-frame 64x64 clips, a few steps)."""
 
+import dataclasses
 import math
 import threading
 from pathlib import Path
@@ -9,12 +10,15 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+import yaml
 from diffusers import DDPMScheduler
+from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file
 
 from huvidpo.world.clips import generate_world
 from huvidpo.world.tiny import build_tiny_pipeline
-from huvidpo.hub import load_lora, load_pipeline, unload_lora
+from huvidpo.hub import DEFAULT_ADAPTER, LORA_WEIGHT_NAME, load_lora, load_pipeline, unload_lora
+from huvidpo.train import parse_command
 from huvidpo.training import (
     DPOConfig,
     PreferencePairs,
@@ -27,7 +31,7 @@ from huvidpo.training import (
 )
 from huvidpo.training.data import encode_pairs
 from huvidpo.training.dpo import add_dpo_lora, guided_prediction, implicit_accuracy, implicit_margins
-from huvidpo.training.trainer import batch_indices, push_output, step_generator, trainable_parameters
+from huvidpo.training.trainer import PUSH_IGNORE, batch_indices, push_output, step_generator, trainable_parameters
 
 NUM_FRAMES = 4
 SIZE = "32"  # pixels: 8x8 latents keep every step well under a second
@@ -44,6 +48,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def lora_file(folder) -> dict[str, torch.Tensor]:
+    """A saved LoRA (diffusers format: keys prefixed 'unet.'), keyed as peft names the adapter's weights."""
+    return {name.removeprefix("unet."): tensor for name, tensor in load_file(folder / LORA_WEIGHT_NAME).items()}
 
 
 def tiny_pipe():
@@ -83,7 +92,7 @@ def dpo_runs(pair_dir, tmp_path_factory):
     stop = threading.Event()
     stop.set()
     cancelled = train_dpo(dpo_config(pair_dir, interrupted), stop_event=stop, pipe=tiny_pipe())
-    initial_lora = load_file(interrupted / "checkpoints" / "step-0" / "trainable.safetensors")
+    initial_lora = lora_file(interrupted / "checkpoints" / "step-0")
     stop = threading.Event()
     halfway = train_dpo(
         dpo_config(pair_dir, interrupted, resume=True),
@@ -115,8 +124,9 @@ def test_dpo_moves_every_lora_parameter_and_nothing_else(dpo_runs):
     unet = dpo_runs.straight_pipe.unet
     trained = trainable_parameters(unet)
     assert trained and all("lora_" in name for name in trained)
-    assert set(trained) == set(dpo_runs.initial_lora)
-    unmoved = [name for name, p in trained.items() if torch.equal(p.detach().cpu(), dpo_runs.initial_lora[name])]
+    lora = get_peft_model_state_dict(unet, adapter_name=DEFAULT_ADAPTER)
+    assert len(lora) == len(trained) and set(lora) == set(dpo_runs.initial_lora)
+    unmoved = [name for name, p in lora.items() if torch.equal(p.detach().cpu(), dpo_runs.initial_lora[name])]
     assert unmoved == []
     for name, param in unet.named_parameters():
         if "lora_" not in name:
@@ -131,7 +141,23 @@ def test_dpo_output_folder(dpo_runs):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
     card = (out / "README.md").read_text()
     assert "| beta | 50.0 |" in card and "- dpo" in card and "rewards/accuracies" in card
-    assert DPOConfig.from_yaml(out / "config.yaml").max_steps == 4
+    # the embedded default has no Hub id: named in the text, no base_model, and no local path anywhere
+    assert "huvidpo-tiny (embedded default)" in card and "base_model" not in card and str(out.parent) not in card
+    assert "library_name: diffusers" in card and "datasets:" not in card
+    _, config, _ = parse_command(["dpo", "--config", str(out / "config.yaml")])  # the saved settings read back
+    assert (config.max_steps, config.learning_rate, config.num_frames, config.resolution) == (4, 1e-3, NUM_FRAMES, SIZE)
+
+
+def test_a_dpo_checkpoint_is_the_lora_not_the_unet(dpo_runs):
+    checkpoint = dpo_runs.straight.output_dir / "checkpoints" / "step-4"
+    assert lora_file(checkpoint).keys() == lora_file(dpo_runs.straight.output_dir).keys()
+    weights = [p for p in checkpoint.iterdir() if p.suffix in (".safetensors", ".bin")]
+    assert sorted(p.name for p in weights) == ["optimizer.bin", LORA_WEIGHT_NAME]
+    unet_bytes = sum(p.numel() * p.element_size() for p in dpo_runs.straight_pipe.unet.parameters())
+    assert sum(p.stat().st_size for p in weights) < unet_bytes / 4
+    pipe = tiny_pipe()
+    load_lora(pipe, str(checkpoint))  # a checkpoint's LoRA loads like the final one
+    assert pipe.get_list_adapters()["unet"] == [DEFAULT_ADAPTER]
 
 
 def test_cancel_stops_before_the_next_step_and_saves(dpo_runs):
@@ -143,11 +169,21 @@ def test_cancel_stops_before_the_next_step_and_saves(dpo_runs):
 
 
 def test_resume_equals_an_uninterrupted_run(dpo_runs):
-    straight = load_file(dpo_runs.straight.output_dir / "checkpoints" / "step-4" / "trainable.safetensors")
-    resumed = load_file(dpo_runs.resumed.output_dir / "checkpoints" / "step-4" / "trainable.safetensors")
+    checkpoints = dpo_runs.resumed.output_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-0", "step-2", "step-4"]
+    straight = lora_file(dpo_runs.straight.output_dir / "checkpoints" / "step-4")
+    resumed = lora_file(checkpoints / "step-4")
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
     assert dpo_runs.resumed.metrics_history == dpo_runs.straight.metrics_history
+
+
+def test_resume_with_other_lora_settings_is_refused(dpo_runs, pair_dir, tmp_path):
+    checkpoint = dpo_runs.straight.output_dir / "checkpoints" / "step-4"
+    with pytest.raises(ValueError, match="other LoRA settings.*lora_rank"):
+        train_dpo(dpo_config(pair_dir, tmp_path / "other", resume=str(checkpoint), lora_rank=4), pipe=tiny_pipe())
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        train_dpo(dpo_config(pair_dir, tmp_path / "other", resume=str(pair_dir)), pipe=tiny_pipe())
 
 
 def test_fresh_start_refuses_a_folder_with_checkpoints(dpo_runs, pair_dir):
@@ -292,6 +328,26 @@ def test_stage1_moves_only_its_trainable_set(world_dir, tmp_path):
     assert torch.equal(dict(reloaded.unet.named_parameters())[name], dict(pipe.unet.named_parameters())[name].detach())
 
 
+def test_stage1_resume_equals_an_uninterrupted_run(world_dir, tmp_path):
+    """Stage 1's checkpoints hold its trainable set (not the UNet); resumed runs replay the same augmentation."""
+    def config(name, **overrides):
+        return Stage1Config(data=str(world_dir), output_dir=str(tmp_path / name), num_frames=NUM_FRAMES, resolution=SIZE,
+                            max_steps=3, learning_rate=1e-3, checkpointing_steps=0, **overrides)
+
+    straight_pipe = tiny_pipe()
+    straight = train_stage1(config("straight"), pipe=straight_pipe)
+    stop = threading.Event()
+    halfway = train_stage1(config("resumed"), callbacks=[lambda row: row["step"] == 1 and stop.set()], stop_event=stop, pipe=tiny_pipe())
+    assert halfway.cancelled and halfway.steps == 1
+    assert sorted(load_file(tmp_path / "resumed" / "checkpoints" / "step-1" / "trainable.safetensors")) == sorted(
+        straight_pipe.unet.stage1_parameters())
+    resumed_pipe = tiny_pipe()
+    resumed = train_stage1(config("resumed", resume=True), pipe=resumed_pipe)
+    assert resumed.metrics_history == straight.metrics_history
+    for name, param in straight_pipe.unet.stage1_parameters().items():
+        assert torch.equal(param, resumed_pipe.unet.stage1_parameters()[name]), name
+
+
 def test_stage1_cached_latents_train_the_same_and_read_each_video_once(world_dir, tmp_path, monkeypatch):
     import huvidpo.training.stage1 as stage1
 
@@ -370,6 +426,14 @@ def test_batches_cover_each_epoch_once_per_process():
         (Stage1Config, {"seed": -1}, "seed"),
         (Stage1Config, {"gradient_accumulation_steps": 0}, "gradient_accumulation_steps"),
         (Stage1Config, {"cache_latents": True}, "cache_latents"),
+        (Stage1Config, {"prompt_dropout": 1.0}, "prompt_dropout"),
+        (DPOConfig, {"max_steps": 10**12}, "max_steps must be an integer from 1 to 1000000"),
+        (DPOConfig, {"max_steps": 2.5}, "max_steps must be an integer"),
+        (DPOConfig, {"seed": True}, "seed must be an integer"),
+        (DPOConfig, {"beta": 1e308}, "beta must be a number from"),
+        (DPOConfig, {"learning_rate": float("nan")}, "learning_rate"),
+        (DPOConfig, {"lora_rank": 10**9}, "lora_rank"),
+        (DPOConfig, {"hub_model_id": "a/b/c"}, "hub_model_id"),
     ],
 )
 def test_bad_configs_name_the_field(config_class, settings, message):
@@ -377,18 +441,37 @@ def test_bad_configs_name_the_field(config_class, settings, message):
         config_class(**settings)
 
 
-def test_yaml_round_trip_and_unknown_keys(tmp_path):
-    config = DPOConfig(data="pairs", beta=10.0, hub_token="hf_secret", lora_target_modules=["to_q"])
-    path = config.to_yaml(tmp_path / "dpo.yaml")
+def test_every_range_in_the_metadata_is_enforced():
+    """The ranges the CLI shows and the studio reads are the ones the config checks: the bounds pass, beyond fails."""
+    bounded = [f for f in dataclasses.fields(DPOConfig) if "min" in f.metadata]
+    assert {"max_steps", "learning_rate", "beta", "lora_rank", "seed", "num_frames"} <= {f.name for f in bounded}
+    for f in bounded:
+        low, high = f.metadata["min"], f.metadata["max"]
+        extra = {"lr_scheduler": "constant_with_warmup"} if f.name == "lr_warmup_steps" else {}
+        DPOConfig(**{f.name: low, **extra})
+        DPOConfig(**{f.name: high, **extra})
+        above = high + 1 if isinstance(high, int) else high * 2
+        with pytest.raises(ValueError, match=rf"^{f.name} must be .* from .* to .*, got"):
+            DPOConfig(**{f.name: above, **extra})
+
+
+def test_yaml_round_trip_and_unknown_keys(tmp_path, capsys):
+    path = tmp_path / "dpo.yaml"
+    path.write_text(yaml.safe_dump(DPOConfig(data="pairs", beta=10.0, hub_token="hf_secret", lora_target_modules=["to_q"]).to_dict()))
     assert "hf_secret" not in path.read_text()
-    loaded = DPOConfig.from_yaml(path, max_steps=7)
+    _, loaded, _ = parse_command(["dpo", "--config", str(path), "--max_steps", "7"])
     assert (loaded.beta, loaded.max_steps, loaded.lora_target_modules, loaded.hub_token) == (10.0, 7, ["to_q"], None)
-    with pytest.raises(ValueError, match="Unknown DPOConfig settings.*betta"):
-        DPOConfig.from_yaml(path, betta=3)
+    path.write_text("betta: 3\n")
+    with pytest.raises(SystemExit):
+        parse_command(["dpo", "--config", str(path)])
+    assert "unknown settings ['betta']" in capsys.readouterr().err
     path.write_text("learning_rate: 1e-4\nmax_steps: '12'\n")  # YAML reads 1e-4 as text
-    assert (DPOConfig.from_yaml(path).learning_rate, DPOConfig.from_yaml(path).max_steps) == (1e-4, 12)
-    with pytest.raises(ValueError, match="beta must be a number"):
-        DPOConfig.from_yaml(path, beta="high")
+    _, loaded, _ = parse_command(["dpo", "--config", str(path)])
+    assert (loaded.learning_rate, loaded.max_steps) == (1e-4, 12)
+    path.write_text("beta: high\n")
+    with pytest.raises(SystemExit):
+        parse_command(["dpo", "--config", str(path)])
+    assert "--beta: invalid float value: 'high'" in capsys.readouterr().err
 
 
 def _write_pair_rows(tmp_path, pair_dir, **replace):
@@ -412,6 +495,35 @@ def test_malformed_pair_datasets_give_clear_errors(tmp_path, pair_dir):
         PreferencePairs.load(str(tmp_path / "missing-folder"))
 
 
+def test_pair_sources_read_through_datasets_agree(tmp_path, pair_dir):
+    """A folder (relative paths, extra columns, as the studio exports), its .jsonl, a Dataset, a DatasetDict and a
+    list of rows (a video column as datasets' Video feature stores it) give the same pairs."""
+    import datasets
+
+    from_folder = PreferencePairs.load(pair_dir)
+    assert len(from_folder) == 2 and all(p.is_absolute() and p.is_file() for p in from_folder.videos_w + from_folder.videos_l)
+    assert PreferencePairs.load(pair_dir / "metadata.jsonl") == from_folder
+    rows = [{"prompt": p, "video_w": str(w), "video_l": str(l)} for p, w, l in zip(*vars(from_folder).values())]
+    assert PreferencePairs.load(datasets.Dataset.from_list(rows)) == from_folder
+    assert PreferencePairs.load(datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})) == from_folder
+    assert PreferencePairs.load([{**row, "video_w": {"path": row["video_w"], "bytes": None}} for row in rows]) == from_folder
+    renamed = [{"caption": r["prompt"], "chosen": r["video_w"], "rejected": r["video_l"]} for r in rows]
+    assert PreferencePairs.load(renamed, "caption", "chosen", "rejected") == from_folder
+
+
+def test_unreadable_pair_files_and_unreachable_hub_datasets_are_explained(tmp_path):
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    (folder / "metadata.jsonl").write_text('{"prompt": "a", "video_w": "w.mp4", "video_l": "l.mp4"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"metadata.jsonl is not valid JSON lines"):
+        PreferencePairs.load(folder)
+    (folder / "metadata.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        PreferencePairs.load(folder)
+    with pytest.raises(ValueError, match="Hub dataset 'someone/not-cached-pairs' could not be loaded.*hf download"):
+        PreferencePairs.load("someone/not-cached-pairs")  # tests run offline
+
+
 def test_unreadable_or_short_videos_fail_before_training(tmp_path, pair_dir):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"this is not a video")
@@ -421,6 +533,37 @@ def test_unreadable_or_short_videos_fail_before_training(tmp_path, pair_dir):
     assert not (tmp_path / "out" / "checkpoints").exists()
     with pytest.raises(ValueError, match="has 4 frames but num_frames is 8"):
         train_dpo(dpo_config(pair_dir, tmp_path / "out2", num_frames=8), pipe=tiny_pipe())
+
+
+def test_push_uploads_the_result_without_checkpoints_caches_or_logs(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    calls = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: calls.setdefault("create", (repo_id, kwargs)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: calls.setdefault("upload", kwargs))
+    for name in ("pytorch_lora_weights.safetensors", "README.md", "metrics.jsonl", "config.yaml",
+                 "checkpoints/step-1/optimizer.bin", "checkpoints/step-1/pytorch_lora_weights.safetensors",
+                 "checkpoints/step-1/random_states_0.pkl", "cache/pairs-0123.pt", "logs/huvidpo-dpo/events"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    config = DPOConfig(push_to_hub=True, hub_model_id="someone/huvidpo-lora", hub_token="hf_x", hub_private=False, output_dir=str(tmp_path))
+    assert push_output(config, tmp_path) == ("https://huggingface.co/someone/huvidpo-lora", None)
+    assert calls["create"] == ("someone/huvidpo-lora", {"repo_type": "model", "private": False, "exist_ok": True})
+    assert calls["upload"]["ignore_patterns"] == PUSH_IGNORE and calls["upload"]["folder_path"] == str(tmp_path)
+    files = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()]
+    uploaded = sorted(filter_repo_objects(files, ignore_patterns=PUSH_IGNORE))  # upload_folder's own filter
+    assert uploaded == ["README.md", "config.yaml", "metrics.jsonl", "pytorch_lora_weights.safetensors"]
+
+
+def test_push_without_a_token_says_how_to_log_in(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    config = DPOConfig(push_to_hub=True, hub_model_id="someone/huvidpo-lora", output_dir=str(tmp_path))
+    url, error = push_output(config, tmp_path)
+    assert url is None and "no Hub token" in error and "hf auth login" in error and "local files are intact" in error
 
 
 def test_failed_push_keeps_local_files_and_says_why(tmp_path, monkeypatch):

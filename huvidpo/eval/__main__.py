@@ -11,20 +11,59 @@ With a DPO LoRA, the same (prompt, seed) clips of base and base+LoRA are compare
 
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..world.clips import make_prompt_set
 from ..generate import GenerationSettings
 from ..hub import load_pipeline
+from ..training.arguments import SettingsParser, settings_without
+from ..training.config import MAX_SEED, check_settings, setting
+from ..world.clips import make_prompt_set
 from .clip_metrics import DEFAULT_CLIP_MODEL, load_clip
 from .report import REPORT_JSON, REPORT_PNG
 from .runner import evaluate
 
-# Settings the CLI sets in its own way (a prompt set, a seed list, --lora) instead of one flag per field.
-_OWN_FLAGS = ("prompt", "seed", "lora")
+# The generation settings of every clip, as flags; the prompt set, the seed list and --lora are the evaluation's.
+GenerationFlags = settings_without(GenerationSettings, "prompt", "seed", "lora")
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and where to write it (the generation settings are GenerationSettings')."""
+
+    out: str = setting(help=f"Output folder for {REPORT_JSON}, {REPORT_PNG} and videos/.")
+    model: str | None = setting(None, "HuViDPO or SD 1.x pipeline folder or Hub id; empty: the embedded default.")
+    image_model: str | None = setting(None, "First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1).")
+    lora: str | None = setting(
+        None, "DPO LoRA (folder, file or Hub id): adds a base+DPO LoRA row and the oracle's pairwise win rate."
+    )
+    prompts: str = setting(
+        "heldout", "A file with one prompt a line, 'heldout' or 'train' (the synthetic world's splits), or 'a,b,c'."
+    )
+    num_prompts: int = setting(8, "How many prompts --prompts heldout/train draws.", min=1, max=10_000)
+    prompt_seed: int = setting(0, "Seed of the heldout/train prompt draw.", min=0, max=MAX_SEED)
+    seeds: str = setting("0,1,2", "Generation seeds, comma separated.")
+    clip_model: str = setting(
+        DEFAULT_CLIP_MODEL, "CLIP model id or folder for the CLIP metrics; 'none' skips them."
+    )
+    save_videos: bool = setting(False, "Also write every clip as an mp4 under OUT/videos/.")
+    device: str | None = setting(None, "torch device for the video and CLIP models, e.g. cuda; empty: the CPU.")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        _ = self.seed_list
+
+    @property
+    def seed_list(self) -> list[int]:
+        """``seeds`` as integers: ``"0,1,2"`` -> ``[0, 1, 2]``."""
+        try:
+            seeds = [int(s) for s in self.seeds.split(",") if s.strip()]
+        except ValueError as err:
+            raise ValueError(f"seeds must be integers separated by commas, e.g. 0,1,2; got {self.seeds!r}.") from err
+        if not seeds:
+            raise ValueError("seeds: give at least one seed, e.g. 0,1,2.")
+        return seeds
 
 
 def resolve_prompts(spec: str, num_prompts: int = 8, prompt_seed: int = 0) -> list[str]:
@@ -42,72 +81,21 @@ def resolve_prompts(spec: str, num_prompts: int = 8, prompt_seed: int = 0) -> li
     return prompts
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]``."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, e.g. 0,1,2; got {text!r}") from err
-    if not seeds:
-        raise argparse.ArgumentTypeError("give at least one seed, e.g. 0,1,2")
-    return seeds
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m huvidpo.eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default=None, help="HuViDPO or SD 1.x pipeline folder or Hub id (default: embedded).")
-    parser.add_argument(
-        "--image-model", default=None, help="First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1)."
-    )
-    parser.add_argument(
-        "--lora", default=None,
-        help="DPO LoRA (folder, file or Hub id): adds a base+DPO LoRA row and the oracle's pairwise win rate.",
-    )
-    parser.add_argument(
-        "--prompts", default="heldout",
-        help="A file with one prompt a line, 'heldout' or 'train' (the synthetic world's splits), or 'a,b,c'.",
-    )
-    parser.add_argument("--num-prompts", type=int, default=8, help="How many prompts --prompts heldout/train draws.")
-    parser.add_argument("--prompt-seed", type=int, default=0, help="Seed of the heldout/train prompt draw.")
-    parser.add_argument(
-        "--seeds", type=parse_seeds, default=[0, 1, 2], help="Generation seeds, comma separated (default 0,1,2)."
-    )
-    parser.add_argument(
-        "--clip-model", default=DEFAULT_CLIP_MODEL,
-        help=f"CLIP model id or folder for the CLIP metrics (default {DEFAULT_CLIP_MODEL}); 'none' skips them.",
-    )
-    parser.add_argument("--out", required=True, help=f"Output folder for {REPORT_JSON}, {REPORT_PNG} and videos/.")
-    parser.add_argument("--save-videos", action="store_true", help="Also write every clip as an mp4 under OUT/videos/.")
-    parser.add_argument(
-        "--device", default=None, help="torch device for the video and CLIP models, e.g. cuda (default: cpu)."
-    )
-    for f in fields(GenerationSettings):
-        if f.name in _OWN_FLAGS:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
-        else:
-            kind = {"int": int, "int | None": int, "float": float}.get(f.type, str)
-            parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
-    return parser
+def build_parser() -> SettingsParser:
+    return SettingsParser([EvalConfig, GenerationFlags], prog="python -m huvidpo.eval", description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    template = GenerationSettings(
-        prompt="", **{f.name: getattr(args, f.name) for f in fields(GenerationSettings) if f.name not in _OWN_FLAGS}
-    )
+    config, generation, _ = build_parser().parse(argv)
     try:
-        prompts = resolve_prompts(args.prompts, args.num_prompts, args.prompt_seed)
+        template = GenerationSettings(prompt="", **asdict(generation))
+        prompts = resolve_prompts(config.prompts, config.num_prompts, config.prompt_seed)
         # CLIP first: a missing CLIP model should fail before minutes of generation, not after.
-        clip = None if args.clip_model.lower() == "none" else load_clip(args.clip_model, device=args.device)
-        pipe = load_pipeline(args.model, image_model=args.image_model, device=args.device)
+        clip = None if config.clip_model.lower() == "none" else load_clip(config.clip_model, device=config.device)
+        pipe = load_pipeline(config.model, image_model=config.image_model, device=config.device)
         report = evaluate(
-            pipe, prompts, args.seeds, template, lora=args.lora, clip=clip, out_dir=args.out,
-            save_videos=args.save_videos, model_name=args.model or "embedded default",
+            pipe, prompts, config.seed_list, template, lora=config.lora, clip=clip, out_dir=config.out,
+            save_videos=config.save_videos, model_name=config.model or "embedded default",
             progress=lambda done, total: print(f"\rclips {done}/{total}", end="", file=sys.stderr, flush=True),
         )
     except (ValueError, OSError) as err:
@@ -115,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(file=sys.stderr)
     print(report.table())
-    out = Path(args.out)
-    videos = f" and {out / 'videos'}/" if args.save_videos else ""
+    out = Path(config.out)
+    videos = f" and {out / 'videos'}/" if config.save_videos else ""
     print(f"wrote {out / REPORT_JSON} and {out / REPORT_PNG}{videos}")
     return 0
 

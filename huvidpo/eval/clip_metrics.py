@@ -27,6 +27,7 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel, PreTra
 
 from ..data.video import to_uint8_frames
 from ..hub import ModelLoadError
+from ..locations import is_hub_id
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 
@@ -120,15 +121,11 @@ def diversity(video_embeddings: Sequence[torch.Tensor]) -> float | None:
     return 1.0 - float(np.mean(sims))
 
 
-def _looks_like_path(model: str) -> bool:
-    return Path(model).expanduser().exists() or model.startswith((".", "~", "/")) or model.count("/") > 1
-
-
 def load_clip(model: str = DEFAULT_CLIP_MODEL, device: str | torch.device | None = None) -> ClipScorer:
     """A :class:`ClipScorer` from a Hub id or a local folder holding a CLIPModel, its tokenizer and
     ``preprocessor_config.json``. Raises :class:`ModelLoadError` saying what to do when it cannot be read."""
     path = Path(model).expanduser()
-    if _looks_like_path(model) and not path.is_dir():
+    if not is_hub_id(model) and not path.is_dir():
         raise ModelLoadError(
             f"No CLIP model folder at {path}: check the path, give a Hub id such as '{DEFAULT_CLIP_MODEL}', "
             "or pass --clip-model none to skip the CLIP metrics."

@@ -4,28 +4,34 @@
     result = train_dpo(DPOConfig(data="exports/pairs", output_dir="outputs/dpo", max_steps=200))
 
 The CLI is ``python -m huvidpo.train stage1|dpo ...`` (see :mod:`huvidpo.train`).
+
+What is unusual here: the settings import without torch (the studio reads their defaults while it builds
+its page); the names that need torch are imported from their modules on first use.
 """
 
-from .config import DPOConfig, Stage1Config, TrainingConfig
-from .data import PairCache, PreferencePairs, VideoPromptData, build_pair_cache, write_world_pairs
-from .dpo import adapters_disabled, dpo_step, implicit_accuracy, implicit_margins, train_dpo
-from .stage1 import train_stage1
-from .trainer import TrainResult
+import importlib
 
-__all__ = [
-    "DPOConfig",
-    "PairCache",
-    "PreferencePairs",
-    "Stage1Config",
-    "TrainResult",
-    "TrainingConfig",
-    "VideoPromptData",
-    "adapters_disabled",
-    "build_pair_cache",
-    "dpo_step",
-    "implicit_accuracy",
-    "implicit_margins",
-    "train_dpo",
-    "train_stage1",
-    "write_world_pairs",
-]
+from .config import DPOConfig, Stage1Config, TrainingConfig
+
+_MODULE_OF = {
+    "PairCache": "data",
+    "PreferencePairs": "data",
+    "VideoPromptData": "data",
+    "build_pair_cache": "data",
+    "write_world_pairs": "data",
+    "adapters_disabled": "dpo",
+    "dpo_step": "dpo",
+    "implicit_accuracy": "dpo",
+    "implicit_margins": "dpo",
+    "train_dpo": "dpo",
+    "train_stage1": "stage1",
+    "TrainResult": "trainer",
+}
+
+__all__ = ["DPOConfig", "Stage1Config", "TrainingConfig", *_MODULE_OF]
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)

@@ -1,6 +1,9 @@
 """Training data: videos with prompts (stage 1), preference pairs (DPO), and the DPO latent cache.
 
 What is unusual here:
+- Rows come through ``datasets``: a folder's ``metadata.jsonl`` (the studio's export, or any folder in the
+  ``datasets`` convention) through its JSON builder, a Hub dataset through ``load_dataset`` (its videos then
+  fetched by ``snapshot_download``), or a ``Dataset`` / list of dicts given in Python.
 - Both kinds of data are checked when loaded, before any model work: wrong columns, empty prompts and
   missing files raise a ``ValueError`` that names the row and what to do. Unreadable or too-short
   videos are reported the same way when they are first decoded.
@@ -25,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from huvidpo.data.video import read_video
+from huvidpo.locations import is_hub_id
 
 METADATA_NAME = "metadata.jsonl"
 
@@ -50,7 +54,6 @@ def read_clip(
     num_frames: int,
     size: tuple[int, int] | None,
     start: int | torch.Generator = 0,
-    flip: bool = False,
     where: str = "",
 ) -> torch.Tensor:
     """``num_frames`` frames of a video as ``f 3 h w`` in [-1, 1].
@@ -68,71 +71,69 @@ def read_clip(
         )
     if isinstance(start, torch.Generator):
         start = int(torch.randint(0, len(frames) - num_frames + 1, (1,), generator=start))
-    clip = frames_to_tensor(frames[start : start + num_frames], size)
-    return clip.flip(-1) if flip else clip
+    return frames_to_tensor(frames[start : start + num_frames], size)
 
 
 # ---------------------------------------------------------------------------------------------- sources
 
 
-def _rows_from_source(source: Any, what: str) -> tuple[list[dict[str, Any]], Path]:
-    """Rows of a dataset-like source and the folder that relative paths are relative to."""
+def load_rows(source: Any, what: str) -> tuple[Any, Path | str]:
+    """The rows of a dataset-like ``source`` and where its relative video paths point.
+
+    ``source``: a ``datasets.Dataset`` (or a ``DatasetDict`` with a train split), a list of dicts, a folder with
+    ``metadata.jsonl`` or such a ``.jsonl`` file (read by ``datasets``' JSON builder), or a Hub dataset id (read
+    by ``datasets.load_dataset``). The second value is the folder that relative paths start from, or, for a Hub
+    dataset, its id: :func:`video_paths` fetches the files its rows name.
+    """
     import datasets
 
     if isinstance(source, datasets.DatasetDict):
         if "train" not in source:
             raise ValueError(f"The {what} DatasetDict has splits {list(source)}; give one split (e.g. dataset['train']).")
         source = source["train"]
-    if isinstance(source, datasets.Dataset):
-        return source.to_list(), Path.cwd()
-    if isinstance(source, (list, tuple)):
-        return [dict(row) for row in source], Path.cwd()
+    if isinstance(source, (datasets.Dataset, list, tuple)):
+        return source, Path.cwd()
     if not isinstance(source, (str, os.PathLike)) or not str(source):
-        raise ValueError(f"No {what} given: set data to a folder with {METADATA_NAME} or a Hub dataset id.")
+        raise ValueError(f"No {what} data given: set data to a folder with {METADATA_NAME} or a Hub dataset id.")
     path = Path(source).expanduser()
-    if path.is_file() and path.suffix == ".jsonl":
-        return _read_jsonl(path), path.parent.resolve()
     if path.is_dir():
         if not (path / METADATA_NAME).is_file():
             raise ValueError(f"{path} has no {METADATA_NAME}: the {what} folder needs one row per example (JSON lines).")
-        return _read_jsonl(path / METADATA_NAME), path.resolve()
-    if os.path.isabs(str(source)) or str(source).startswith(".") or str(source).count("/") != 1:
-        raise ValueError(f"No {what} at {source}: give an existing folder with {METADATA_NAME} or a Hub dataset id 'user/name'.")
-    return _rows_from_source(_download_dataset(str(source)), what)
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg}).") from err
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}.")
-        rows.append(row)
-    return rows
-
-
-def _download_dataset(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-
+        return _read_json_lines(path / METADATA_NAME), path.resolve()
+    if path.is_file() and path.suffix == ".jsonl":
+        return _read_json_lines(path), path.parent.resolve()
+    if not is_hub_id(str(source)):
+        raise ValueError(f"No {what} data at {source}: give an existing folder with {METADATA_NAME} or a Hub dataset id 'owner/name'.")
     try:
-        return Path(snapshot_download(repo_id, repo_type="dataset"))
-    except Exception as err:  # noqa: BLE001 - offline, missing repo, no access: all need the same advice
+        return datasets.load_dataset(str(source), split="train"), str(source)
+    except Exception as err:  # noqa: BLE001 - offline, missing repo, no access, no train split: all need the same advice
         raise ValueError(
-            f"'{repo_id}' is not a local folder, and the Hub dataset '{repo_id}' could not be fetched ({type(err).__name__}: {err}). Check the id and the "
-            "network, or download it (`hf download --repo-type dataset ...`) and point data at the local folder."
+            f"'{source}' is not a local folder, and the Hub dataset '{source}' could not be loaded ({type(err).__name__}: "
+            f"{err}). Check the id and the network, or download it (`hf download --repo-type dataset {source} "
+            "--local-dir DIR`) and point data at DIR."
         ) from err
 
 
-def _check_columns(rows: list[dict[str, Any]], columns: dict[str, str], what: str) -> None:
-    if not rows:
+def _read_json_lines(path: Path):
+    import datasets
+
+    if path.stat().st_size == 0:
+        return []
+    try:
+        return datasets.Dataset.from_json(str(path), keep_in_memory=True)
+    except (datasets.exceptions.DatasetGenerationError, StopIteration) as err:
+        reason = err.__cause__ or err
+        raise ValueError(f"{path} is not valid JSON lines, one object a line ({reason}).") from err
+
+
+def _check_columns(rows: Any, columns: dict[str, str], what: str) -> None:
+    if len(rows) == 0:
         raise ValueError(f"The {what} dataset is empty: it needs at least one row.")
-    present = sorted({key for row in rows for key in row})
-    missing = [name for name in columns.values() if any(name not in row for row in rows)]
+    present = _column_names(rows)
+    if isinstance(rows, (list, tuple)):
+        missing = [name for name in columns.values() if any(name not in row for row in rows)]
+    else:
+        missing = [name for name in columns.values() if name not in present]
     if missing:
         flags = ", ".join(f"--{flag} (now {name!r})" for flag, name in columns.items())
         raise ValueError(
@@ -141,22 +142,53 @@ def _check_columns(rows: list[dict[str, Any]], columns: dict[str, str], what: st
         )
 
 
-def _video_path(value: Any, base: Path, where: str) -> Path:
-    if isinstance(value, dict) and "path" in value:
-        value = value["path"]
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise ValueError(f"{where}: expected the path of a video file, got {type(value).__name__} {value!r:.60}.")
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else base / path
-    if not path.is_file():
-        raise ValueError(f"{where}: the video {path} does not exist. Fix the path or drop the row.")
-    return path
+def video_paths(values: list[Any], origin: Path | str, where: list[str]) -> list[Path]:
+    """Local paths of the videos ``values`` names (paths, or ``{"path": ...}`` as a datasets ``Video`` column
+    holds them), each checked to exist; relative paths start at ``origin``, a folder, or a Hub dataset id whose
+    named files are downloaded (one ``snapshot_download``, cached by huggingface_hub)."""
+    names = []
+    for value, place in zip(values, where):
+        if isinstance(value, dict) and "path" in value:
+            value = value["path"]
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise ValueError(f"{place}: expected the path of a video file, got {type(value).__name__} {value!r:.60}.")
+        names.append(Path(value).expanduser())
+    if isinstance(origin, str):
+        origin = _fetch_files(origin, sorted({name.as_posix() for name in names if not name.is_absolute()}))
+    paths = []
+    for name, place in zip(names, where):
+        path = name if name.is_absolute() else origin / name
+        if not path.is_file():
+            raise ValueError(f"{place}: the video {path} does not exist. Fix the path or drop the row.")
+        paths.append(path)
+    return paths
+
+
+def _fetch_files(repo_id: str, files: list[str]) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=files))
+    except Exception as err:  # noqa: BLE001 - the rows loaded, the videos did not: say so with the same advice
+        raise ValueError(
+            f"The videos of the Hub dataset '{repo_id}' could not be downloaded ({type(err).__name__}: {err}). Check "
+            f"the network, or download the dataset (`hf download --repo-type dataset {repo_id} --local-dir DIR`) "
+            "and point data at DIR."
+        ) from err
 
 
 def _prompt(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{where}: the prompt is empty or not text ({value!r:.60}).")
     return value
+
+
+def _column_names(rows: Any) -> list[str]:
+    return sorted({key for row in rows for key in row}) if isinstance(rows, (list, tuple)) else list(rows.column_names)
+
+
+def _column(rows: Any, name: str) -> list[Any]:
+    return [row.get(name) for row in rows] if isinstance(rows, (list, tuple)) else list(rows[name])
 
 
 # ---------------------------------------------------------------------------------------------- stage 1
@@ -174,20 +206,18 @@ class VideoPromptData:
 
     @classmethod
     def load(cls, source: Any, video_column: str = "video", prompt_column: str = "prompt") -> "VideoPromptData":
-        """From a folder with metadata.jsonl (``file_name`` is accepted for the video column, as in
-        ``datasets``' folder convention), a ``datasets.Dataset``, a list of dicts or (path, prompt)
-        tuples, or a Hub dataset id."""
+        """From any :func:`load_rows` source, or a list of (path, prompt) tuples. ``file_name`` stands in for
+        the video column when that is missing (the ``datasets`` folder convention)."""
         if isinstance(source, (list, tuple)) and source and isinstance(source[0], (list, tuple)):
             source = [{video_column: video, prompt_column: prompt} for video, prompt in source]
-        rows, base = _rows_from_source(source, "video")
-        if rows and all(video_column not in row and "file_name" in row for row in rows):
+        rows, origin = load_rows(source, "video")
+        names = _column_names(rows)
+        if video_column not in names and "file_name" in names:
             video_column = "file_name"
         _check_columns(rows, {"video_column": video_column, "prompt_column": prompt_column}, "video")
-        videos, prompts = [], []
-        for index, row in enumerate(rows):
-            where = f"Row {index}"
-            videos.append(_video_path(row[video_column], base, f"{where}, column {video_column!r}"))
-            prompts.append(_prompt(row[prompt_column], where))
+        where = [f"Row {index}" for index in range(len(rows))]
+        videos = video_paths(_column(rows, video_column), origin, [f"{w}, column {video_column!r}" for w in where])
+        prompts = [_prompt(value, w) for value, w in zip(_column(rows, prompt_column), where)]
         return cls(videos, prompts)
 
 
@@ -213,41 +243,24 @@ class PreferencePairs:
         chosen_column: str = "video_w",
         rejected_column: str = "video_l",
     ) -> "PreferencePairs":
-        """From a HuViDPO Studio export folder, a folder/``.jsonl`` with prompt / winner / loser columns,
-        a ``datasets.Dataset``, a list of dicts, or a Hub dataset id (downloaded, then read as a folder)."""
-        if isinstance(source, (str, os.PathLike)) and _is_studio_export(Path(source)):
-            from huvidpo.annotation.export import load_exported_pairs
-
-            try:
-                source = load_exported_pairs(source)
-            except ValueError as err:
-                raise ValueError(f"The preference export {source} is malformed: {err}") from err
-        rows, base = _rows_from_source(source, "preference pair")
+        """From any :func:`load_rows` source: a HuViDPO Studio export folder (``metadata.jsonl`` with paths
+        relative to it), a folder or ``.jsonl`` with prompt / winner / loser columns, a ``datasets.Dataset``, a
+        list of dicts, or a Hub dataset id with those columns."""
+        rows, origin = load_rows(source, "preference pair")
         columns = {"prompt_column": prompt_column, "chosen_column": chosen_column, "rejected_column": rejected_column}
         _check_columns(rows, columns, "preference pair")
-        pairs = cls([], [], [])
-        for index, row in enumerate(rows):
-            where = f"Pair {index}"
-            pairs.prompts.append(_prompt(row[prompt_column], where))
-            winner = _video_path(row[chosen_column], base, f"{where}, column {chosen_column!r}")
-            loser = _video_path(row[rejected_column], base, f"{where}, column {rejected_column!r}")
+        where = [f"Pair {index}" for index in range(len(rows))]
+        prompts = [_prompt(value, w) for value, w in zip(_column(rows, prompt_column), where)]
+        videos = video_paths(
+            _column(rows, chosen_column) + _column(rows, rejected_column),
+            origin,
+            [f"{w}, column {chosen_column!r}" for w in where] + [f"{w}, column {rejected_column!r}" for w in where],
+        )
+        winners, losers = videos[: len(rows)], videos[len(rows) :]
+        for w, winner, loser in zip(where, winners, losers):
             if winner == loser:
-                raise ValueError(f"{where}: winner and loser are the same file {winner}; a pair needs two different videos.")
-            pairs.videos_w.append(winner)
-            pairs.videos_l.append(loser)
-        return pairs
-
-
-def _is_studio_export(path: Path) -> bool:
-    metadata = path / METADATA_NAME
-    if not metadata.is_file():
-        return False
-    with open(metadata, encoding="utf-8") as stream:
-        first = stream.readline()
-    try:
-        return "pair_id" in json.loads(first)
-    except (json.JSONDecodeError, TypeError):
-        return False
+                raise ValueError(f"{w}: winner and loser are the same file {winner}; a pair needs two different videos.")
+        return cls(prompts, winners, losers)
 
 
 @dataclass

@@ -22,33 +22,20 @@ from typing import Any, Callable, ContextManager
 
 import torch
 
+from huvidpo.hub import DEFAULT_ADAPTER, restore_lora, save_lora
+from huvidpo.locations import is_embedded_default
 from huvidpo.losses import per_sample_mse, video_dpo_loss
 from huvidpo.training.config import DPOConfig
 from huvidpo.training.data import PairCache, PreferencePairs, build_pair_cache
 from huvidpo.training.trainer import (
     CACHE_DIR,
-    CONFIG_NAME,
     Callback,
     StopEvent,
+    Trainer,
     TrainResult,
-    batch_indices,
-    init_trackers,
-    load_training_pipeline,
-    make_accelerator,
-    make_optimizer,
     noisy_latents_and_target,
-    place,
-    prepare_output_dir,
-    push_output,
-    run_training_loop,
     sample_noise,
-    step_generator,
-    trainable_parameters,
-    training_size,
-    weight_dtype,
 )
-
-CARD_METRICS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 
 
 @contextlib.contextmanager
@@ -182,6 +169,80 @@ def implicit_accuracy(margins: torch.Tensor) -> float:
     return float(((margins > 0).double() + 0.5 * (margins == 0).double()).mean())
 
 
+class DPOTrainer(Trainer):
+    """What DPO trains: a fresh LoRA on the (stage-1) UNet, on pairs encoded once, with the video DPO loss;
+    checkpoints and the output are the LoRA in the diffusers format."""
+
+    name = "dpo"
+    data_kind = "preference pairs"
+    card_title = "HuViDPO LoRA"
+    card_tags = ("text-to-video", "lora", "dpo", "huvidpo")
+    card_metrics = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+    card_license = "openrail"
+
+    def load_data(self, source: Any) -> PreferencePairs:
+        config = self.config
+        return PreferencePairs.load(source, config.prompt_column, config.chosen_column, config.rejected_column)
+
+    def prepare(self, pipe) -> None:
+        config = self.config
+        pipe.vae.to(self.device)
+        pipe.text_encoder.to(self.device)
+        self.cache: PairCache = build_pair_cache(
+            pipe, self.data, config.num_frames, self.size, self.device,
+            cache_dir=Path(config.output_dir) / CACHE_DIR if config.cache_latents else None, accelerator=self.accelerator,
+        )
+        self.negative_embeds = None
+        if config.guidance_scale > 1:  # the empty prompt, as the sampler's unconditional branch
+            with torch.no_grad():
+                self.negative_embeds = pipe.encode_prompt([""], self.device).to(self.dtype)
+        add_dpo_lora(pipe.unet, config, DEFAULT_ADAPTER)
+
+    def compute_loss(self, micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        config = self.config
+        latents_w, latents_l, embeds = self.cache.batch(self.micro_batch(len(self.cache), micro_step), self.device, self.dtype)
+        return dpo_step(
+            self.model, self.unet, self.noise_scheduler, latents_w, latents_l, embeds, self.generator(micro_step),
+            config.beta, config.loss_type, autocast=self.accelerator.autocast, rpo_alpha=config.rpo_alpha,
+            negative_embeds=self.negative_embeds, guidance_scale=config.guidance_scale,
+        )
+
+    def save_trainable(self, directory: Path) -> None:
+        save_lora(self.unet, directory, adapter_name=DEFAULT_ADAPTER)
+
+    def load_trainable(self, directory: Path) -> None:
+        restore_lora(self.unet, directory, adapter_name=DEFAULT_ADAPTER)
+
+    def save_outputs(self, output_dir: Path) -> Path:
+        return save_lora(self.unet, output_dir, adapter_name=DEFAULT_ADAPTER)
+
+    def card_text(self, base_name: str, data_name: str) -> str:
+        model_flag = "" if is_embedded_default(self.config.model) else f"--model <{base_name}> "
+        return (
+            "A LoRA for the video UNet of [HuViDPO](https://arxiv.org/abs/2502.01690) trained with video DPO on\n"
+            f"human (or oracle) preference pairs from `{data_name}`, on top of `{base_name}`.\n\n"
+            f'Load it with HuViDPO Studio: `python -m huvidpo.generate {model_flag}--lora <this repo> --prompt "..."`.'
+        )
+
+    def card_settings(self, steps: int) -> dict[str, Any]:
+        config = self.config
+        return {
+            "beta": config.beta,
+            "loss_type": config.loss_type,
+            **({"rpo_alpha (winner denoising weight)": config.rpo_alpha} if config.rpo_alpha else {}),
+            **({"guidance_scale (DPO on guided predictions)": config.guidance_scale} if config.guidance_scale > 1 else {}),
+            "steps": steps,
+            "learning_rate": config.learning_rate,
+            "batch_size (pairs)": config.batch_size,
+            "gradient_accumulation_steps": config.gradient_accumulation_steps,
+            "num_frames": config.num_frames,
+            "lora_rank / alpha": f"{config.lora_rank} / {config.lora_alpha}",
+            "lora_target_modules": ", ".join(config.lora_target_modules),
+            "pairs": len(self.data),
+            "seed": config.seed,
+        }
+
+
 def train_dpo(
     config: DPOConfig,
     callbacks: list[Callback] | None = None,
@@ -190,118 +251,6 @@ def train_dpo(
     dataset: Any = None,
 ) -> TrainResult:
     """Train a DPO LoRA; write ``pytorch_lora_weights.safetensors``, ``README.md``, ``metrics.jsonl``,
-    ``config.yaml`` and ``checkpoints/step-N`` to ``config.output_dir``.
-
-    Args:
-        config: the settings (already validated by construction).
-        callbacks: called on the main process with each step's metrics dict (``step``, ``loss``, ``rewards/...``).
-        stop_event: checked before every step; once set, training stops, saves and returns ``cancelled=True``.
-        pipe: an already-loaded pipeline to train (its UNet gets the LoRA and keeps it afterwards);
-            default: load ``config.model``.
-        dataset: pairs to use instead of ``config.data`` (a ``datasets.Dataset`` or a list of dicts).
-    """
-    from accelerate.utils import set_seed
-    from diffusers import DDPMScheduler
-    from diffusers.training_utils import cast_training_params
-
-    from huvidpo.hub import DEFAULT_ADAPTER, save_lora
-
-    # 1. Data: columns and files are checked before any model work
-    pairs = PreferencePairs.load(
-        dataset if dataset is not None else config.data, config.prompt_column, config.chosen_column, config.rejected_column
-    )
-
-    # 2. Devices, output folder, resume point
-    accelerator = make_accelerator(config)
-    resume_from = prepare_output_dir(config, accelerator)
-    output_dir = Path(config.output_dir)
-    if accelerator.is_main_process:
-        config.to_yaml(output_dir / CONFIG_NAME)
-    init_trackers(config, accelerator, "huvidpo-dpo")
-    set_seed(config.seed)
-    device, dtype = accelerator.device, weight_dtype(accelerator)
-
-    # 3. Model, and the pairs encoded once
-    pipe = pipe if pipe is not None else load_training_pipeline(config.model)
-    size = training_size(config, pipe)
-    pipe.vae.to(device)
-    pipe.text_encoder.to(device)
-    cache: PairCache = build_pair_cache(
-        pipe, pairs, config.num_frames, size, device,
-        cache_dir=output_dir / CACHE_DIR if config.cache_latents else None, accelerator=accelerator,
-    )
-
-    negative_embeds = None
-    if config.guidance_scale > 1:  # the empty prompt, as the sampler's unconditional branch
-        with torch.no_grad():
-            negative_embeds = pipe.encode_prompt([""], device).to(dtype)
-
-    # 4. LoRA, optimizer
-    unet = pipe.unet
-    place(unet, device, dtype)
-    add_dpo_lora(unet, config, DEFAULT_ADAPTER)
-    cast_training_params(unet, dtype=torch.float32)
-    if config.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    params = trainable_parameters(unet)
-    optimizer, lr_scheduler = make_optimizer(config, params)
-    model, optimizer = accelerator.prepare(unet, optimizer)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-
-    def compute_loss(micro_step: int):
-        indices = batch_indices(
-            len(cache), micro_step, config.batch_size, config.seed, accelerator.num_processes, accelerator.process_index
-        )
-        latents_w, latents_l, embeds = cache.batch(indices, device, dtype)
-        generator = step_generator(config.seed, micro_step, accelerator.process_index)
-        return dpo_step(
-            model, unet, noise_scheduler, latents_w, latents_l, embeds, generator,
-            config.beta, config.loss_type, autocast=accelerator.autocast, rpo_alpha=config.rpo_alpha,
-            negative_embeds=negative_embeds, guidance_scale=config.guidance_scale,
-        )
-
-    # 5. Train
-    steps, history, cancelled = run_training_loop(
-        config, accelerator, model, params, optimizer, lr_scheduler, compute_loss, resume_from, callbacks, stop_event, desc="dpo"
-    )
-
-    # 6. LoRA, model card, push
-    result = TrainResult(output_dir=output_dir, lora_path=None, steps=steps, metrics_history=history, cancelled=cancelled)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        result.lora_path = save_lora(unet, output_dir, adapter_name=DEFAULT_ADAPTER)
-        write_dpo_model_card(config, output_dir, steps, history, len(pairs), dataset)
-        if config.push_to_hub:
-            result.hub_url, result.hub_error = push_output(config, output_dir)
-    accelerator.end_training()
-    return result
-
-
-def write_dpo_model_card(config: DPOConfig, output_dir: Path, steps: int, history: list[dict], num_pairs: int, dataset: Any) -> Path:
-    """README.md: base model, data, DPO settings, and the last steps' mean metrics."""
-    from huvidpo.locations import default_model_path
-    from huvidpo.hub import write_model_card
-
-    recent = history[-10:]
-    metrics = {
-        f"final {name} (mean of last {len(recent)} steps)": round(sum(row[name] for row in recent) / len(recent), 4)
-        for name in CARD_METRICS
-        if recent and name in recent[0]
-    }
-    settings = {
-        "beta": config.beta,
-        "loss_type": config.loss_type,
-        **({"rpo_alpha (winner denoising weight)": config.rpo_alpha} if config.rpo_alpha else {}),
-        **({"guidance_scale (DPO on guided predictions)": config.guidance_scale} if config.guidance_scale > 1 else {}),
-        "steps": steps,
-        "learning_rate": config.learning_rate,
-        "batch_size (pairs)": config.batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "num_frames": config.num_frames,
-        "lora_rank / alpha": f"{config.lora_rank} / {config.lora_alpha}",
-        "lora_target_modules": ", ".join(config.lora_target_modules),
-        "pairs": num_pairs,
-        "seed": config.seed,
-    }
-    data_name = config.data if dataset is None else "custom preference pairs"
-    return write_model_card(output_dir, config.model or default_model_path(), data_name or "custom", settings, metrics)
+    ``config.yaml`` and ``checkpoints/step-N`` to ``config.output_dir``. ``pipe``'s UNet (default: loaded
+    from ``config.model``) gets the LoRA and keeps it; the other arguments are :class:`Trainer`'s."""
+    return DPOTrainer(config, callbacks, stop_event, pipe, dataset).train()

@@ -1,12 +1,18 @@
-"""The loop both stages share: accelerate setup, seeded sampling, checkpoints, logging, cancel, push.
+"""The run both stages share: accelerate setup, seeded sampling, the loop, checkpoints, metrics, card, push.
 
 What is unusual here:
+- A stage is a small subclass of :class:`Trainer` that says what it trains and how: its data, the weights it
+  makes trainable, its loss, its card, and what it saves at the end (:mod:`.stage1`, :mod:`.dpo`).
 - Randomness is a pure function of (seed, micro-step, process): data order, noise, timesteps and
   augmentation come from a ``torch.Generator`` seeded from those numbers (a CPU generator, so GPU
   and CPU runs draw the same values). A resumed run therefore replays exactly what an uninterrupted
-  run would have drawn; the global RNG states are saved and restored too, for anything else.
-- A checkpoint holds only what training changes: the trainable parameters (the LoRA, or the stage-1
-  set), the optimizer, the LR schedule, the step and the RNG states, not a copy of the frozen UNet.
+  run would have drawn; accelerate saves and restores the global RNG states too, for anything else.
+- Checkpoints are accelerate's ``save_state`` / ``load_state``. A save hook stores only what the stage trains
+  (the LoRA in the diffusers format, which ``load_lora`` reads, or the stage-1 set), never the frozen UNet;
+  the optimizer, the LR schedule and the step are registered with accelerate. Each is written aside and
+  renamed to ``checkpoints/step-N``, so a crash never leaves half a checkpoint and the folder names the
+  step; accelerate's ``automatic_checkpoint_naming`` would count saves and write in place, so the folders
+  and ``checkpoints_total_limit`` are handled here, as diffusers' training scripts do.
 - Cancelling (a ``threading.Event``-like ``stop_event``) stops before the next step, then saves a
   checkpoint and the outputs, exactly as the end of training does.
 """
@@ -16,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +29,10 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
-from huvidpo.training.config import TrainingConfig
+from huvidpo.training.config import LATEST, TrainingConfig
 
 logger = logging.getLogger("huvidpo.training")
 
@@ -36,7 +42,9 @@ LOGS_DIR = "logs"
 METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.yaml"
 TRAINABLE_NAME = "trainable.safetensors"
-STATE_NAME = "training_state.pt"
+CHECKPOINT_MARKER = "optimizer.bin"  # written by every accelerate save_state
+# Not for the Hub: resumable state, caches, tracker logs (and optimizer states wherever they are).
+PUSH_IGNORE = [f"{CHECKPOINTS_DIR}/*", f"{CACHE_DIR}/*", f"{LOGS_DIR}/*", "*optimizer.bin", "*random_states_*.pkl"]
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -64,6 +72,272 @@ class TrainResult:
     hub_error: str | None = None
 
 
+class Progress:
+    """The optimizer step, saved in every checkpoint (``accelerator.register_for_checkpointing``)."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+class Trainer:
+    """One training run. A stage subclass supplies the methods marked "the stage's"; :meth:`train` is the rest.
+
+    Args:
+        config: the settings (already validated by construction).
+        callbacks: called on the main process with each step's metrics dict (``step``, ``loss``, ``lr``, ...).
+        stop_event: checked before every step; once set, training stops, saves and returns ``cancelled=True``.
+        pipe: an already-loaded pipeline whose UNet is trained in place; default: load ``config.model``.
+        dataset: data to use instead of ``config.data`` (a ``datasets.Dataset`` or a list of dicts).
+    """
+
+    name = "training"  # progress bar and tracker project
+    data_kind = "data"  # how the card names data given in Python
+    card_title = ""
+    card_tags: tuple[str, ...] = ()
+    card_metrics: tuple[str, ...] = ("loss",)
+    card_license: str | None = None
+
+    def __init__(self, config: TrainingConfig, callbacks: list[Callback] | None = None, stop_event: StopEvent | None = None,
+                 pipe=None, dataset: Any = None) -> None:
+        self.config = config
+        self.callbacks = list(callbacks or [])
+        self.stop_event = stop_event
+        self.pipe = pipe
+        self.dataset = dataset
+
+    # ------------------------------------------------------------------------------------------ the stage's
+
+    def load_data(self, source: Any) -> Any:
+        """Read and check the data (before any model work); return an object with ``len``."""
+        raise NotImplementedError
+
+    def prepare(self, pipe) -> None:
+        """Encode what is encoded once and make the stage's weights of ``pipe.unet`` (placed already) trainable."""
+        raise NotImplementedError
+
+    def compute_loss(self, micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """This micro-batch's loss and its metrics (0-dim tensors)."""
+        raise NotImplementedError
+
+    def save_outputs(self, output_dir: Path) -> Path | None:
+        """Write the trained result; return the LoRA file, if that is what it is."""
+        raise NotImplementedError
+
+    def card_text(self, base_name: str, data_name: str) -> str:
+        """The model card's text under its title; the names are never local paths."""
+        raise NotImplementedError
+
+    def card_settings(self, steps: int) -> dict[str, Any]:
+        """The settings the model card's table lists (the final metrics follow them)."""
+        raise NotImplementedError
+
+    def save_trainable(self, directory: Path) -> None:
+        """A checkpoint's weights: the trainable parameters (a stage may store them in its own format)."""
+        save_file({name: p.detach().cpu().contiguous() for name, p in self.params.items()}, directory / TRAINABLE_NAME)
+
+    def load_trainable(self, directory: Path) -> None:
+        saved = load_file(directory / TRAINABLE_NAME)
+        mismatched = sorted(set(saved) ^ set(self.params)) or sorted(n for n in saved if saved[n].shape != self.params[n].shape)
+        if mismatched:
+            raise ValueError(
+                f"The checkpoint {directory} was made with other trainable parameters (e.g. {mismatched[:3]}); resume "
+                "with the settings it was trained with (model, and for DPO lora_rank and lora_target_modules)."
+            )
+        with torch.no_grad():
+            for name, param in self.params.items():
+                param.copy_(saved[name])
+
+    # ------------------------------------------------------------------------------------------ shared helpers
+
+    def micro_batch(self, num_items: int, micro_step: int) -> list[int]:
+        """The examples of this process's share of ``micro_step`` (:func:`batch_indices`)."""
+        accelerator = self.accelerator
+        return batch_indices(num_items, micro_step, self.config.batch_size, self.config.seed,
+                             accelerator.num_processes, accelerator.process_index)
+
+    def generator(self, micro_step: int) -> torch.Generator:
+        """This process's generator of ``micro_step`` (:func:`step_generator`)."""
+        return step_generator(self.config.seed, micro_step, self.accelerator.process_index)
+
+    # ------------------------------------------------------------------------------------------ the run
+
+    def train(self) -> TrainResult:
+        """Train; write the outputs, ``README.md``, ``metrics.jsonl``, ``config.yaml`` and ``checkpoints/step-N``
+        to ``config.output_dir``."""
+        from accelerate.utils import set_seed
+        from diffusers import DDPMScheduler
+        from diffusers.training_utils import cast_training_params
+
+        config = self.config
+
+        # 1. Data: columns and files are checked before any model work
+        self.data = self.load_data(self.dataset if self.dataset is not None else config.data)
+
+        # 2. Devices, output folder, resume point
+        accelerator = self.accelerator = make_accelerator(config)
+        resume_from = prepare_output_dir(config, accelerator)
+        output_dir = Path(config.output_dir)
+        if accelerator.is_main_process:
+            (output_dir / CONFIG_NAME).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+        if config.log_with is not None:
+            flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
+            accelerator.init_trackers(f"huvidpo-{self.name}", config=flat)
+        set_seed(config.seed)
+        self.device, self.dtype = accelerator.device, weight_dtype(accelerator)
+
+        # 3. Model: the stage encodes what it encodes once and chooses what is trained
+        pipe = self.pipe = self.pipe if self.pipe is not None else load_training_pipeline(config.model)
+        self.size = training_size(config, pipe)
+        self.unet = pipe.unet
+        place(self.unet, self.device, self.dtype)
+        self.prepare(pipe)
+        cast_training_params(self.unet, dtype=torch.float32)
+        if config.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+
+        # 4. Optimizer and what a checkpoint holds
+        self.params = trainable_parameters(self.unet)
+        optimizer, self.lr_scheduler = make_optimizer(config, self.params)
+        self.model, self.optimizer = accelerator.prepare(self.unet, optimizer)
+        self.progress = Progress()
+        accelerator.register_for_checkpointing(self.lr_scheduler)
+        accelerator.register_for_checkpointing(self.progress)
+        accelerator.register_save_state_pre_hook(self._save_hook)
+        accelerator.register_load_state_pre_hook(self._load_hook)
+
+        # 5. Train
+        history, cancelled = self._loop(resume_from)
+
+        # 6. Outputs, model card, push
+        steps = self.progress.step
+        result = TrainResult(output_dir=output_dir, lora_path=None, steps=steps, metrics_history=history, cancelled=cancelled)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            result.lora_path = self.save_outputs(output_dir)
+            self.write_card(output_dir, steps, history)
+            if config.push_to_hub:
+                result.hub_url, result.hub_error = push_output(config, output_dir)
+        accelerator.end_training()
+        return result
+
+    def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
+        weights.clear()  # not the whole UNet: only what the stage trains
+        if self.accelerator.is_main_process:
+            self.save_trainable(Path(output_dir))
+
+    def _load_hook(self, models: list, input_dir: str) -> None:
+        models.clear()
+        self.load_trainable(Path(input_dir))
+
+    def _loop(self, resume_from: Path | None) -> tuple[list[dict[str, Any]], bool]:
+        """Train until ``max_steps`` or a stop; return (metrics history, cancelled).
+
+        One optimizer step averages ``gradient_accumulation_steps`` micro-batches. A checkpoint is written
+        every ``checkpointing_steps``, at the end, and when cancelled.
+        """
+        from tqdm.auto import tqdm
+
+        config, accelerator, progress = self.config, self.accelerator, self.progress
+        if resume_from is not None:
+            accelerator.load_state(str(resume_from))
+            logger.info("Resumed from %s at step %d.", resume_from, progress.step)
+        log = MetricsLog(Path(config.output_dir) / METRICS_NAME, progress.step if resume_from else None, accelerator.is_main_process)
+        accumulation = config.gradient_accumulation_steps
+        cancelled, last_saved = False, progress.step if resume_from is not None else None
+        bar = tqdm(total=config.max_steps, initial=progress.step, desc=self.name, disable=not accelerator.is_local_main_process)
+        self.model.train()
+        while progress.step < config.max_steps:
+            if self.stop_event is not None and self.stop_event.is_set():
+                cancelled = True
+                break
+            totals: dict[str, torch.Tensor] = {}
+            for micro in range(accumulation):
+                with accelerator.accumulate(self.model):
+                    loss, metrics = self.compute_loss(progress.step * accumulation + micro)
+                    accelerator.backward(loss)
+                    for name, value in {"loss": loss.detach(), **metrics}.items():
+                        totals[name] = totals.get(name, 0) + value.detach().float() / accumulation
+            grad_norm = None
+            if config.max_grad_norm > 0:
+                grad_norm = accelerator.clip_grad_norm_(list(self.params.values()), config.max_grad_norm)
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            progress.step += 1
+
+            names = list(totals)
+            reduced = accelerator.reduce(torch.stack([totals[n] for n in names]), reduction="mean").tolist()
+            row = {"step": progress.step, **dict(zip(names, reduced)), "lr": self.lr_scheduler.get_last_lr()[0]}
+            if grad_norm is not None:
+                row["grad_norm"] = float(grad_norm)
+            log.write(row)
+            if accelerator.is_main_process:
+                if config.log_with is not None:
+                    accelerator.log({k: v for k, v in row.items() if k != "step"}, step=progress.step)
+                for callback in self.callbacks:
+                    callback(dict(row))
+            bar.update()
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if config.checkpointing_steps and progress.step % config.checkpointing_steps == 0 and progress.step < config.max_steps:
+                self.save_checkpoint()
+                last_saved = progress.step
+        bar.close()
+        if last_saved != progress.step:
+            self.save_checkpoint()
+        if cancelled:
+            logger.warning("Training cancelled at step %d; checkpoint and outputs saved.", progress.step)
+        return log.history, cancelled
+
+    def save_checkpoint(self) -> Path:
+        """``checkpoints/step-N`` by accelerate's ``save_state``, written aside and renamed; the oldest beyond
+        ``checkpoints_total_limit`` are deleted."""
+        accelerator = self.accelerator
+        path = Path(self.config.output_dir) / CHECKPOINTS_DIR / f"step-{self.progress.step}"
+        staged = path.with_name(f".{path.name}.tmp")
+        if accelerator.is_main_process:
+            shutil.rmtree(staged, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(staged))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(staged, path)
+            limit = self.config.checkpoints_total_limit
+            if limit is not None:
+                for old in list_checkpoints(self.config.output_dir)[:-limit]:
+                    shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+        return path
+
+    def write_card(self, output_dir: Path, steps: int, history: list[dict[str, Any]]) -> Path:
+        """README.md: the base model and data (Hub ids in the metadata, names in the text, never a local
+        path), the stage's settings, and the mean of its metrics over the last steps."""
+        from huvidpo.hub import card_name, write_model_card
+
+        base_model, base_name = card_name(self.config.model)
+        dataset, data_name = (None, f"custom {self.data_kind}") if self.dataset is not None else card_name(self.config.data)
+        recent = history[-10:]
+        metrics = {
+            f"final {name} (mean of last {len(recent)} steps)": round(sum(row[name] for row in recent) / len(recent), 4)
+            for name in self.card_metrics
+            if recent and name in recent[0]
+        }
+        return write_model_card(
+            output_dir, self.card_title, self.card_text(base_name, data_name), {**self.card_settings(steps), **metrics},
+            list(self.card_tags), base_model=base_model, dataset=dataset, license=self.card_license,
+        )
+
+
 # ---------------------------------------------------------------------------------------------- setup
 
 
@@ -79,9 +353,8 @@ def make_accelerator(config: TrainingConfig):
         import importlib.util
 
         packages = ("tensorboard", "tensorboardX") if config.log_with == "tensorboard" else ("wandb",)
-        package = packages[0]
         if all(importlib.util.find_spec(name) is None for name in packages):
-            raise ValueError(f"log_with={config.log_with!r} needs the {package} package: `pip install {package}`, or leave log_with empty.")
+            raise ValueError(f"log_with={config.log_with!r} needs the {packages[0]} package: `pip install {packages[0]}`, or leave log_with empty.")
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") not in (None, config.mixed_precision) and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # A second run in the same process (the app) may use another precision; accelerate keeps the first.
@@ -112,9 +385,9 @@ def load_training_pipeline(model: str):
     When the embedded default has not been built yet (no ``assets/huvidpo-tiny``), the tiny classes are
     built at random with a warning, so the CLI demo still runs on a fresh checkout.
     """
+    from huvidpo.hub import load_pipeline
     from huvidpo.locations import MODEL_ENV_VAR, default_model_path
     from huvidpo.world.tiny import build_tiny_pipeline
-    from huvidpo.hub import load_pipeline
 
     if not model and not os.environ.get(MODEL_ENV_VAR) and not (Path(default_model_path()) / "model_index.json").is_file():
         logger.warning(
@@ -145,14 +418,17 @@ def prepare_output_dir(config: TrainingConfig, accelerator) -> Path | None:
     """
     output_dir = Path(config.output_dir)
     checkpoint = None
-    if config.resume is True:
+    if config.resume == LATEST:
         checkpoint = latest_checkpoint(output_dir)
         if checkpoint is None:
             logger.info("No checkpoint in %s: starting a new run.", output_dir / CHECKPOINTS_DIR)
     elif config.resume:
         checkpoint = Path(config.resume)
-        if not (checkpoint / STATE_NAME).is_file():
-            raise ValueError(f"{checkpoint} is not a training checkpoint (no {STATE_NAME}).")
+    if checkpoint is not None and not (checkpoint / CHECKPOINT_MARKER).is_file():
+        raise ValueError(
+            f"{checkpoint} is not a training checkpoint of this version (no {CHECKPOINT_MARKER}): give a "
+            "checkpoints/step-N folder, or start afresh with --overwrite_output_dir."
+        )
     if checkpoint is None and latest_checkpoint(output_dir) is not None:
         if not config.overwrite_output_dir:
             raise ValueError(
@@ -167,11 +443,18 @@ def prepare_output_dir(config: TrainingConfig, accelerator) -> Path | None:
     return checkpoint
 
 
-def init_trackers(config: TrainingConfig, accelerator, project_name: str) -> None:
-    if config.log_with is None:
-        return
-    flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
-    accelerator.init_trackers(project_name, config=flat)
+def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {name: p for name, p in module.named_parameters() if p.requires_grad}
+
+
+def make_optimizer(config: TrainingConfig, params: dict[str, torch.nn.Parameter]):
+    from diffusers.optimization import get_scheduler
+
+    optimizer = torch.optim.AdamW(list(params.values()), lr=config.learning_rate, weight_decay=config.weight_decay)
+    lr_scheduler = get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps
+    )
+    return optimizer, lr_scheduler
 
 
 # ---------------------------------------------------------------------------------------------- randomness
@@ -222,89 +505,21 @@ def noisy_latents_and_target(scheduler, latents: torch.Tensor, noise: torch.Tens
     raise ValueError(f"Training supports epsilon and v_prediction models; the scheduler says {prediction_type!r}.")
 
 
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_step(path: Path) -> int:
-    return int(path.name.split("-", 1)[1])
+# ---------------------------------------------------------------------------------------------- checkpoints and metrics
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The ``checkpoints/step-N`` folders of a run, oldest first."""
     root = Path(output_dir) / CHECKPOINTS_DIR
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / STATE_NAME).is_file()]
-    return sorted(found, key=checkpoint_step)
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     checkpoints = list_checkpoints(output_dir)
     return checkpoints[-1] if checkpoints else None
-
-
-def _rng_states() -> dict[str, Any]:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def save_checkpoint(output_dir: str | Path, step: int, params: dict[str, torch.nn.Parameter], optimizer, lr_scheduler, accelerator, limit: int | None = None) -> Path:
-    """Write ``checkpoints/step-N`` (written aside, then renamed, so a crash never leaves half a checkpoint)."""
-    path = Path(output_dir) / CHECKPOINTS_DIR / f"step-{step}"
-    staged = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir(parents=True)
-    save_file({name: p.detach().float().cpu().contiguous() for name, p in params.items()}, staged / TRAINABLE_NAME)
-    state = {
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "lr_scheduler": lr_scheduler.state_dict(),
-        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-        "rng": _rng_states(),
-    }
-    torch.save(state, staged / STATE_NAME)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(staged, path)
-    if limit is not None:
-        for old in list_checkpoints(output_dir)[:-limit]:
-            shutil.rmtree(old)
-    return path
-
-
-def load_checkpoint(path: str | Path, params: dict[str, torch.nn.Parameter], optimizer, lr_scheduler, accelerator) -> int:
-    """Restore a :func:`save_checkpoint` into the live parameters, optimizer and schedule; return its step."""
-    path = Path(path)
-    saved = load_file(path / TRAINABLE_NAME)
-    if set(saved) != set(params):
-        diff = sorted(set(saved) ^ set(params))[:3]
-        raise ValueError(
-            f"The checkpoint {path} was made with other trainable parameters (e.g. {diff}); resume with the "
-            "settings it was trained with (lora_rank, lora_target_modules, model)."
-        )
-    with torch.no_grad():
-        for name, param in params.items():
-            if saved[name].shape != param.shape:
-                raise ValueError(f"Checkpoint {path}: {name} has shape {tuple(saved[name].shape)}, the model {tuple(param.shape)}.")
-            param.copy_(saved[name])
-    state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    lr_scheduler.load_state_dict(state["lr_scheduler"])
-    if state.get("scaler") is not None and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(state["scaler"])
-    _set_rng_states(state["rng"])
-    return int(state["step"])
-
-
-# ---------------------------------------------------------------------------------------------- metrics
 
 
 class MetricsLog:
@@ -333,137 +548,18 @@ class MetricsLog:
                 stream.write(json.dumps(metrics) + "\n")
 
 
-# ---------------------------------------------------------------------------------------------- the loop
-
-
-LossFn = Callable[[int], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-
-
-def run_training_loop(
-    config: TrainingConfig,
-    accelerator,
-    model: torch.nn.Module,
-    params: dict[str, torch.nn.Parameter],
-    optimizer,
-    lr_scheduler,
-    compute_loss: LossFn,
-    resume_from: Path | None,
-    callbacks: list[Callback] | None = None,
-    stop_event: StopEvent | None = None,
-    desc: str = "training",
-) -> tuple[int, list[dict[str, Any]], bool]:
-    """Train until ``max_steps`` or a stop; return (steps done, metrics history, cancelled).
-
-    ``compute_loss(micro_step)`` returns this micro-batch's loss and its metrics (0-dim tensors); one
-    optimizer step averages ``gradient_accumulation_steps`` of them. A checkpoint is written every
-    ``checkpointing_steps``, at the end, and when cancelled.
-    """
-    from tqdm.auto import tqdm
-
-    output_dir = Path(config.output_dir)
-    start_step = 0
-    if resume_from is not None:
-        start_step = load_checkpoint(resume_from, params, optimizer, lr_scheduler, accelerator)
-        logger.info("Resumed from %s at step %d.", resume_from, start_step)
-    log = MetricsLog(output_dir / METRICS_NAME, start_step if resume_from is not None else None, accelerator.is_main_process)
-    accumulation = config.gradient_accumulation_steps
-    step, cancelled, last_saved = start_step, False, start_step if resume_from is not None else None
-    progress = tqdm(total=config.max_steps, initial=start_step, desc=desc, disable=not accelerator.is_local_main_process)
-    model.train()
-    while step < config.max_steps:
-        if stop_event is not None and stop_event.is_set():
-            cancelled = True
-            break
-        totals: dict[str, torch.Tensor] = {}
-        for micro in range(accumulation):
-            with accelerator.accumulate(model):
-                loss, metrics = compute_loss(step * accumulation + micro)
-                accelerator.backward(loss)
-                for name, value in {"loss": loss.detach(), **metrics}.items():
-                    totals[name] = totals.get(name, 0) + value.detach().float() / accumulation
-        grad_norm = None
-        if config.max_grad_norm > 0:
-            grad_norm = accelerator.clip_grad_norm_(list(params.values()), config.max_grad_norm)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-
-        names = list(totals)
-        reduced = accelerator.reduce(torch.stack([totals[n] for n in names]), reduction="mean").tolist()
-        row = {"step": step, **dict(zip(names, reduced)), "lr": lr_scheduler.get_last_lr()[0]}
-        if grad_norm is not None:
-            row["grad_norm"] = float(grad_norm)
-        log.write(row)
-        if accelerator.is_main_process:
-            if config.log_with is not None:
-                accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step)
-            for callback in callbacks or []:
-                callback(dict(row))
-        progress.update()
-        progress.set_postfix(loss=f"{row['loss']:.4f}")
-        if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < config.max_steps:
-            _checkpoint(config, accelerator, step, params, optimizer, lr_scheduler)
-            last_saved = step
-    progress.close()
-    if last_saved != step:
-        _checkpoint(config, accelerator, step, params, optimizer, lr_scheduler)
-    if cancelled:
-        logger.warning("Training cancelled at step %d; checkpoint and outputs saved.", step)
-    return step, log.history, cancelled
-
-
-def _checkpoint(config, accelerator, step, params, optimizer, lr_scheduler) -> None:
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_checkpoint(config.output_dir, step, params, optimizer, lr_scheduler, accelerator, config.checkpoints_total_limit)
-    accelerator.wait_for_everyone()
-
-
-# ---------------------------------------------------------------------------------------------- output
+# ---------------------------------------------------------------------------------------------- push
 
 
 def push_output(config: TrainingConfig, folder: str | Path) -> tuple[str | None, str | None]:
-    """Push ``folder`` (without checkpoints, cache and logs) to ``config.hub_model_id``: (url, error).
-
-    The upload goes through a staging folder of hard links (copies where links are impossible), so the
-    output folder itself is never touched; a failure comes back as an error message, not an exception.
-    """
+    """Push ``folder`` (without checkpoints, cache, logs and optimizer states) to ``config.hub_model_id``:
+    (url, error). The folder is never touched; a failure comes back as a message, not an exception."""
     from huvidpo.hub import ModelLoadError, push_folder_to_hub
 
-    folder = Path(folder)
-    staging = folder / ".hub-upload"
-    shutil.rmtree(staging, ignore_errors=True)
-    skip = {CHECKPOINTS_DIR, CACHE_DIR, LOGS_DIR, staging.name}
     try:
-        for source in folder.rglob("*"):
-            relative = source.relative_to(folder)
-            if relative.parts[0] in skip or not source.is_file():
-                continue
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copy2(source, target)
-        url = push_folder_to_hub(staging, config.hub_model_id, private=config.hub_private, token=config.hub_token)
+        url = push_folder_to_hub(folder, config.hub_model_id, private=config.hub_private, token=config.hub_token,
+                                 ignore_patterns=PUSH_IGNORE)
         return url, None
     except ModelLoadError as err:
         logger.error("%s", err)
         return None, str(err)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    return {name: p for name, p in module.named_parameters() if p.requires_grad}
-
-
-def make_optimizer(config: TrainingConfig, params: dict[str, torch.nn.Parameter]):
-    from diffusers.optimization import get_scheduler
-
-    optimizer = torch.optim.AdamW(list(params.values()), lr=config.learning_rate, weight_decay=config.weight_decay)
-    lr_scheduler = get_scheduler(
-        config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps
-    )
-    return optimizer, lr_scheduler
