@@ -9,9 +9,9 @@ follows the clip)::
 
     python -m huvidpo.generate --prompt "a red circle moving left on a blue background" --video clip.mp4 --strength 0.4 --out redrawn.mp4
 
-The same settings can come from a YAML file given first (its keys are the flags' names); flags after it win::
+The same settings can come from a YAML file (its keys are the flags' names); flags win over it::
 
-    python -m huvidpo.generate clip.yaml --seed 3
+    python -m huvidpo.generate --config clip.yaml --seed 3
 
 What is unusual here:
 - ``GenerationSettings`` is the one home of the generation defaults and their bounds (``min``, ``max`` and a
@@ -22,52 +22,43 @@ What is unusual here:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Callable
+
+from .settings import MAX_SEED, check_settings, setting
 
 if TYPE_CHECKING:  # the model stack loads with the first generation
     import numpy as np
     import PIL.Image
-    from transformers import HfArgumentParser
 
     from .pipeline import HuViDPOPipeline, VideoInput
-
-ARGPARSE_METADATA = ("help", "aliases")  # what HfArgumentParser may pass to argparse; bounds stay with the settings
+    from .settings import SettingsParser
 
 
 @dataclass
 class GenerationSettings:
     """Everything needed to reproduce a clip; stored next to every clip the studio makes."""
 
-    prompt: str = field(metadata={"help": "What the video shows."})
-    negative_prompt: str = field(default="", metadata={"help": "What to steer away from (needs guidance > 1)."})
-    frames: int = field(default=16, metadata={"help": "Number of frames, including the first frame.", "min": 2})
-    steps: int = field(default=25, metadata={"help": "Denoising steps (the paper uses 50 DDIM steps).", "min": 1})
-    guidance: float = field(
-        default=7.5,
-        metadata={"help": "Classifier-free guidance scale (the paper uses 12.5).", "min": 0.0, "max": 30.0, "step": 0.5},
-    )
-    seed: int = field(
-        default=0, metadata={"help": "Random seed; the same seed and settings give the same clip.", "min": 0, "max": 2**32 - 1}
-    )
-    height: int | None = field(default=None, metadata={"help": "Height in pixels; None: the model's."})
-    width: int | None = field(default=None, metadata={"help": "Width in pixels; None: the model's."})
-    shared_noise: float = field(
-        default=0.2,
-        metadata={"help": "Fraction of frame 0's noise mixed into every frame.", "min": 0.0, "max": 0.95, "step": 0.05},
-    )
-    adain: bool = field(default=True, metadata={"help": "Match each frame's latent statistics to the first frame."})
-    image_steps: int = field(default=25, metadata={"help": "Steps of the first-frame text-to-image model.", "min": 1})
-    lora: str | None = field(default=None, metadata={"help": "LoRA folder, file or Hub id to apply (None: base model)."})
-    lora_scale: float = field(
-        default=1.0, metadata={"help": "Strength of the LoRA (0 = base model).", "min": -2.0, "max": 2.0, "step": 0.05}
-    )
-    fps: int = field(default=8, metadata={"help": "Frames per second of the written mp4.", "min": 1, "max": 60})
+    prompt: str = setting(help="What the video shows.")
+    negative_prompt: str = setting("", "What to steer away from (needs guidance > 1).")
+    frames: int = setting(16, "Number of frames, including the first frame.", min=2)
+    steps: int = setting(25, "Denoising steps (the paper uses 50 DDIM steps).", min=1)
+    guidance: float = setting(7.5, "Classifier-free guidance scale (the paper uses 12.5).", min=0.0, max=30.0, step=0.5)
+    seed: int = setting(0, "Random seed; the same seed and settings give the same clip.", min=0, max=MAX_SEED)
+    height: int | None = setting(None, "Height in pixels; None: the model's.", min=8, max=4096)
+    width: int | None = setting(None, "Width in pixels; None: the model's.", min=8, max=4096)
+    shared_noise: float = setting(0.2, "Fraction of frame 0's noise mixed into every frame.", min=0.0, max=0.95, step=0.05)
+    adain: bool = setting(True, "Match each frame's latent statistics to the first frame.")
+    image_steps: int = setting(25, "Steps of the first-frame text-to-image model.", min=1)
+    lora: str | None = setting(None, "LoRA folder, file or Hub id to apply (None: base model).")
+    lora_scale: float = setting(1.0, "Strength of the LoRA (0 = base model).", min=-2.0, max=2.0, step=0.05)
+    fps: int = setting(8, "Frames per second of the written mp4.", min=1, max=60)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,22 +73,18 @@ class GenerationSettings:
 class GenerateCommand:
     """What the command line adds to the settings: where the model and the inputs come from, where the clip goes."""
 
-    model: str | None = field(
-        default=None, metadata={"help": "HuViDPO or SD 1.x pipeline folder or Hub id; None: $HUVIDPO_MODEL or the embedded model."}
-    )
-    image_model: str | None = field(
-        default=None, metadata={"help": "First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1)."}
-    )
-    image: str | None = field(default=None, metadata={"help": "First frame as an image file (image-to-video)."})
-    video: str | None = field(
-        default=None, metadata={"help": "A clip (mp4, gif, ...) to re-draw (video-to-video); its first frame is kept."}
-    )
-    strength: float = field(
-        default=1.0, metadata={"help": "With --video: share of the steps that re-draw it (0.2 small changes, 1 all of it)."}
-    )
-    out: str = field(default="clip.mp4", metadata={"help": "Where to write the mp4."})
-    preview: Literal["gif", "webp"] | None = field(default=None, metadata={"help": "Also write an animated preview."})
-    device: str | None = field(default=None, metadata={"help": "torch device, e.g. cuda; None: cpu."})
+    model: str | None = setting(None, "HuViDPO or SD 1.x pipeline folder or Hub id; None: $HUVIDPO_MODEL or the embedded model.")
+    image_model: str | None = setting(None, "First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1).")
+    image: str | None = setting(None, "First frame as an image file (image-to-video).")
+    video: str | None = setting(None, "A clip (mp4, gif, ...) to re-draw (video-to-video); its first frame is kept.")
+    strength: float = setting(1.0, "With --video: share of the steps that re-draw it (0.2 small changes, 1 all of it).",
+                              min=0.0, max=1.0)
+    out: str = setting("clip.mp4", "Where to write the mp4.")
+    preview: str | None = setting(None, "Also write an animated preview.", choices=("gif", "webp"))
+    device: str | None = setting(None, "torch device, e.g. cuda; None: cpu.")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 def apply_lora(pipe: HuViDPOPipeline, lora: str | None, scale: float) -> None:
@@ -151,54 +138,18 @@ def generate(
     return out.frames[0], out.first_frames[0]
 
 
-def build_parser() -> HfArgumentParser:
-    """Flags for every field of ``GenerationSettings`` and ``GenerateCommand`` (``--lora-scale`` or ``--lora_scale``)."""
-    from transformers import HfArgumentParser
-
-    class SettingsParser(HfArgumentParser):
-        """Hands argparse only the metadata it knows; the bounds are for the studio's sliders and checks."""
-
-        @staticmethod
-        def _parse_dataclass_field(parser, dataclass_field):
-            dataclass_field = copy.copy(dataclass_field)
-            dataclass_field.metadata = MappingProxyType(
-                {key: value for key, value in dataclass_field.metadata.items() if key in ARGPARSE_METADATA}
-            )
-            HfArgumentParser._parse_dataclass_field(parser, dataclass_field)
+def build_parser() -> SettingsParser:
+    """Flags for every field of ``GenerationSettings`` and ``GenerateCommand`` (``--lora-scale`` or ``--lora_scale``),
+    and ``--config`` for a YAML file of the same keys (flags override it)."""
+    from .settings import SettingsParser
 
     return SettingsParser(
         (GenerationSettings, GenerateCommand), prog="python -m huvidpo.generate", description=__doc__.splitlines()[0]
     )
 
 
-def parse_args(parser: HfArgumentParser, argv: list[str] | None = None) -> tuple[GenerationSettings, GenerateCommand]:
-    """Flags, or a YAML file first whose keys read as flags placed before the ones that follow it (those win)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0].endswith((".yaml", ".yml")):
-        args = _yaml_flags(Path(args[0])) + args[1:]
-    return parser.parse_args_into_dataclasses(args, look_for_args_file=False)
-
-
-def _yaml_flags(path: Path) -> list[str]:
-    import yaml
-
-    if not path.is_file():
-        raise ValueError(f"No settings file at {path}.")
-    try:
-        values: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a mapping of settings (flag names without --), got {type(values).__name__}.")
-    return [f"--{key}={value}" for key, value in values.items() if value is not None]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        settings, command = parse_args(parser, argv)
-    except ValueError as err:  # an unknown flag or YAML key, an unreadable YAML file
-        parser.error(str(err))
+    settings, command, _ = build_parser().parse(argv)  # a bad flag, value or YAML key exits here with the reason
     try:
         import PIL.Image
 

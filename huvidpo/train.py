@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huvidpo.training.arguments import SettingsParser
-from huvidpo.training.config import MAX_SEED, DPOConfig, Stage1Config, check_settings, setting
+from huvidpo.settings import SettingsParser
+from huvidpo.settings import MAX_SEED, check_settings, setting
+from huvidpo.training.config import DPOConfig, Stage1Config
 
 
 @dataclass

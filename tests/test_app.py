@@ -101,7 +101,7 @@ def test_examples_state_only_what_differs_from_the_defaults_and_fit_the_app(tmp_
         ({"prompt": "   "}, "prompt is empty"),
         ({"prompt": PROMPT, "lora": "/etc"}, "not a LoRA this app can use"),
         ({"prompt": PROMPT, "negative_prompt": "blurry", "guidance": 1.0}, "negative prompt"),
-        ({"prompt": PROMPT, "frames": 3.5}, "whole number"),
+        ({"prompt": PROMPT, "frames": 3.5}, "frames must be an integer"),
     ],
 )
 def test_generate_explains_bad_input_without_a_traceback(studio, kwargs, message):

@@ -1,7 +1,7 @@
 import pytest
 
 from huvidpo.data.video import read_video
-from huvidpo.generate import GenerationSettings, build_parser, main, parse_args
+from huvidpo.generate import GenerationSettings, build_parser, main
 
 
 def test_cli_writes_a_playable_mp4(tiny_model_dir, tmp_path, capsys):
@@ -18,9 +18,10 @@ def test_cli_writes_a_playable_mp4(tiny_model_dir, tmp_path, capsys):
 
 
 def test_cli_explains_bad_input(tiny_model_dir, tmp_path, capsys):
-    code = main(["--model", str(tiny_model_dir), "--prompt", "a", "--frames", "1", "--out", str(tmp_path / "x.mp4")])
-    assert code == 2
-    assert "num_frames" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused by the settings' own range, before any model loads
+        main(["--model", str(tiny_model_dir), "--prompt", "a", "--frames", "1", "--out", str(tmp_path / "x.mp4")])
+    assert exit_info.value.code == 2
+    assert "frames must be an integer of at least 2 (default 16), got 1" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
 
 
@@ -40,7 +41,7 @@ def test_cli_strength_without_a_video_is_explained(tiny_model_dir, tmp_path, cap
 
 def test_flags_in_either_spelling_and_a_yaml_file_parse_into_the_settings(tmp_path, capsys):
     parser = build_parser()
-    settings, command = parse_args(parser, [
+    settings, command, _ = parser.parse([
         "--prompt", "p", "--lora-scale", "0.5", "--image_steps", "3", "--no-adain", "--preview", "gif"])
     assert settings == GenerationSettings(prompt="p", lora_scale=0.5, image_steps=3, adain=False)
     assert (command.preview, command.out, command.strength) == ("gif", "clip.mp4", 1.0)
@@ -48,12 +49,12 @@ def test_flags_in_either_spelling_and_a_yaml_file_parse_into_the_settings(tmp_pa
     config = tmp_path / "clip.yaml"
     config.write_text("prompt: a red circle moving left on a blue background\nseed: 3\nadain: false\n"
                       "shared_noise: 0.5\nout: x.mp4\n")
-    settings, command = parse_args(parser, [str(config), "--seed", "4"])  # flags after the file win
+    settings, command, _ = parser.parse(["--config", str(config), "--seed", "4"])  # flags win over the file
     assert settings == GenerationSettings(
         prompt="a red circle moving left on a blue background", seed=4, adain=False, shared_noise=0.5)
     assert command.out == "x.mp4"
 
     config.write_text("prompt: p\nsteps_typo: 3\n")
     with pytest.raises(SystemExit) as exit_info:
-        main([str(config)])
+        main(["--config", str(config)])
     assert exit_info.value.code == 2 and "steps_typo" in capsys.readouterr().err

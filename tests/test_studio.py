@@ -11,7 +11,7 @@ import pytest
 
 from huvidpo.annotation import Choice
 from huvidpo.data.video import probe_video, write_video
-from huvidpo.generate import GenerationSettings, build_parser, parse_args
+from huvidpo.generate import GenerationSettings, build_parser
 from huvidpo.studio import (
     AccessError,
     AnnotationSync,
@@ -170,22 +170,22 @@ def test_lora_references_resolve_inside_the_app_folders_only(tmp_path):
 def test_settings_outside_the_limits_are_refused(tmp_path):
     config = make_config(tmp_path, max_frames=8, default_frames=8)
     check_settings(GenerationSettings(prompt=PROMPT, frames=8, steps=2), config)
-    for bad, message in [
-        (GenerationSettings(prompt="  "), "prompt is empty"),
-        (GenerationSettings(prompt=PROMPT, frames=9), "frames"),
-        (GenerationSettings(prompt=PROMPT, frames=8, steps=0), "steps"),
-        (GenerationSettings(prompt=PROMPT, frames=8, seed=-1), "seed"),
-        (GenerationSettings(prompt=PROMPT, frames=8, seed=1.5), "seed must be a whole number"),
-        (GenerationSettings(prompt=PROMPT, frames=8, lora_scale=5), "lora_scale"),
-        (GenerationSettings(prompt=PROMPT, frames=8, guidance=float("nan")), "guidance"),
+    for bad, message in [  # the settings refuse what is out of their own range; the app what is over its limits
+        (dict(prompt="  "), "prompt is empty"),
+        (dict(prompt=PROMPT, frames=9), "frames must be an integer from 2 to 8"),
+        (dict(prompt=PROMPT, frames=8, steps=0), "steps"),
+        (dict(prompt=PROMPT, frames=8, seed=-1), "seed"),
+        (dict(prompt=PROMPT, frames=8, seed=1.5), "seed must be an integer"),
+        (dict(prompt=PROMPT, frames=8, lora_scale=5), "lora_scale"),
+        (dict(prompt=PROMPT, frames=8, guidance=float("nan")), "guidance"),
     ]:
         with pytest.raises(ValueError, match=message):
-            check_settings(bad, config)
+            check_settings(GenerationSettings(**bad), config)
     # The bounds are the settings' own (field metadata), read by the check and the sliders alike.
     guidance = GenerationSettings.spec("guidance").metadata
     check_settings(GenerationSettings(prompt=PROMPT, frames=8, guidance=guidance["max"]), config)
-    with pytest.raises(ValueError, match=f"guidance must be a number from {guidance['min']} to {guidance['max']}"):
-        check_settings(GenerationSettings(prompt=PROMPT, frames=8, guidance=guidance["max"] + 0.5), config)
+    with pytest.raises(ValueError, match=f"guidance must be a number from {guidance['min']:g} to {guidance['max']:g}"):
+        GenerationSettings(prompt=PROMPT, frames=8, guidance=guidance["max"] + 0.5)
 
 
 def test_reproduce_command_lists_only_what_differs_from_the_defaults():
@@ -194,7 +194,7 @@ def test_reproduce_command_lists_only_what_differs_from_the_defaults():
     assert command.startswith("python -m huvidpo.generate --prompt 'it'\"'\"'s red'")
     assert "--frames 6" in command and "--no-adain" in command and "--steps" not in command
     # The CLI reads the command back into the same settings.
-    parsed, _ = parse_args(build_parser(), shlex.split(command)[3:])
+    parsed, _, _ = build_parser().parse(shlex.split(command)[3:])
     assert parsed == GenerationSettings(prompt="it's red", frames=6, adain=False)
 
 

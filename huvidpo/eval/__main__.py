@@ -17,8 +17,7 @@ from pathlib import Path
 
 from ..generate import GenerationSettings
 from ..hub import load_pipeline
-from ..training.arguments import SettingsParser, settings_without
-from ..training.config import MAX_SEED, check_settings, setting
+from ..settings import MAX_SEED, SettingsParser, check_settings, setting, settings_without
 from ..world.clips import make_prompt_set
 from .clip_metrics import DEFAULT_CLIP_MODEL, load_clip
 from .report import REPORT_JSON, REPORT_PNG

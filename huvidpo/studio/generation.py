@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
+from huvidpo.settings import check_settings as check_ranges
 from huvidpo.locations import ASSETS_DIR, DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_hub_id
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.zerogpu import gpu
@@ -74,17 +75,8 @@ def check_settings(settings: GenerationSettings, config: StudioConfig) -> None:
         raise ValueError("The prompt is empty: describe the video, e.g. 'a red circle moving left on a blue background'.")
     if len(settings.prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"The prompt is {len(settings.prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
-    for spec in fields(GenerationSettings):
-        if "min" not in spec.metadata:
-            continue
-        low, high = setting_range(spec.name, config)
-        value = getattr(settings, spec.name)
-        whole = isinstance(spec.default, int)
-        kinds = int if whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not (low <= value and (high is None or value <= high)):
-            kind = "a whole number" if whole else "a number"
-            allowed = f"from {low} to {high}" if high is not None else f">= {low}"
-            raise ValueError(f"{spec.name} must be {kind} {allowed}, got {value!r}.")
+    limits = {spec.name: setting_range(spec.name, config) for spec in fields(GenerationSettings) if "min" in spec.metadata}
+    check_ranges(settings, limits)
 
 
 def _has_lora(folder: Path) -> bool:

@@ -4,7 +4,7 @@ What is unusual here:
 - A field's metadata is the one home of what a setting allows: its help text, a number's range (``min`` /
   ``max``, both inclusive) and a text's ``choices``. ``__post_init__`` checks every value against them
   (:func:`check_settings`) and raises a ``ValueError`` that names the field, before any model is loaded; the
-  command lines (:mod:`huvidpo.training.arguments`, transformers' ``HfArgumentParser``) show them in ``--help``,
+  command lines (:mod:`huvidpo.settings`, transformers' ``HfArgumentParser``) show them in ``--help``,
   and the studio's inputs can read the same ranges.
 - No torch and no transformers here, so the studio can read the defaults while it builds its page.
 """
@@ -12,62 +12,19 @@ What is unusual here:
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from huvidpo.locations import check_hub_id
+from huvidpo.settings import MAX_SEED, check_settings, setting
 
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "wandb")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 LOSS_TYPES = ("sigmoid", "hinge", "ipo")  # the branches of huvidpo.losses.video_dpo_loss
 LATEST = "latest"  # resume from the newest checkpoint in output_dir
-MAX_SEED = 2**32 - 1
-
-
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, min: float | None = None, max: float | None = None,
-            choices: tuple[str, ...] | None = None, default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
-    """A dataclass field whose metadata holds its help text, range and choices (and any argparse extras)."""
-    metadata = {"help": help, **metadata}
-    if min is not None or max is not None:
-        metadata.update(min=min, max=max)
-    if choices is not None:
-        metadata["choices"] = tuple(choices)
-    return field(default=default, default_factory=default_factory, metadata=metadata)
-
-
-def check_settings(settings: Any) -> None:
-    """Raise a ``ValueError`` naming the first field whose value is outside its metadata's range or choices.
-
-    A field with a range must hold a number of its declared kind (an ``int`` field an integer, never a bool,
-    a float or NaN); ``None`` passes where the field is optional.
-    """
-    hints = typing.get_type_hints(type(settings))
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
-        if value is None and type(None) in kinds:
-            continue
-        choices = f.metadata.get("choices")
-        if choices is not None and value not in choices:
-            raise ValueError(f"{f.name} must be one of {list(choices)}, got {value!r}.")
-        if "min" not in f.metadata:
-            continue
-        low, high = f.metadata["min"], f.metadata["max"]
-        integer = int in kinds
-        number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-        if not number or math.isnan(value) or not low <= value <= high:
-            kind = "an integer" if integer else "a number"
-            default = f" (default {f.default!r})" if f.default is not dataclasses.MISSING else ""
-            raise ValueError(f"{f.name} must be {kind} from {_number(low)} to {_number(high)}{default}, got {value!r}.")
-
-
-def _number(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 @dataclass
