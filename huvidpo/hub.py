@@ -9,6 +9,7 @@ UNet-only repository such as ``mhdang/dpo-sdxl-text2image-v1`` put on its base p
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from diffusers import AutoPipelineForText2Image, DDIMScheduler, DiffusionPipelin
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+from . import convert
 from .locations import default_model_path
 from .models import VideoUNet
 from .pipeline import HuViDPOPipeline
@@ -107,7 +109,9 @@ def load_pipeline(
         raise ModelLoadError(f"'{model}' has no model_index.json: give a HuViDPO or Stable Diffusion 1.x pipeline folder or id.")
     image_pipeline = load_image_pipeline(image_model, image_model_base, torch_dtype) if image_model else None
     try:
-        if index.get("_class_name") == HuViDPOPipeline.__name__:
+        if convert.is_original_pipeline(index):
+            pipe = convert.load_original_pipeline(model, index, image_pipeline, torch_dtype)
+        elif index.get("_class_name") == HuViDPOPipeline.__name__:
             kwargs = {"image_pipeline": image_pipeline} if image_pipeline is not None else {}
             pipe = HuViDPOPipeline.from_pretrained(model, dtype=torch_dtype, **kwargs)
         elif "unet" in index and "vae" in index:
@@ -126,7 +130,12 @@ def load_pipeline(
 
 
 def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name: str = DEFAULT_ADAPTER) -> None:
-    """Load a diffusers-format LoRA (folder, file or Hub id) into the video UNet and activate it at ``scale``."""
+    """Load a diffusers-format LoRA (folder, file or Hub id) into the video UNet and activate it at ``scale``; HuViDPO's
+    stage-2 ``.pth`` is converted on the way (``huvidpo.convert``)."""
+    if convert.is_original_lora(lora):
+        with tempfile.TemporaryDirectory() as folder:
+            convert.convert_lora(lora, folder)
+            return load_lora(pipe, folder, scale, adapter_name)
     if adapter_name in pipe.get_list_adapters().get("unet", []):
         pipe.delete_adapters(adapter_name)
     try:
