@@ -156,7 +156,7 @@ def load_converted_weights(unet: VideoUNet, original_state_dict: dict[str, torch
     missing = sorted(expected - set(renamed))
     if unknown or missing:
         raise ValueError(
-            f"The checkpoint does not fit a {unet.video_preset() or 'VideoUNet'} model: {len(unknown)} key(s) without a "
+            f"The checkpoint does not fit a VideoUNet with temporal_convs={unet.config.temporal_convs!r}: {len(unknown)} key(s) without a "
             f"place (e.g. {unknown[:3]}), {len(missing)} missing (e.g. {missing[:3]}). Check --preset and that the "
             "checkpoint is a LAMP/HuViDPO stage-1 UNet."
         )

@@ -98,7 +98,8 @@ def load_pipeline(
     """Load a video pipeline by local path or Hub id.
 
     Args:
-        model: a saved HuViDPO pipeline, or a Stable Diffusion 1.x pipeline to inflate; default the embedded model.
+        model: a saved HuViDPO pipeline, a Stable Diffusion 1.x pipeline to inflate, or a local LAMP/HuViDPO pipeline
+            folder (converted in memory by ``huvidpo.convert``); default the embedded model.
         image_model: first-frame model replacing the pipeline's own (e.g. ``mhdang/dpo-sdxl-text2image-v1``);
             None keeps the saved one (an inflated SD model then needs an uploaded first frame).
         image_model_base: base pipeline for a UNet-only ``image_model``.

@@ -27,7 +27,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .attention import FrameContext, SparseCausalAttnProcessor, TemporalAttention
-from .presets import OURS, VIDEO_UNET_PRESETS, video_unet_options
+from .presets import OURS, video_unet_options
 from .temporal import TemporalGatedConv2d, VideoGroupNorm
 
 # DiffusionPipeline.from_pretrained resolves a custom component's loader by looking up base classes
@@ -146,11 +146,6 @@ class VideoUNet(UNet2DConditionModel):
             )
         model.to(unet.device)
         return model if unet.dtype == model.dtype else model.to(unet.dtype)
-
-    def video_preset(self) -> str | None:
-        """The name of the preset whose options this model has, or None for a mix of its own."""
-        options = {name: self.config[name] for name in VIDEO_UNET_PRESETS[OURS]}
-        return next((name for name, preset in VIDEO_UNET_PRESETS.items() if preset == options), None)
 
     @staticmethod
     def is_temporal_parameter_name(name: str) -> bool:
