@@ -257,8 +257,8 @@ class LoraConversion:
         dropped = ", ".join(f"{n} {dtype}" for dtype, n in sorted(self.dropped_base.items())) or "none"
         return (
             f"wrote {self.path}: LoRA on {self.lora_layers} layers ({', '.join(self.target_modules)}), rank {self.rank}, "
-            f"alpha {self.alpha}. Dropped the frozen base copies ({dropped}): the base is the stage-1 UNet, loaded in its "
-            "own dtype (fp32); loading these copies instead would round it to theirs."
+            f"alpha {self.alpha}. Dropped the frozen base copies ({dropped}): the base is the stage-1 UNet as its training saved it "
+            "(fp32 in LAMP/HuViDPO); loading these copies instead would round it to their dtype."
         )
 
 

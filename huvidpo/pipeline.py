@@ -93,24 +93,19 @@ def mix_shared_noise(noise: torch.Tensor, shared_noise: float, mix: str) -> torc
     return (1 - shared_noise) * noise + shared_noise * noise[:, :, :1]
 
 
-def adain_to_frame(latents: torch.Tensor, frame: int, eps: float = 1e-6) -> torch.Tensor:
-    """Match each frame's per-channel mean/std (over h, w) to frame ``frame``'s. ``b c f h w`` in and out."""
+def adain_to_first_frame(latents: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Match each frame's per-channel mean/std (over h, w) to frame 0's. ``b c f h w`` in and out."""
     mean = latents.mean(dim=(3, 4), keepdim=True)
     std = latents.std(dim=(3, 4), keepdim=True) + eps
     normalised = (latents - mean) / std
-    return normalised * std[:, :, frame : frame + 1] + mean[:, :, frame : frame + 1]
-
-
-def adain_to_first_frame(latents: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Match each frame's per-channel mean/std (over h, w) to frame 0's. ``b c f h w`` in and out."""
-    return adain_to_frame(latents, 0, eps)
+    return normalised * std[:, :, :1] + mean[:, :, :1]
 
 
 def adain_in_loop_step(latents: torch.Tensor, step: int, num_steps: int) -> torch.Tensor:
     """The original sampler's AdaIN after step ``step`` (0-based) of a ``num_steps`` schedule: frames 2.. take frame
     1's statistics every step; once 60 % of the steps are done, all frames take frame 0's. Frame 0 is left as it is."""
     if latents.shape[2] > 2:
-        latents = torch.cat([latents[:, :, :2], adain_to_frame(latents[:, :, 1:], 0)[:, :, 1:]], dim=2)
+        latents = torch.cat([latents[:, :, :2], adain_to_first_frame(latents[:, :, 1:])[:, :, 1:]], dim=2)
     if 10 * step >= 6 * num_steps:
         latents = torch.cat([latents[:, :, :1], adain_to_first_frame(latents)[:, :, 1:]], dim=2)
     return latents
