@@ -9,6 +9,7 @@ UNet-only repository such as ``mhdang/dpo-sdxl-text2image-v1`` put on its base p
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,13 @@ from diffusers import AutoPipelineForText2Image, DDIMScheduler, DiffusionPipelin
 from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-from .locations import DEFAULT_MODEL_DIR, default_model_path, is_embedded_default, is_hub_id
+from . import convert
+from .locations import DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_embedded_default, is_hub_id
 from .models import VideoUNet
 from .pipeline import HuViDPOPipeline
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SDXL_BASE_ID = "stabilityai/stable-diffusion-xl-base-1.0"
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 DEFAULT_ADAPTER = "huvidpo"
 
 
@@ -96,7 +97,8 @@ def load_pipeline(
     """Load a video pipeline by local path or Hub id.
 
     Args:
-        model: a saved HuViDPO pipeline, or a Stable Diffusion 1.x pipeline to inflate; default the embedded model.
+        model: a saved HuViDPO pipeline, a Stable Diffusion 1.x pipeline to inflate, or a local LAMP/HuViDPO pipeline
+            folder (converted in memory by ``huvidpo.convert``); default the embedded model.
         image_model: first-frame model replacing the pipeline's own (e.g. ``mhdang/dpo-sdxl-text2image-v1``);
             None keeps the saved one (an inflated SD model then needs an uploaded first frame).
         image_model_base: base pipeline for a UNet-only ``image_model``.
@@ -107,7 +109,9 @@ def load_pipeline(
         raise ModelLoadError(f"'{model}' has no model_index.json: give a HuViDPO or Stable Diffusion 1.x pipeline folder or id.")
     image_pipeline = load_image_pipeline(image_model, image_model_base, torch_dtype) if image_model else None
     try:
-        if index.get("_class_name") == HuViDPOPipeline.__name__:
+        if convert.is_original_pipeline(index):
+            pipe = convert.load_original_pipeline(model, index, image_pipeline, torch_dtype)
+        elif index.get("_class_name") == HuViDPOPipeline.__name__:
             kwargs = {"image_pipeline": image_pipeline} if image_pipeline is not None else {}
             pipe = HuViDPOPipeline.from_pretrained(model, dtype=torch_dtype, **kwargs)
         elif "unet" in index and "vae" in index:
@@ -126,7 +130,12 @@ def load_pipeline(
 
 
 def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name: str = DEFAULT_ADAPTER) -> None:
-    """Load a diffusers-format LoRA (folder, file or Hub id) into the video UNet and activate it at ``scale``."""
+    """Load a diffusers-format LoRA (folder, file or Hub id) into the video UNet and activate it at ``scale``; HuViDPO's
+    stage-2 ``.pth`` is converted on the way (``huvidpo.convert``)."""
+    if convert.is_original_lora(lora):
+        with tempfile.TemporaryDirectory() as folder:
+            convert.convert_lora(lora, folder)
+            return load_lora(pipe, folder, scale, adapter_name)
     if adapter_name in pipe.get_list_adapters().get("unet", []):
         pipe.delete_adapters(adapter_name)
     try:

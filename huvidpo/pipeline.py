@@ -2,9 +2,12 @@
 
 The first frame is VAE-encoded into latent frame 0, which stays clean through the whole loop: the
 scheduler only steps frames 1..N-1, and frame 0 is written back before every UNet call, exactly as in
-training (where frame 0 is excluded from the loss). Two options of the original sampler are here
-too: noise shared across frames (a fraction of frame 0's noise mixed into every frame) and AdaIN of
-each frame's latent statistics to frame 0's. Given a ``video`` and a ``strength`` below 1, the call is
+training (where frame 0 is excluded from the loss). The original sampler's options are here too, each
+beside ours: noise shared across frames (frame 0's noise mixed into every frame, variance-preserving or
+the original's plain sum), AdaIN of the frames' latent statistics (ours once before decoding, the
+original's inside the loop), and the original's RGB histogram matching of every frame to frame 0 after
+decoding; a ``sampler`` preset (``SAMPLER_PRESETS``: "ours", "huvidpo") sets them all, single
+arguments override it, and without one they are off. Given a ``video`` and a ``strength`` below 1, the call is
 video-to-video (SDEdit, as in diffusers' img2img and video-to-video pipelines): the clip is noised to
 the step that ``strength`` names and denoised from there, its first frame kept as the condition.
 """
@@ -49,12 +52,81 @@ class HuViDPOPipelineOutput(BaseOutput):
     first_frames: list[PIL.Image.Image]
 
 
+# The sampler options and what each preset sets them to; ``sampler=None`` leaves them all at SAMPLER_OFF.
+SAMPLER_OFF: dict[str, Any] = dict(
+    shared_noise=0.0, shared_noise_mix="variance_preserving", adain=False, adain_in_loop=False, histogram_match=False
+)
+SAMPLER_PRESETS: dict[str, dict[str, Any]] = {
+    # Ours (the studio's and the generate CLI's settings): a variance-preserving share of frame 0's noise, one
+    # AdaIN to frame 0 before decoding.
+    "ours": dict(shared_noise=0.2, shared_noise_mix="variance_preserving", adain=True, adain_in_loop=False, histogram_match=False),
+    # The original HuViDPO/LAMP sampler: 0.2 n0 + 0.8 n_f, AdaIN inside the loop, histogram matching after decoding.
+    "huvidpo": dict(shared_noise=0.2, shared_noise_mix="linear", adain=False, adain_in_loop=True, histogram_match=True),
+}
+SHARED_NOISE_MIXES = ("variance_preserving", "linear")
+
+
+def sampler_options(sampler: str | None = None, **overrides) -> dict[str, Any]:
+    """The sampler options of preset ``sampler`` (None: all off), with the ``overrides`` that are not None on top."""
+    if sampler is not None and sampler not in SAMPLER_PRESETS:
+        raise ValueError(f"Unknown sampler preset {sampler!r}: use one of {list(SAMPLER_PRESETS)} or None.")
+    unknown = sorted(set(overrides) - set(SAMPLER_OFF))
+    if unknown:
+        raise ValueError(f"Unknown sampler option(s) {unknown}: the options are {list(SAMPLER_OFF)}.")
+    options = {**SAMPLER_OFF, **SAMPLER_PRESETS.get(sampler, {}), **{k: v for k, v in overrides.items() if v is not None}}
+    if options["shared_noise_mix"] not in SHARED_NOISE_MIXES:
+        raise ValueError(f"shared_noise_mix must be one of {list(SHARED_NOISE_MIXES)}, got {options['shared_noise_mix']!r}.")
+    return options
+
+
+def mix_shared_noise(noise: torch.Tensor, shared_noise: float, mix: str) -> torch.Tensor:
+    """Mix frame 0's noise into every frame of ``noise`` (``b c f h w``) with weight ``s = shared_noise``.
+
+    ``"variance_preserving"`` (ours): ``sqrt(1 - s) n_f + sqrt(s) n_0``, unit variance in every frame.
+    ``"linear"`` (the original): ``(1 - s) n_f + s n_0``. At s = 0.2 the shared part's amplitude is
+    sqrt(0.2) = 0.45 in ours against 0.2 in the original's (about twice as strongly shared): two later
+    frames correlate at 0.2 in ours and at 0.04 / 0.68 = 0.06 in the original's, whose frames start with
+    variance 0.68 instead of 1.
+    """
+    if mix == "variance_preserving":
+        return (1 - shared_noise) ** 0.5 * noise + shared_noise**0.5 * noise[:, :, :1]
+    return (1 - shared_noise) * noise + shared_noise * noise[:, :, :1]
+
+
 def adain_to_first_frame(latents: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Match each frame's per-channel mean/std (over h, w) to frame 0's. ``b c f h w`` in and out."""
     mean = latents.mean(dim=(3, 4), keepdim=True)
     std = latents.std(dim=(3, 4), keepdim=True) + eps
     normalised = (latents - mean) / std
     return normalised * std[:, :, :1] + mean[:, :, :1]
+
+
+def adain_in_loop_step(latents: torch.Tensor, step: int, num_steps: int) -> torch.Tensor:
+    """The original sampler's AdaIN after step ``step`` (0-based) of a ``num_steps`` schedule: frames 2.. take frame
+    1's statistics every step; once 60 % of the steps are done, all frames take frame 0's. Frame 0 is left as it is."""
+    if latents.shape[2] > 2:
+        latents = torch.cat([latents[:, :, :2], adain_to_first_frame(latents[:, :, 1:])[:, :, 1:]], dim=2)
+    if 10 * step >= 6 * num_steps:
+        latents = torch.cat([latents[:, :, :1], adain_to_first_frame(latents)[:, :, 1:]], dim=2)
+    return latents
+
+
+def match_histograms_to_first_frame(video: torch.Tensor) -> torch.Tensor:
+    """Give every frame of ``video`` (``b f 3 h w`` in [0, 1]) frame 0's histogram, channel by channel (the original
+    sampler's last step): each value goes to the value of frame 0 at the same quantile (classic CDF matching)."""
+    frames = video.detach().cpu().numpy()
+    matched = frames.copy()
+    for b in range(frames.shape[0]):
+        for c in range(frames.shape[2]):
+            template = frames[b, 0, c].ravel()
+            template_values, template_counts = np.unique(template, return_counts=True)
+            template_quantiles = np.cumsum(template_counts) / template.size
+            for f in range(1, frames.shape[1]):
+                source = frames[b, f, c].ravel()
+                values, inverse, counts = np.unique(source, return_inverse=True, return_counts=True)
+                quantiles = np.cumsum(counts) / source.size
+                matched[b, f, c] = np.interp(quantiles, template_quantiles, template_values)[inverse].reshape(frames.shape[-2:])
+    return torch.from_numpy(matched).to(video.device, video.dtype)
 
 
 class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
@@ -241,9 +313,10 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         latents: torch.Tensor | None = None,
         video_latents: torch.Tensor | None = None,
         timestep: torch.Tensor | None = None,
+        shared_noise_mix: str = "variance_preserving",
     ) -> torch.Tensor:
-        """Initial noise ``b c f h w`` (``latents``, or sampled with ``shared_noise``); with ``video_latents``, the
-        clip noised to ``timestep`` with it instead."""
+        """Initial noise ``b c f h w`` (``latents``, or sampled with ``shared_noise`` mixed as ``shared_noise_mix``:
+        see :func:`mix_shared_noise`); with ``video_latents``, the clip noised to ``timestep`` with it instead."""
         shape = (
             batch_size,
             self.unet.config.in_channels,
@@ -254,8 +327,7 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
             if shared_noise > 0:
-                # Variance-preserving mix of frame 0's noise into every frame (the original sampler uses 0.2).
-                latents = (1 - shared_noise) ** 0.5 * latents + shared_noise**0.5 * latents[:, :, :1]
+                latents = mix_shared_noise(latents, shared_noise, shared_noise_mix)
         elif latents.shape != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
         if video_latents is not None:
@@ -277,8 +349,12 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         width: int | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 12.5,
-        shared_noise: float = 0.0,
-        adain: bool = False,
+        sampler: str | None = None,
+        shared_noise: float | None = None,
+        shared_noise_mix: str | None = None,
+        adain: bool | None = None,
+        adain_in_loop: bool | None = None,
+        histogram_match: bool | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         video: VideoInput | None = None,
@@ -299,8 +375,15 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             height, width: in pixels, multiples of the VAE factor; default from the UNet's sample size.
             num_inference_steps: denoising steps (the original uses 50 DDIM steps).
             guidance_scale: classifier-free guidance (the original uses 12.5); <= 1 disables it.
-            shared_noise: fraction of frame 0's initial noise mixed into every frame (the original uses 0.2).
-            adain: match each frame's latent statistics to frame 0 before decoding.
+            sampler: a preset of the five options below: "ours" or "huvidpo" (the original's), see ``SAMPLER_PRESETS``;
+                None: all off. An option given explicitly overrides the preset.
+            shared_noise: weight of frame 0's initial noise mixed into every frame (both presets: 0.2).
+            shared_noise_mix: "variance_preserving" (ours) or "linear" (the original's ``0.2 n0 + 0.8 n_f``).
+            adain: match each frame's latent statistics to frame 0 once, before decoding (ours).
+            adain_in_loop: the original's AdaIN after every step: frames 2.. to frame 1, and after 60 % of the
+                schedule all frames to frame 0.
+            histogram_match: after decoding, give every frame frame 0's RGB histogram (the original's); not
+                applied to ``output_type="latent"``, which stops before decoding.
             generator: seeds the first-frame model and the video noise.
             latents: initial noise ``b c f h w`` instead of sampling it.
             video: a clip to re-draw (video-to-video): its first frame is the condition, frames 1..N-1 are noised to
@@ -318,6 +401,11 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         width = width or default_width
         if num_frames is None:
             num_frames = len(video) if video is not None else 16
+        options = sampler_options(
+            sampler, shared_noise=shared_noise, shared_noise_mix=shared_noise_mix, adain=adain,
+            adain_in_loop=adain_in_loop, histogram_match=histogram_match,
+        )
+        shared_noise = options["shared_noise"]
         self.check_inputs(
             prompt, negative_prompt, image, num_frames, height, width, num_inference_steps,
             guidance_scale, shared_noise, callback_on_step_end_tensor_inputs, video, strength,
@@ -360,7 +448,7 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # 5. Initial latents for frames 1..N-1 (frame 0 is overwritten by the clean latent): noise, or the video noised
         latents = self.prepare_latents(
             batch_size, num_frames, height, width, shared_noise, prompt_embeds.dtype, device, generator, latents,
-            video_latents, timesteps[:1],
+            video_latents, timesteps[:1], options["shared_noise_mix"],
         )
         latents = torch.cat([first_latents, latents[:, :, 1:]], dim=2)
 
@@ -378,6 +466,8 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                     noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
                 moving = self.scheduler.step(noise_pred[:, :, 1:], t, latents[:, :, 1:]).prev_sample
                 latents = torch.cat([first_latents, moving], dim=2)
+                if options["adain_in_loop"]:
+                    latents = adain_in_loop_step(latents, t_start + i, num_inference_steps)
 
                 if callback_on_step_end is not None:
                     tensors = {"latents": latents, "prompt_embeds": prompt_embeds}
@@ -389,7 +479,7 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 progress_bar.update()
 
         # 7. Post-process
-        if adain:
+        if options["adain"]:
             latents = adain_to_first_frame(latents)
         first_frames = self.image_processor.postprocess(first_images, output_type="pil")
         if output_type == "latent":
@@ -397,6 +487,8 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         else:
             video = self.decode_latents(latents)  # b f 3 h w in [-1, 1]
             video = (video / 2 + 0.5).clamp(0, 1).float()
+            if options["histogram_match"]:
+                video = match_histograms_to_first_frame(video)
             if output_type == "pt":
                 frames = video
             else:

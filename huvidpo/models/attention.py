@@ -1,9 +1,10 @@
 """SparseCausal self-attention and per-block temporal attention.
 
 Inside the UNet every tensor is laid out as ``(b f) n c``: the 2-D layers see frames as extra batch
-items. The two modules here are the only places (with the temporal conv) that look across frames,
-and they learn the frame count from a shared :class:`FrameContext` that :class:`VideoUNet` sets at
-the top of each forward, so diffusers' block signatures stay untouched.
+items. The two modules here are the only places (with the temporal conv and, optionally, the
+video-pooled GroupNorm of ``temporal.py``) that look across frames, and they learn the frame count
+from a shared :class:`FrameContext` that :class:`VideoUNet` sets at the top of each forward, so
+diffusers' block signatures stay untouched.
 """
 
 from __future__ import annotations
@@ -32,17 +33,30 @@ def first_and_previous_frames(x: torch.Tensor, num_frames: int) -> torch.Tensor:
     return torch.cat([first, previous], dim=2).flatten(0, 1)
 
 
-class SparseCausalAttnProcessor:
-    """Self-attention where frame i's queries attend to the keys/values of frame 0 and frame i-1.
+def first_frame(x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``(b f) n d -> (b f) n d``: for every frame the tokens of frame 0."""
+    x = x.unflatten(0, (-1, num_frames))  # b f n d
+    return x[:, :1].expand_as(x).flatten(0, 1)
 
-    Frame 0 attends to itself (its key set is frame 0 twice, which gives the same softmax as once), so
-    a one-frame video reproduces the image model's self-attention exactly. Cost grows linearly with
-    the number of frames. A drop-in for ``attn1`` of diffusers' ``BasicTransformerBlock``, in the spirit
-    of ``CrossFrameAttnProcessor`` from the text-to-video-zero pipeline.
+
+class SparseCausalAttnProcessor:
+    """Self-attention where frame i's queries attend to the keys/values of a few earlier frames.
+
+    ``frames="first_and_previous"`` (HuViDPO's and ours): frame 0 and frame max(i-1, 0); frame 0 attends
+    to itself (its key set is frame 0 twice, which gives the same softmax as once). ``frames="first"``
+    (LAMP's): frame 0 only. Either way a one-frame video reproduces the image model's self-attention
+    exactly and the cost grows linearly with the number of frames. A drop-in for ``attn1`` of diffusers'
+    ``BasicTransformerBlock``, in the spirit of ``CrossFrameAttnProcessor`` from the text-to-video-zero
+    pipeline.
     """
 
-    def __init__(self, context: FrameContext):
+    KEY_FRAMES = {"first_and_previous": first_and_previous_frames, "first": first_frame}
+
+    def __init__(self, context: FrameContext, frames: str = "first_and_previous"):
+        if frames not in self.KEY_FRAMES:
+            raise ValueError(f"Unknown SparseCausal key frames {frames!r}: use one of {list(self.KEY_FRAMES)}.")
         self.context = context
+        self.frames = frames
 
     def __call__(
         self,
@@ -68,9 +82,10 @@ class SparseCausalAttnProcessor:
         if batch_frames % num_frames:
             raise ValueError(f"Batch of {batch_frames} frame images is not a multiple of num_frames={num_frames}.")
 
+        key_frames = self.KEY_FRAMES[self.frames]
         query = attn.to_q(hidden_states)
-        key = first_and_previous_frames(attn.to_k(hidden_states), num_frames)
-        value = first_and_previous_frames(attn.to_v(hidden_states), num_frames)
+        key = key_frames(attn.to_k(hidden_states), num_frames)
+        value = key_frames(attn.to_v(hidden_states), num_frames)
 
         head_dim = key.shape[-1] // attn.heads
         query = query.view(batch_frames, -1, attn.heads, head_dim).transpose(1, 2)
@@ -81,10 +96,11 @@ class SparseCausalAttnProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
         if attention_mask is not None:
-            # A self-attention mask covers one frame's tokens; the key set is two frames long.
-            attention_mask = attn.prepare_attention_mask(attention_mask, key.shape[2] // 2, batch_frames)
+            # A self-attention mask covers one frame's tokens; the key set is one or two frames long.
+            repeats = key.shape[2] // query.shape[2]
+            attention_mask = attn.prepare_attention_mask(attention_mask, key.shape[2] // repeats, batch_frames)
             attention_mask = attention_mask.view(batch_frames, attn.heads, -1, attention_mask.shape[-1])
-            attention_mask = attention_mask.repeat(1, 1, 1, 2)
+            attention_mask = attention_mask.repeat(1, 1, 1, repeats)
 
         hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_frames, -1, attn.heads * head_dim)
@@ -115,12 +131,16 @@ class TemporalAttention(nn.Module):
     """Attention over frames at each spatial position, added residually after a transformer block.
 
     The output projection starts at zero, so an untrained inflation equals the image model frame by
-    frame. Frame order enters through a sinusoidal code on the queries and keys.
+    frame. With ``position_code`` (ours), frame order enters through a sinusoidal code added to the
+    normalised input of the attention, so it reaches the queries, the keys and the values alike (the
+    values then carry the frame index into the output too). Without it (LAMP's and HuViDPO's
+    ``attn_temp``), the attention cannot tell frames apart except by their content.
     """
 
-    def __init__(self, dim: int, heads: int, context: FrameContext):
+    def __init__(self, dim: int, heads: int, context: FrameContext, position_code: bool = True):
         super().__init__()
         self.context = context
+        self.position_code = position_code
         self.norm = nn.LayerNorm(dim)
         self.attn = Attention(query_dim=dim, heads=heads, dim_head=dim // heads, out_bias=True)
         nn.init.zeros_(self.attn.to_out[0].weight)
@@ -131,7 +151,8 @@ class TemporalAttention(nn.Module):
         batch_frames, tokens, dim = hidden_states.shape
         x = self.norm(hidden_states)
         x = x.unflatten(0, (-1, num_frames)).transpose(1, 2).flatten(0, 1)  # (b n) f c
-        x = x + sinusoidal_frame_embedding(num_frames, dim, x.device, x.dtype)
+        if self.position_code:
+            x = x + sinusoidal_frame_embedding(num_frames, dim, x.device, x.dtype)
         x = self.attn(x)
         x = x.unflatten(0, (-1, tokens)).transpose(1, 2).reshape(batch_frames, tokens, dim)
         return hidden_states + x

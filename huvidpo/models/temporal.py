@@ -1,7 +1,8 @@
-"""The gated temporal 1-D convolution that follows each ResNet conv.
+"""The gated temporal 1-D convolution that follows an inflated conv, and GroupNorm pooled over frames.
 
-It subclasses ``nn.Conv2d`` rather than wrapping it, so the spatial weights keep their Stable
-Diffusion names (``conv1.weight``) and a 2-D checkpoint loads straight into the inflated model.
+Both subclass the ``nn`` layer they replace rather than wrapping it, so the spatial weights keep their
+Stable Diffusion names (``conv1.weight``, ``norm1.weight``) and a 2-D checkpoint loads straight into
+the inflated model.
 """
 
 from __future__ import annotations
@@ -69,3 +70,28 @@ class TemporalGatedConv2d(nn.Conv2d):
         t = self.temporal(F.pad(t, (self.temporal_kernel_size - 1, 0)))
         t = t.reshape(-1, height, width, channels, num_frames).permute(0, 4, 3, 1, 2).reshape(y.shape)
         return y + torch.sigmoid(self.gate(y)) * t
+
+
+class VideoGroupNorm(nn.GroupNorm):
+    """GroupNorm whose statistics pool all frames of a video, as in LAMP and HuViDPO.
+
+    The 2-D layer normalises each ``(b f)`` frame on its own; here each group's mean and variance are
+    taken over its channels, every frame, height and width of one video (a ``b c f h w`` GroupNorm), so
+    frames keep their brightness and contrast relative to each other.
+    """
+
+    def __init__(self, *args, context: FrameContext, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.context = context
+
+    @classmethod
+    def inflate(cls, norm: nn.GroupNorm, context: FrameContext) -> "VideoGroupNorm":
+        """A video-pooled copy of ``norm`` (same groups, eps and affine weights)."""
+        pooled = cls(norm.num_groups, norm.num_channels, eps=norm.eps, affine=norm.affine, context=context)
+        pooled.load_state_dict(norm.state_dict())
+        return pooled.to(device=norm.weight.device, dtype=norm.weight.dtype) if norm.affine else pooled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        video = x.unflatten(0, (-1, self.context.num_frames)).transpose(1, 2)  # b c f h w
+        video = F.group_norm(video, self.num_groups, self.weight, self.bias, self.eps)
+        return video.transpose(1, 2).flatten(0, 1)  # (b f) c h w
