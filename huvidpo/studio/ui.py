@@ -90,10 +90,10 @@ def handler(config: StudioConfig) -> Callable[[Callable], Callable]:
 
 
 def whole(value: Any, name: str, default: int | None = None) -> int | None:
-    """A whole number from a number box or an API call (``2.0`` is 2; ``2.5`` is refused, naming ``name``);
+    """An integer from a number box or an API call (``2.0`` is 2; ``2.5`` is refused, naming ``name``);
     None gives ``default``."""
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
-        raise ValueError(f"{name} must be a whole number, got {value!r}.")
+        raise ValueError(f"{name} must be an integer, got {value!r}.")
     return int(value)
