@@ -35,7 +35,7 @@ from ..pipeline import HuViDPOPipeline
 from ..training import Stage1Config, train_stage1
 from .clips import COLORS, CORNERS, DIRECTIONS, SHAPES, SPEEDS, ClipSpec, generate_world, make_prompt_set, render_clip, sample_specs
 from .oracle import matches
-from .tiny import build_tiny_image_pipeline, sd_ddim_scheduler
+from .tiny import EMBEDDED_WORDS, build_tiny_image_pipeline, sd_ddim_scheduler
 
 
 @dataclass
@@ -46,10 +46,12 @@ class WorldImageBatch:
     prompts: list[str]
 
 
-def world_first_frames(num: int, seed: int, num_frames: int = 16, size: int = 64) -> WorldImageBatch:
-    """Frame 0 of ``num`` training-split clips (the first frames the video model will be given)."""
+def world_first_frames(num: int, seed: int, num_frames: int = 16, size: int = 64, unstated_speed_prob: float = 0.0,
+                       wording_prob: float = 0.0) -> WorldImageBatch:
+    """Frame 0 of ``num`` training-split clips (the first frames the video model will be given), with their prompts
+    worded and leaving the speed out as :func:`huvidpo.world.clips.sample_clip_spec` says."""
     pixels, prompts = [], []
-    for spec in sample_specs(num, seed, "train", num_frames):
+    for spec in sample_specs(num, seed, "train", num_frames, unstated_speed_prob=unstated_speed_prob, wording_prob=wording_prob):
         pixels.append(render_clip(spec, 1, size)[0])
         prompts.append(spec.prompt)
     array = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -145,7 +147,7 @@ PROMPT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "color": COLORS,
     "background": COLORS,
     "direction": tuple(DIRECTIONS),
-    "speed": tuple(SPEEDS),
+    "speed": ("none", *SPEEDS),
     "distractor_shape": ("none", *SHAPES),
     "distractor_color": ("none", *COLORS),
     "distractor_corner": ("none", *CORNERS),
@@ -157,7 +159,7 @@ def prompt_labels(spec: ClipSpec) -> dict[str, int]:
     shown = spec.distractor if spec.distractor is not None and spec.distractor.mentioned else None
     values = {
         "shape": spec.shape, "color": spec.color, "background": spec.background,
-        "direction": spec.direction, "speed": spec.speed,
+        "direction": spec.direction, "speed": spec.speed if spec.speed_stated else "none",
         "distractor_shape": shown.shape if shown else "none",
         "distractor_color": shown.color if shown else "none",
         "distractor_corner": shown.corner if shown else "none",
@@ -174,6 +176,8 @@ def pretrain_text_encoder(
     num_prompts: int = 20000,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    unstated_speed_prob: float = 0.0,
+    wording_prob: float = 0.0,
 ) -> dict[str, float]:
     """Teach the text encoder every attribute its prompts name, before any image model sees it.
 
@@ -183,11 +187,13 @@ def pretrain_text_encoder(
     "right" moved the states by a 13th of what a colour change did), so no later stage could follow
     them. Here linear heads read each attribute (shape, colours, direction, speed, the distractor)
     from the mean of the prompt's token states and from the pooled state, and the encoder is trained
-    with their cross-entropy on training-split prompts. The heads are discarded. Returns the final
-    accuracy of each head on a fresh batch.
+    with their cross-entropy on training-split prompts, worded as people write them (``wording_prob``) and leaving the
+    speed out of some (``unstated_speed_prob``: the speed head then answers "none"). The heads are discarded. Returns
+    the final accuracy of each head on a fresh batch.
     """
     torch.manual_seed(seed)
-    specs = sample_specs(num_prompts, seed=seed + 2, split="train", distractor_prob=0.3)
+    specs = sample_specs(num_prompts, seed=seed + 2, split="train", distractor_prob=0.3,
+                         unstated_speed_prob=unstated_speed_prob, wording_prob=wording_prob)
     encoded = tokenizer(
         [spec.prompt for spec in specs], padding="max_length", max_length=tokenizer.model_max_length,
         truncation=True, return_tensors="pt",
@@ -239,6 +245,8 @@ def train_text_to_image(
     foreground_weight: float = 1.0,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    unstated_speed_prob: float = 0.0,
+    wording_prob: float = 0.0,
 ) -> StableDiffusionPipeline:
     """Train the first-frame model (UNet, and the text encoder at ``text_lr`` unless it is 0; VAE frozen)
     with the plain denoising loss (epsilon or v target, as ``pipe.scheduler`` says).
@@ -254,7 +262,7 @@ def train_text_to_image(
     model spends most of its fit on backgrounds and learns the shape last.
     """
     torch.manual_seed(seed)
-    images = world_first_frames(num_images, seed=seed + 1)
+    images = world_first_frames(num_images, seed=seed + 1, unstated_speed_prob=unstated_speed_prob, wording_prob=wording_prob)
     with torch.no_grad():
         latents = torch.cat([pipe.vae.encode(chunk).latent_dist.mode() for chunk in images.pixels.split(256)])
         latents = latents * pipe.vae.config.scaling_factor
@@ -323,7 +331,7 @@ class BuildPlan:
     vae_steps: int = 1500
     vae_foreground_weight: float = 5.0
     zero_terminal_snr: bool = True
-    text_steps: int = 600
+    text_steps: int = 1000
     t2i_steps: int = 3000
     t2i_batch: int = 32
     t2i_images: int = 20000
@@ -334,6 +342,10 @@ class BuildPlan:
     stage1_batch: int = 2
     stage1_lr: float = 1e-3
     stage1_prompt_dropout: float = 0.0
+    # Shares of training prompts (text encoder, first frames, stage-1 clips) that leave the speed out (the clip then
+    # moves slowly or quickly, 50/50: the unprompted mode) and that are worded other than canonically.
+    unstated_speed_prob: float = 0.5
+    wording_prob: float = 0.5
     world_clips: int = 1200
     num_frames: int = 16
     check_prompts: int = 16
@@ -344,7 +356,7 @@ QUICK = BuildPlan(vae_steps=5, text_steps=5, t2i_steps=5, t2i_batch=4, t2i_image
 
 
 IMAGE_STAGES = ("vae_steps", "vae_foreground_weight", "zero_terminal_snr", "text_steps", "t2i_steps", "t2i_batch",
-                "t2i_images", "t2i_foreground_weight", "check_prompts")  # the plan of build steps 1-3
+                "t2i_images", "t2i_foreground_weight", "check_prompts", "unstated_speed_prob", "wording_prob")  # the plan of build steps 1-3
 
 
 def reuse_image_stages(image_from: Path, plan: BuildPlan, seed: int):
@@ -385,7 +397,8 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
     )
     log("== 5/5 stage 1 on world clips")
     with tempfile.TemporaryDirectory() as tmp:
-        world = generate_world(Path(tmp) / "world", plan.world_clips, seed=seed + 7, num_frames=plan.num_frames)
+        world = generate_world(Path(tmp) / "world", plan.world_clips, seed=seed + 7, num_frames=plan.num_frames,
+                               unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob)
         config = Stage1Config(
             data=str(world),
             output_dir=str(Path(tmp) / "stage1"),
@@ -427,7 +440,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
 def train_image_stages(plan: BuildPlan, seed: int, log, vae_from: Path | None):
     """Build steps 1-3 from nothing (the VAE optionally from ``vae_from``): the first-frame text-to-image pipeline, the
     text encoder's head accuracy and the first-frame model's held-out accuracy."""
-    image_pipe = build_tiny_image_pipeline(seed)
+    image_pipe = build_tiny_image_pipeline(seed, words=EMBEDDED_WORDS)
     image_pipe.scheduler = sd_ddim_scheduler(zero_terminal_snr=plan.zero_terminal_snr)
     image_pipe.set_progress_bar_config(disable=True)
     log("== 1/5 VAE")
@@ -439,13 +452,15 @@ def train_image_stages(plan: BuildPlan, seed: int, log, vae_from: Path | None):
     image_pipe.vae.requires_grad_(False)
     log("== 2/5 text encoder")
     text_accuracy = pretrain_text_encoder(
-        image_pipe.text_encoder, image_pipe.tokenizer, steps=plan.text_steps, seed=seed, log=log
+        image_pipe.text_encoder, image_pipe.tokenizer, steps=plan.text_steps, seed=seed, log=log,
+        unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob,
     )
     image_pipe.text_encoder.requires_grad_(False)
     log("== 3/5 first-frame text-to-image model")
     train_text_to_image(
         image_pipe, steps=plan.t2i_steps, batch_size=plan.t2i_batch, num_images=plan.t2i_images, text_lr=0.0,
         foreground_weight=plan.t2i_foreground_weight, seed=seed, log=log,
+        unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob,
     )
     image_pipe.unet.requires_grad_(False)
 

@@ -20,54 +20,32 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
-# Colour names -> RGB. Pairwise distances are >= 160, so a shape stays nameable after blur.
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 180, 70),
-    "blue": (40, 90, 220),
-    "yellow": (240, 210, 40),
-    "white": (240, 240, 240),
-    "black": (25, 25, 25),
-}
-COLORS: tuple[str, ...] = tuple(PALETTE)
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
-# Unit motion per direction in image coordinates (x right, y down).
-DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-# Speed adverb -> pixels per frame at a 64-pixel frame (scaled with the frame size).
-SPEEDS: dict[str, float] = {"slowly": 1.0, "quickly": 2.0}
-CORNERS: tuple[str, ...] = ("top-left", "top-right", "bottom-left", "bottom-right")
+from .prompts import (  # noqa: F401 - the vocabulary is part of this module's API too
+    COLORS,
+    CORNERS,
+    DIRECTIONS,
+    PALETTE,
+    SHAPES,
+    SPEEDS,
+    UNPROMPTED_MODES,
+    PromptAttributes,
+    parse_prompt,
+    word_prompt,
+)
+
 REFERENCE_SIZE = 64
 # Shapes are 22-26 px: with the embedded default's 4x VAE a shape is then about 6x6 latent pixels. At 14-18 px
 # (4x4 latent pixels) both tiny UNets rounded squares' corners off (first-frame model: squares 20% right,
-# video model 0%; bench/shape.py); at this size they keep them. The largest, moving quickly, still fits in frame.
+# video model 0%; research/scripts/shape.py); at this size they keep them. The largest, moving quickly, still fits in frame.
 SHAPE_SIZE_RANGE = (22, 26)
 DISTRACTOR_SIZE = 8
 MARGIN = 2
-
-# Words people use for the same thing; parse_prompt maps them to our vocabulary.
-SHAPE_SYNONYMS: dict[str, str] = {
-    "circle": "circle", "disc": "circle", "disk": "circle", "ball": "circle", "dot": "circle",
-    "square": "square", "box": "square", "block": "square",
-    "triangle": "triangle",
-}
-DIRECTION_SYNONYMS: dict[str, str] = {
-    "left": "left", "leftward": "left", "leftwards": "left",
-    "right": "right", "rightward": "right", "rightwards": "right",
-    "up": "up", "upward": "up", "upwards": "up",
-    "down": "down", "downward": "down", "downwards": "down",
-}
-SPEED_SYNONYMS: dict[str, str] = {
-    "slowly": "slowly", "slow": "slowly",
-    "quickly": "quickly", "quick": "quickly", "fast": "quickly", "rapidly": "quickly",
-}
-COLOR_SYNONYMS: dict[str, str] = {c: c for c in COLORS}
 
 Combo = tuple[str, str, str]  # (shape, color, direction)
 Split = Literal["train", "heldout"]
@@ -100,6 +78,8 @@ class ClipSpec:
     start_x: float = 32.0
     start_y: float = 32.0
     distractor: Distractor | None = None
+    speed_stated: bool = True
+    wording: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -124,11 +104,13 @@ class ClipSpec:
 
     @property
     def prompt(self) -> str:
-        text = f"a {self.color} {self.shape} moving {self.direction} {self.speed} on a {self.background} background"
+        """The prompt in wording ``wording`` (0: canonical); the speed left out unless ``speed_stated``."""
+        clause = ""
         if self.distractor is not None and self.distractor.mentioned:
             d = self.distractor
-            text += f" with a small {d.color} {d.shape} in the {d.corner} corner"
-        return text
+            clause = f" with a small {d.color} {d.shape} in the {d.corner} corner"
+        return word_prompt(self.shape, self.color, self.background, self.direction,
+                           self.speed if self.speed_stated else None, self.wording, clause)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -141,62 +123,6 @@ class ClipSpec:
         if data.get("distractor") is not None:
             data["distractor"] = Distractor(**data["distractor"])
         return cls(**data)
-
-
-@dataclass(frozen=True)
-class PromptAttributes:
-    """What a prompt asks for; ``None`` where the prompt does not say."""
-
-    shape: str | None = None
-    color: str | None = None
-    background: str | None = None
-    direction: str | None = None
-    speed: str | None = None
-    distractor_shape: str | None = None
-    distractor_color: str | None = None
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z]+", text.lower())
-
-
-def parse_prompt(prompt: str) -> PromptAttributes:
-    """Read shape, colour, background, direction and speed from a prompt (the inverse of
-    ``ClipSpec.prompt``), tolerant to case, synonyms and extra words.
-
-    The background is the colour before "background" (or after "on"); the shape's colour is the
-    colour nearest before the shape word. A trailing "with a small ..." clause is a distractor.
-    """
-    main_text, _, extra_text = prompt.lower().partition(" with ")
-    words = _words(main_text)
-    background, background_at = None, None
-    for i, word in enumerate(words):
-        if word in ("background", "backdrop") and i > 0 and words[i - 1] in COLOR_SYNONYMS:
-            background, background_at = COLOR_SYNONYMS[words[i - 1]], i - 1
-        elif word == "on" and background is None:
-            after = [j for j in range(i + 1, min(i + 3, len(words))) if words[j] in COLOR_SYNONYMS]
-            if after:
-                background, background_at = COLOR_SYNONYMS[words[after[0]]], after[0]
-    shape_at = next((i for i, w in enumerate(words) if w in SHAPE_SYNONYMS), None)
-    shape = SHAPE_SYNONYMS[words[shape_at]] if shape_at is not None else None
-    colours = [(i, COLOR_SYNONYMS[w]) for i, w in enumerate(words) if w in COLOR_SYNONYMS and i != background_at]
-    if shape_at is not None:
-        before = [c for i, c in colours if i < shape_at]
-        color = before[-1] if before else None
-    else:
-        color = colours[0][1] if colours else None
-    direction = next((DIRECTION_SYNONYMS[w] for w in words if w in DIRECTION_SYNONYMS), None)
-    speed = next((SPEED_SYNONYMS[w] for w in words if w in SPEED_SYNONYMS), None)
-    extra = _words(extra_text)
-    distractor_shape = next((SHAPE_SYNONYMS[w] for w in extra if w in SHAPE_SYNONYMS), None)
-    distractor_color = next((COLOR_SYNONYMS[w] for w in extra if w in COLOR_SYNONYMS), None)
-    attributes = PromptAttributes(shape, color, background, direction, speed, distractor_shape, distractor_color)
-    if all(v is None for v in asdict(attributes).values()):
-        raise ValueError(
-            f"Nothing recognisable in prompt {prompt!r}: describe a shape ({', '.join(SHAPES)}), a colour "
-            f"({', '.join(COLORS)}), a direction ({', '.join(DIRECTIONS)}) and/or a background colour."
-        )
-    return attributes
 
 
 def all_combinations() -> list[Combo]:
@@ -248,8 +174,15 @@ def sample_clip_spec(
     combos: Sequence[Combo] | None = None,
     num_frames: int = 16,
     distractor_prob: float = 0.0,
+    unstated_speed_prob: float = 0.0,
+    wording_prob: float = 0.0,
 ) -> ClipSpec:
-    """Draw a random spec (from ``combos`` if given) whose shape stays in frame for ``num_frames``."""
+    """Draw a random spec (from ``combos`` if given) whose shape stays in frame for ``num_frames``.
+
+    ``unstated_speed_prob``: the share of specs whose prompt leaves the speed out; their speed is still drawn 50/50
+    and their start lies where the fastest speed fits, so the first frame does not tell the speed: it is the clip's
+    own choice, an unprompted mode. ``wording_prob``: the share of prompts worded other than canonically
+    (:func:`huvidpo.world.prompts.word_prompt`). At 0 neither draws from ``rng``, so older streams are unchanged."""
     combos = list(combos) if combos is not None else all_combinations()
     if not combos:
         raise ValueError("combos is empty: pass at least one (shape, color, direction) triple.")
@@ -257,7 +190,8 @@ def sample_clip_spec(
     background = str(rng.choice([c for c in COLORS if c != color]))
     speed = str(rng.choice(list(SPEEDS)))
     size = float(rng.integers(SHAPE_SIZE_RANGE[0], SHAPE_SIZE_RANGE[1] + 1))
-    travel = SPEEDS[speed] * (num_frames - 1)
+    speed_stated = not (unstated_speed_prob > 0 and rng.random() < unstated_speed_prob)
+    travel = (SPEEDS[speed] if speed_stated else max(SPEEDS.values())) * (num_frames - 1)
     along = float(rng.uniform(*_path_bounds(size, travel, REFERENCE_SIZE)))
     across = float(rng.uniform(size / 2 + MARGIN, REFERENCE_SIZE - size / 2 - MARGIN))
     dx, dy = DIRECTIONS[direction]
@@ -275,7 +209,9 @@ def sample_clip_spec(
             corner=str(rng.choice(CORNERS)),
             mentioned=bool(rng.random() < 0.5),
         )
-    return ClipSpec(shape, color, background, direction, speed, size, round(start_x, 2), round(start_y, 2), distractor)
+    wording = int(rng.integers(1, 2**31)) if wording_prob > 0 and rng.random() < wording_prob else 0
+    return ClipSpec(shape, color, background, direction, speed, size, round(start_x, 2), round(start_y, 2), distractor,
+                    speed_stated, wording)
 
 
 def _coverage(shape: str, cx: float, cy: float, size: float, height: int, width: int, ss: int = 4) -> np.ndarray:
@@ -415,12 +351,13 @@ def _split_combos(split: Split, holdout_seed: int = 0) -> list[Combo]:
 
 
 def sample_specs(
-    num_clips: int, seed: int = 0, split: Split = "train", num_frames: int = 16, distractor_prob: float = 0.0
+    num_clips: int, seed: int = 0, split: Split = "train", num_frames: int = 16, distractor_prob: float = 0.0,
+    unstated_speed_prob: float = 0.0, wording_prob: float = 0.0,
 ) -> list[ClipSpec]:
-    """``num_clips`` specs drawn deterministically from the combinations of ``split``."""
+    """``num_clips`` specs drawn deterministically from the combinations of ``split`` (see :func:`sample_clip_spec`)."""
     combos = _split_combos(split)
     rng = np.random.default_rng(seed)
-    return [sample_clip_spec(rng, combos, num_frames, distractor_prob) for _ in range(num_clips)]
+    return [sample_clip_spec(rng, combos, num_frames, distractor_prob, unstated_speed_prob, wording_prob) for _ in range(num_clips)]
 
 
 def world_frames(
@@ -448,6 +385,8 @@ def generate_world(
     split: Split = "train",
     fps: int = 8,
     distractor_prob: float = 0.0,
+    unstated_speed_prob: float = 0.0,
+    wording_prob: float = 0.0,
 ) -> Path:
     """Write ``out_dir/videos/*.mp4`` and ``out_dir/metadata.jsonl`` (file_name, prompt, spec).
 
@@ -462,7 +401,7 @@ def generate_world(
         for row in read_world_metadata(out_dir):
             (out_dir / row["file_name"]).unlink(missing_ok=True)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    specs = sample_specs(num_clips, seed, split, num_frames, distractor_prob)
+    specs = sample_specs(num_clips, seed, split, num_frames, distractor_prob, unstated_speed_prob, wording_prob)
     lines = []
     for i, spec in enumerate(specs):
         file_name = f"videos/{split}_{seed}_{i:05d}.mp4"

@@ -20,6 +20,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from ..locations import DEFAULT_MODEL_DIR
 from ..models import VideoUNet
 from ..pipeline import HuViDPOPipeline
+from .prompts import DIRECTION_SYNONYMS, SHAPE_SYNONYMS, SPEED_SYNONYMS, WORDING_WORDS
 
 
 # Words that get a token of their own. The world's vocabulary comes first; other text falls back to
@@ -30,6 +31,10 @@ BASE_WORDS = (
     "gray grey pink brown corner bird birds fly flying firework fireworks helicopter horse run running play "
     "playing guitar rain raining turn smile smiling waterfall sky video top bottom"
 ).split()
+
+# The embedded default's tokenizer: BASE_WORDS and every word the world's wordings use (synonyms included), so
+# "ball", "leftward" or "backdrop" are one token each, as "circle" is. Random tiny models for tests keep BASE_WORDS.
+EMBEDDED_WORDS = tuple(dict.fromkeys([*BASE_WORDS, *WORDING_WORDS, *SHAPE_SYNONYMS, *DIRECTION_SYNONYMS, *SPEED_SYNONYMS]))
 
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
@@ -134,10 +139,11 @@ def sd_ddim_scheduler(zero_terminal_snr: bool = False) -> DDIMScheduler:
     )
 
 
-def build_tiny_image_pipeline(seed: int = 0) -> StableDiffusionPipeline:
-    """A random-initialised tiny text-to-image pipeline (the first-frame model's classes)."""
+def build_tiny_image_pipeline(seed: int = 0, words: tuple[str, ...] = BASE_WORDS) -> StableDiffusionPipeline:
+    """A random-initialised tiny text-to-image pipeline (the first-frame model's classes); its tokenizer spells each
+    of ``words`` as one token."""
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(words)
     text_encoder = tiny_text_encoder(tokenizer)
     return StableDiffusionPipeline(
         vae=tiny_vae(),
