@@ -24,15 +24,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import PIL.Image
-import torch
 
 from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, build_pool, export_preferences
 from huvidpo.data.video import write_video
 from huvidpo.eval import evaluate
+from huvidpo.eval.implicit import heldout_implicit_accuracy
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.hub import load_pipeline
 from huvidpo.training import (
-    DPOConfig, PreferencePairs, build_pair_cache, implicit_accuracy, implicit_margins, train_dpo,
+    DPOConfig, PreferencePairs, train_dpo,
 )
 from huvidpo.world.clips import ClipSpec, make_prompt_set, render_clip, sample_specs
 from huvidpo.world.labelers import label_with_oracle
@@ -136,33 +136,6 @@ def oracle_export(pipe, root: Path, prompts: list[str], clips_per_prompt: int, s
     votes = label_with_oracle(PairSampler(pool, store, seed=0))
     rows = export_preferences(store, pool, root / "export")
     return root / "export", len(votes), len(rows)
-
-
-@torch.no_grad()
-def heldout_implicit_accuracy(pipe, pairs_dir: Path, frames: int, draws: int = 16, guidance_scale: float = 1.0) -> dict[str, float]:
-    """How often the LoRA favours the oracle's winner of held-out pairs.
-
-    ``expected``: the share of pairs whose implicit reward margin, averaged over ``draws`` noise and timestep
-    draws, is positive (Diffusion-DPO's implicit reward is that expectation). ``single_draw``: the share of
-    (pair, draw) cases favouring the winner, the trainer's ``rewards/accuracies`` (what bench results before
-    2026-11-25 reported, over 4 draws): one draw is dominated by its noise, so it stays near 0.5.
-    ``guidance_scale`` > 1 measures the guided predictions' margins (a LoRA trained with that
-    ``DPOConfig.guidance_scale``).
-    """
-    from diffusers import DDPMScheduler
-
-    pairs = PreferencePairs.load(str(pairs_dir), "prompt", "video_w", "video_l")
-    height, width = pipe.default_size
-    cache = build_pair_cache(pipe, pairs, frames, (height, width), pipe.device)
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    negative = pipe.encode_prompt([""], pipe.device) if guidance_scale > 1 else None
-    per_draw = [implicit_margins(pipe.unet, scheduler, cache, draws=1, seed=draw, negative_embeds=negative, guidance_scale=guidance_scale)
-                for draw in range(draws)]
-    return {
-        "expected": implicit_accuracy(torch.stack(per_draw).mean(0)),
-        "single_draw": sum(implicit_accuracy(m) for m in per_draw) / draws,
-        "draws": draws,
-    }
 
 
 def main() -> None:

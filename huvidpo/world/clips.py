@@ -445,9 +445,12 @@ def world_dataset(out_dir: str | Path, num_clips: int | None = None, seed: int =
     )
 
 
-def make_prompt_set(kind: Split = "heldout", n: int = 16, seed: int = 0) -> list[str]:
-    """``n`` evaluation prompts from the ``kind`` combinations, distinct while possible."""
-    specs = sample_specs(max(4 * n, 1), seed, kind)
+def make_prompt_set(kind: Split = "heldout", n: int = 16, seed: int = 0, unstated_speed_prob: float = 0.0,
+                    wording_prob: float = 0.0) -> list[str]:
+    """``n`` evaluation prompts from the ``kind`` combinations, distinct while possible. ``unstated_speed_prob=1``
+    gives prompts that leave the speed out (the unprompted mode a taste moves); ``wording_prob`` the share worded
+    other than canonically (``prompts.word_prompt``)."""
+    specs = sample_specs(max(4 * n, 1), seed, kind, unstated_speed_prob=unstated_speed_prob, wording_prob=wording_prob)
     prompts: list[str] = []
     for spec in specs:
         if spec.prompt not in prompts:

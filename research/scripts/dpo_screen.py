@@ -63,7 +63,8 @@ def load_world_bench():
 
 
 _world_bench = load_world_bench()
-WorldBench, heldout_implicit_accuracy = _world_bench.WorldBench, _world_bench.heldout_implicit_accuracy
+WorldBench = _world_bench.WorldBench
+from huvidpo.eval.implicit import heldout_implicit_accuracy  # noqa: E402
 oracle_export, training_specs = _world_bench.oracle_export, _world_bench.training_specs
 
 SETTINGS = GenerationSettings(prompt="-", frames=16, steps=25, image_steps=25)
