@@ -162,7 +162,7 @@ def run_taste(pipe, plan: TastePlan, taste: Taste, votes: int, pool: CandidatePo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="Pipeline to measure (default: the embedded default).")
-    parser.add_argument("--root", type=Path, default=Path("runs-bench/taste"),
+    parser.add_argument("--root", type=Path, default=Path("outputs/bench-taste"),
                         help="Working folder (pools, votes, LoRAs, cached base clips); reused by reruns.")
     parser.add_argument("--quick", action="store_true", help="Toy sizes: checks every step runs.")
     parser.add_argument("--tastes", default="A,B", help="Which tastes to run (A prefers slowly, B quickly).")
