@@ -58,13 +58,13 @@ class TastePlan:
     heldout_prompts: int = 16
     eval_seeds: int = 4  # 64 comparisons per taste
     heldout_pair_prompts: int = 6
-    frames: int = 16
+    frames: int = 16  # of every generated clip (and of DPO's clips unless the plan says)
     steps: int = 25
     dpo: dict[str, Any] = field(default_factory=lambda: dict(TASTE_DPO))
 
 
 QUICK = TastePlan(pool_prompts=2, clips_per_prompt=3, votes=4, votes_curve=(2,), heldout_prompts=2, eval_seeds=1,
-                  heldout_pair_prompts=1, frames=4, steps=3, dpo={**TASTE_DPO, "max_steps": 2})
+                  heldout_pair_prompts=1, frames=4, steps=3, dpo={**TASTE_DPO, "max_steps": 2, "num_frames": 4})
 
 
 def make_pool(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings) -> CandidatePool:
@@ -127,15 +127,15 @@ def run_taste(pipe, plan: TastePlan, taste: Taste, votes: int, pool: CandidatePo
     pairs = export_first(votes_path, pool, votes, root)
     if pairs == 0:  # every vote a tie: the pool showed one mode only (at toy sizes, often no readable mode)
         return {"taste": taste.name, "votes": votes, "pairs": 0, "skipped": "no decided pair among the votes"}
-    config = DPOConfig(data=str(root / "export"), output_dir=str(root / "dpo"), num_frames=plan.frames,
-                       checkpointing_steps=0, overwrite_output_dir=True, **plan.dpo)
+    config = DPOConfig(data=str(root / "export"), output_dir=str(root / "dpo"), checkpointing_steps=0,
+                       overwrite_output_dir=True, **{"num_frames": plan.frames, **plan.dpo})
     start = time.perf_counter()
     trained = train_dpo(config, pipe=pipe)
     minutes = (time.perf_counter() - start) / 60
     lora = str(trained.lora_path)
     apply_lora(pipe, lora, 1.0)
     export_first(heldout_votes, heldout_pool, 10**9, root / "heldout")
-    implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", plan.frames)
+    implicit = heldout_implicit_accuracy(pipe, root / "heldout" / "export", config.num_frames)
     dpo = measure(pipe, heldout, seeds, settings, lora)
     # The labeler's vote between the base clip (a) and the LoRA clip (b) of each prompt and seed.
     choices = [{"left": "a", "right": "b", "tie": "tie"}[taste.choose(b["mode"], d["mode"])] for b, d in zip(base, dpo)]

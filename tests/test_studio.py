@@ -379,14 +379,21 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     status = manager.status()
     assert (status["state"], status["error"]) == ("failed", "no model here")
     assert seen == [True, True] and not generation.MODEL_BUILD_LOCK.locked()
-    # What the request left out is DPOConfig's default (beta, lr) or the Train tab's preset (frames).
+    # What the request left out is DPOConfig's default (beta) or, on the embedded default, the taste plan (lr, frames).
     from huvidpo.training import DPOConfig
+    from huvidpo.world.taste import TASTE_DPO
 
     default = DPOConfig()
     assert status["settings"] == {
-        "dataset": "team/pairs", "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
-        "steps": 2, "lora_rank": 4, "frames": config.train_frames, "seed": default.seed,
+        "dataset": "team/pairs", "model": "", "beta": default.beta, "learning_rate": TASTE_DPO["learning_rate"],
+        "steps": 2, "lora_rank": 4, "frames": TASTE_DPO["num_frames"], "seed": default.seed,
     }
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
-    assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": default.learning_rate,
-                                          "lora_rank": default.lora_rank}
+    assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": TASTE_DPO["learning_rate"],
+                                          "lora_rank": default.lora_rank, "steps": TASTE_DPO["max_steps"],
+                                          "frames": TASTE_DPO["num_frames"]}
+    # Another model keeps DPOConfig's defaults and the studio's short-run presets.
+    other = TrainingManager(make_config(tmp_path, model="some/model"), LabelingService(config))
+    assert other.setting_defaults() == {"beta": default.beta, "learning_rate": default.learning_rate,
+                                        "lora_rank": default.lora_rank, "steps": config.train_steps,
+                                        "frames": config.train_frames}

@@ -104,8 +104,8 @@ class StudioConfig:
     max_frames: int = field(default=32, metadata=_help("Most frames a visitor may ask for."))
     max_steps: int = field(default=100, metadata=_help("Most denoising steps a visitor may ask for."))
     keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
-    train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (the CLI's default is DPOConfig's)."))
-    train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (the CLI's default is DPOConfig's)."))
+    train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (on the embedded default the taste plan, world.taste.TASTE_DPO; the CLI's default is DPOConfig's)."))
+    train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (on the embedded default the taste plan's; the CLI's default is DPOConfig's)."))
     comparison_prompts: list[str] = field(
         default_factory=lambda: list(DEFAULT_COMPARISON_PROMPTS),
         metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes."),

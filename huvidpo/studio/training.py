@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
-from huvidpo.locations import check_hub_id, is_hub_id
+from huvidpo.locations import check_hub_id, is_embedded_default, is_hub_id
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import MODEL_BUILD_LOCK, import_model_stack
@@ -39,8 +39,7 @@ TAB_DPO_SETTINGS = ("beta", "learning_rate", "lora_rank")  # what the Train tab 
 
 @dataclass
 class TrainRequest:
-    """What a maintainer chooses in the Train tab. None: the studio's preset (``train_steps``, ``train_frames``)
-    or ``DPOConfig``'s default."""
+    """What a maintainer chooses in the Train tab. None: ``TrainingManager.setting_defaults()``."""
 
     dataset: str = VOTES_DATASET
     model: str = ""
@@ -173,9 +172,11 @@ class TrainingManager:
                     "wait for it or cancel it first."
                 )
             defaults = {f.name: f.default for f in fields(DPOConfig)}
-            steps = self.config.train_steps if request.steps is None else request.steps
+            preset = self.setting_defaults()
+            steps = preset["steps"] if request.steps is None else request.steps
             chosen = {"beta": request.beta, "learning_rate": request.learning_rate, "lora_rank": request.lora_rank,
                       "seed": request.seed}
+            chosen = {name: preset.get(name) if value is None else value for name, value in chosen.items()}
             chosen = {name: value for name, value in chosen.items() if value is not None}
             if isinstance(request.lora_rank, int):  # alpha follows the rank, at DPOConfig's alpha / rank
                 chosen["lora_alpha"] = request.lora_rank * defaults["lora_alpha"] // defaults["lora_rank"]
@@ -185,7 +186,7 @@ class TrainingManager:
                 data="-",  # replaced below once the dataset is resolved; the other settings are checked now
                 output_dir=str(output_dir),
                 max_steps=steps,
-                num_frames=self.config.train_frames if request.frames is None else request.frames,
+                num_frames=preset["frames"] if request.frames is None else request.frames,
                 checkpointing_steps=(
                     max(1, min(defaults["checkpointing_steps"], steps // 4)) if isinstance(steps, int)
                     else defaults["checkpointing_steps"]
@@ -292,12 +293,22 @@ class TrainingManager:
         }
 
     def setting_defaults(self) -> dict[str, Any]:
-        """``DPOConfig``'s defaults of the settings the Train tab shows. Imports the trainers (torch): call it once
-        the page is up."""
+        """Where the Train tab's inputs start, and what a request that leaves a setting out trains with:
+        ``DPOConfig``'s beta, learning rate and LoRA rank, the studio's step and frame presets, and on the embedded
+        default the world's taste plan over them (``huvidpo.world.taste.TASTE_DPO``, what ``bench/taste.py``
+        measures). Imports the trainers (torch): call it once the page is up."""
         import_model_stack(training=True)
         from huvidpo.training import DPOConfig
 
-        return {f.name: f.default for f in fields(DPOConfig) if f.name in TAB_DPO_SETTINGS}
+        defaults = {f.name: f.default for f in fields(DPOConfig) if f.name in TAB_DPO_SETTINGS}
+        defaults.update(steps=self.config.train_steps, frames=self.config.train_frames)
+        if is_embedded_default(self.config.model):
+            from huvidpo.world.taste import TASTE_DPO
+
+            names = {"max_steps": "steps", "num_frames": "frames"}
+            defaults.update({names.get(name, name): value for name, value in TASTE_DPO.items()
+                             if names.get(name, name) in defaults})
+        return defaults
 
     @staticmethod
     def _settings(run: TrainingRun) -> dict[str, Any]:

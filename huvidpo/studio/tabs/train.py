@@ -2,9 +2,10 @@
 cancel, before/after clips, and the push of its LoRA.
 
 What is unusual here:
-- beta, learning rate and LoRA rank show ``DPOConfig``'s defaults, read when a page loads rather than when the
-  page is built: importing the trainers imports torch, and the app serves its page before that. An endpoint call
-  that leaves them out gets the same defaults (``TrainRequest``'s None).
+- The inputs show ``TrainingManager.setting_defaults()`` (DPOConfig's, the studio's presets, and on the embedded
+  default the world's taste plan), read when a page loads rather than when the page is built: importing the
+  trainers imports torch, and the app serves its page before that. An endpoint call that leaves a setting out
+  gets the same default (``TrainRequest``'s None).
 - Every endpoint answers with what ``TrainingManager.view`` computes; a timer polls it while a run is active.
 """
 
@@ -119,7 +120,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
 
     @handler(config)
     def on_load(user: User):
-        """Per visitor: the tab for maintainers (polling while a run is active), DPOConfig's defaults in the inputs."""
+        """Per visitor: the tab for maintainers (polling while a run is active), the settings' defaults in the inputs."""
         defaults = training.setting_defaults()
         return {
             tab: gr.Tab(visible=user.maintainer),
@@ -127,6 +128,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             beta_box: defaults["beta"],
             learning_rate_box: defaults["learning_rate"],
             rank_box: defaults["lora_rank"],
+            steps_box: defaults["steps"],
+            frames_box: defaults["frames"],
         }
 
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
