@@ -160,3 +160,33 @@ def test_every_format_trains_one_dpo_step_through_the_cli(world_clips, tmp_path,
         torch.set_num_threads(threads)
     assert code == 0, capsys.readouterr().err
     assert "dpo done after 1 steps" in capsys.readouterr().out
+
+
+def test_the_train_tab_trains_a_public_format_from_the_imports_folder(world_clips, tmp_path, tiny_model_dir):
+    from huvidpo.studio.access import User
+    from huvidpo.studio.config import StudioConfig
+    from huvidpo.studio.training import TrainingManager, TrainRequest
+
+    config = StudioConfig(model=str(tiny_model_dir), data_dir=str(tmp_path / "data"), oauth=False, comparison_frames=4,
+                          comparison_steps=1, comparison_prompts=["a red circle moving right on a blue background"])
+    source, prompt, good, bad = world_clips
+    folder = config.root / "imports" / "arena"
+    folder.mkdir(parents=True)
+    (folder / "videos").symlink_to(source / "videos")
+    write_format(folder, "genai-bench", prompt, good, bad)
+    manager = TrainingManager(config)
+    assert "imports/arena" in manager.dataset_choices()
+    with pytest.raises(ValueError, match="No folder 'imports/../x'"):
+        manager.resolve_dataset("imports/../x", "genai-bench")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        manager.start(User(maintainer=True), TrainRequest(dataset="imports/arena", data_format="genai-bench", steps=1,
+                                                          frames=4, lora_rank=4))
+        assert manager.wait(300)
+    finally:
+        torch.set_num_threads(threads)
+    status = manager.status()
+    assert status["state"] == "finished", status
+    assert status["settings"]["data_format"] == "genai-bench" and status["dataset"] == "imports/arena"
+    assert any("1 pairs from 1 genai-bench rows" in line for line in manager.view()["log"].splitlines())

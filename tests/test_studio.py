@@ -344,6 +344,11 @@ def test_training_is_refused_to_non_maintainers_and_checks_its_inputs(tmp_path):
     with pytest.raises(ValueError, match="No export"):
         manager.resolve_dataset("exports/../../x")
     assert manager.resolve_dataset("team/pairs") == "team/pairs"
+    assert manager.resolve_dataset("team/pairs", "genai-bench") == "team/pairs"
+    with pytest.raises(ValueError, match="studio's own format: set the format to 'studio'"):
+        manager.resolve_dataset("votes", "pickapic")
+    with pytest.raises(ValueError, match="data_format must be one of"):
+        manager.start(boss, TrainRequest(dataset="team/pairs", data_format="csv"))
     assert manager.status() == {"state": "idle"}
     view = manager.view()
     assert (view["summary"], view["log"], view["running"]) == ("No run yet.", "", False)
@@ -384,7 +389,7 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
 
     default = DPOConfig()
     assert status["settings"] == {
-        "dataset": "team/pairs", "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
+        "dataset": "team/pairs", "data_format": "studio", "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
         "steps": 2, "lora_rank": 4, "frames": config.train_frames, "seed": default.seed,
     }
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
