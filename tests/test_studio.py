@@ -318,11 +318,11 @@ def test_annotation_sync_pushes_votes_and_pool_but_not_runs_or_generated(tmp_pat
         private.parent.mkdir(parents=True, exist_ok=True)
         private.write_text("stays local")
     api = FolderHubApi(tmp_path / "remote", failures=0)
-    sync = AnnotationSync(config.root, "team/votes", hf_api=api, autostart=False)
+    sync = AnnotationSync(config.root, "team/votes", hf_api=api, autostart=False, path_in_repo="replicas/one")
     assert sync.push_now()
     pushed = sorted(path for commit in api.commits for path in commit)
-    assert "votes.jsonl" in pushed and "pool/manifest.jsonl" in pushed
-    assert all(path == "votes.jsonl" or path.startswith("pool/") for path in pushed)
+    assert "replicas/one/votes.jsonl" in pushed and "replicas/one/pool/manifest.jsonl" in pushed
+    assert all(path == "replicas/one/votes.jsonl" or path.startswith("replicas/one/pool/") for path in pushed)
 
 
 def test_training_is_refused_to_non_maintainers_and_checks_its_inputs(tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ ENV_VOTES_REPO = "HUVIDPO_VOTES_REPO"
 ENV_DATA_DIR = "HUVIDPO_DATA_DIR"
 ENV_IMAGE_MODEL = "HUVIDPO_IMAGE_MODEL"
 ENV_TABS = "HUVIDPO_TABS"
+ENV_REPLICA = "HUVIDPO_REPLICA"
 
 DEFAULT_COMPARISON_PROMPTS = (
     "a red circle moving right on a blue background",
@@ -90,6 +92,11 @@ class StudioConfig:
         default=None, metadata=_help(f"Hub dataset repo the votes and pool are pushed to in the background; env {ENV_VOTES_REPO}.")
     )
     sync_every_minutes: float = field(default=5.0, metadata=_help("Minutes between background pushes of the votes."))
+    replica: str = field(
+        default="",
+        metadata=_help(f"Name of this studio among several pushing to one votes repo (its files go to replicas/<name>/); "
+                       f"env {ENV_REPLICA}. Empty: the Space's id, else the host name."),
+    )
     tabs: list[str] = field(default_factory=lambda: list(TABS), metadata=_help(f"Tabs to show, among {TABS}; env {ENV_TABS}."))
     preload_model: bool = field(default=True, metadata=_help("Load the video model at start-up (else on the first generation)."))
     generate_concurrency: int = field(default=1, metadata=_help("Generations running at once (the pipeline is not re-entrant: keep 1)."))
@@ -130,6 +137,10 @@ class StudioConfig:
             )
         if self.votes_repo is not None:
             self.votes_repo = check_hub_id(self.votes_repo, "votes_repo")
+        if not self.replica:
+            self.replica = os.environ.get("SPACE_ID", "").replace("/", "--") or socket.gethostname() or "local"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", self.replica):
+            raise ValueError(f"replica must be letters, digits, '.', '_' or '-' (a folder name), got {self.replica!r}.")
         for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "keep_generated", "train_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -156,6 +167,7 @@ class StudioConfig:
             "data_dir": os.environ.get(ENV_DATA_DIR),
             "image_model": os.environ.get(ENV_IMAGE_MODEL) or None,
             "tabs": os.environ.get(ENV_TABS),
+            "replica": os.environ.get(ENV_REPLICA),
         }
         values.update({key: value for key, value in env.items() if value})
         values.update({key: value for key, value in overrides.items() if value is not None})

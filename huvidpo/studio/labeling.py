@@ -25,15 +25,20 @@ from huvidpo.annotation import (
     leaderboard,
     pool_progress,
 )
+from huvidpo.annotation.export import REPLICAS_DIR
+from huvidpo.annotation.provenance import image_sha256, revision_of
+from huvidpo.locations import default_model_path
 from huvidpo.studio.config import StudioConfig
-from huvidpo.studio.generation import GeneratedClip
+from huvidpo.studio.generation import GeneratedClip, resolve_lora
 
 SYNCED_FILES = ("votes.jsonl",)
 SYNCED_FOLDERS = ("pool/",)
 
 
 class AnnotationSync(HubSync):
-    """``HubSync`` of the data dir limited to what labelers made: ``votes.jsonl`` and ``pool/``.
+    """``HubSync`` of the data dir limited to what labelers made: ``votes.jsonl`` and ``pool/``, pushed under
+    ``replicas/<replica>/`` so that several studios share one repo without overwriting each other's files
+    (``huvidpo.annotation.export.export_merged`` reads them back as one).
 
     Runs, exports and generated clips stay local (runs are pushed as model repos from the Train tab).
     """
@@ -73,7 +78,8 @@ class LabelingService:
         self.store = VoteStore(self.config.votes_path)
         self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed)
         if self.config.votes_repo:
-            self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes)
+            self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes,
+                                       path_in_repo=f"{REPLICAS_DIR}/{self.config.replica}")
 
     def next_pair(self, labeler: str, session_id: str) -> dict[str, Any] | None:
         """The next pair for this labeler (None when there is nothing left for them)."""
@@ -122,8 +128,21 @@ class LabelingService:
         return progress
 
     def add_clips(self, clips: list[GeneratedClip]) -> list[ClipRecord]:
-        """Put generated clips into the candidate pool (an identical clip is not added twice)."""
-        return [self.pool.add_clip(clip.settings["prompt"], clip.video, clip.settings) for clip in clips]
+        """Put generated clips into the candidate pool (an identical clip is not added twice), with their provenance:
+        the model's and LoRA's revisions and the first frame's hash, which every vote on them is exported with."""
+        return [self.pool.add_clip(clip.settings["prompt"], clip.video, {**clip.settings, **self._provenance(clip)})
+                for clip in clips]
+
+    def _provenance(self, clip: GeneratedClip) -> dict[str, Any]:
+        try:
+            lora = resolve_lora(clip.settings.get("lora"), self.config)
+        except ValueError:  # the LoRA was removed since the clip was made: its revision is unknown
+            lora = None
+        return {
+            "model_revision": revision_of(self.config.model or default_model_path()),
+            "lora_revision": revision_of(lora),
+            "first_frame_sha256": image_sha256(clip.first_frame),
+        }
 
     def stats(self) -> dict[str, Any]:
         """Per-labeler counts, pool progress, agreement and the model leaderboard."""
