@@ -121,6 +121,18 @@ class StudioConfig:
     comparison_frames: int = field(default=8, metadata=_help("Frames of the before/after clips."))
     comparison_steps: int = field(default=10, metadata=_help("Denoising steps of the before/after clips."))
     sampler_seed: int | None = field(default=None, metadata=_help("Seed of the pair sampler (None: random)."))
+    gold_rate: float = field(
+        default=0.0, metadata=_help("Share of the pairs served that are gold checks (a pool clip against a jittered or "
+                                    "frame-shuffled copy of itself; never data). 0: none.")
+    )
+    overlap_share: float = field(
+        default=0.0, metadata=_help("Share of the pairs served that someone else already judged, so agreement is "
+                                    "measured early. 0: every pair is judged once before any twice.")
+    )
+    gold_threshold: float = field(
+        default=0.8, metadata=_help("A labeler whose gold accuracy (over at least 5 gold checks) is below this is "
+                                    "flagged in the stats and can be left out of exports.")
+    )
 
     def __post_init__(self) -> None:
         self.maintainers = [name.lower() for name in split_names(self.maintainers)]
@@ -154,6 +166,11 @@ class StudioConfig:
             raise ValueError(f"train_frames must be >= 2 (frame 0 is the clean condition), got {self.train_frames}.")
         if not self.sync_every_minutes > 0:
             raise ValueError(f"sync_every_minutes must be > 0, got {self.sync_every_minutes}.")
+        for name in ("gold_rate", "overlap_share"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} is a share of the pairs served, from 0 to below 1; got {getattr(self, name)}.")
+        if not 0 <= self.gold_threshold <= 1:
+            raise ValueError(f"gold_threshold is an accuracy from 0 to 1, got {self.gold_threshold}.")
         if not self.comparison_prompts or self.comparison_frames < 2 or self.comparison_steps < 1:
             raise ValueError("The before/after comparison needs at least one prompt, >= 2 frames and >= 1 step.")
 
@@ -192,6 +209,11 @@ class StudioConfig:
         return self.root / "pool"
 
     @property
+    def gold_dir(self) -> Path:
+        """The degraded copies behind gold pairs: a pool of their own, never data."""
+        return self.root / "gold"
+
+    @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
@@ -211,7 +233,7 @@ class StudioConfig:
     def served_dirs(self) -> list[Path]:
         """The only folders whose files the app hands to a browser (Gradio's ``allowed_paths``): media, never
         votes.jsonl, manifests or exports."""
-        return [self.generated_dir, self.pool_dir / "videos", self.runs_dir, ASSETS_DIR]
+        return [self.generated_dir, self.pool_dir / "videos", self.gold_dir / "videos", self.runs_dir, ASSETS_DIR]
 
     def make_dirs(self) -> None:
         for folder in (self.root, self.pool_dir, self.exports_dir, self.loras_dir, *self.served_dirs):

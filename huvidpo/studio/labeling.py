@@ -26,6 +26,8 @@ from huvidpo.annotation import (
     pool_progress,
 )
 from huvidpo.annotation.export import REPLICAS_DIR
+from huvidpo.annotation.gold import GoldMaker
+from huvidpo.annotation.stats import flagged_labelers
 from huvidpo.annotation.provenance import image_sha256, revision_of
 from huvidpo.locations import default_model_path
 from huvidpo.studio.config import StudioConfig
@@ -69,6 +71,7 @@ class LabelingService:
     config: StudioConfig
     pool: CandidatePool = field(init=False)
     store: VoteStore = field(init=False)
+    gold: GoldMaker = field(init=False)
     sampler: PairSampler = field(init=False)
     sync: HubSync | None = field(init=False, default=None)
 
@@ -76,7 +79,9 @@ class LabelingService:
         self.config.make_dirs()
         self.pool = CandidatePool(self.config.pool_dir)
         self.store = VoteStore(self.config.votes_path)
-        self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed)
+        self.gold = GoldMaker(self.pool, CandidatePool(self.config.gold_dir), seed=self.config.sampler_seed or 0)
+        self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed, gold=self.gold,
+                                   gold_rate=self.config.gold_rate, overlap_share=self.config.overlap_share)
         if self.config.votes_repo:
             self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes,
                                        path_in_repo=f"{REPLICAS_DIR}/{self.config.replica}")
@@ -114,11 +119,16 @@ class LabelingService:
             return {"pair": payload, "left_video": None, "right_video": None, "headline": done, "counter": counter}
         return {
             "pair": {**pair, "done": False, "message": message, "progress": progress, "last_vote": last_vote},
-            "left_video": str(self.pool.video_path(pair["left_clip"])),
-            "right_video": str(self.pool.video_path(pair["right_clip"])),
+            "left_video": str(self._video_path(pair["left_clip"])),
+            "right_video": str(self._video_path(pair["right_clip"])),
             "headline": pair["prompt"],
             "counter": counter,
         }
+
+    def _video_path(self, clip_id: str) -> Path:
+        """A clip's video, in the pool or among the gold copies."""
+        pool = self.pool if clip_id in self.pool else self.gold.gold_pool
+        return pool.video_path(clip_id)
 
     def progress(self, labeler: str | None = None) -> dict[str, Any]:
         """Pool coverage, and this labeler's effective votes."""
@@ -130,8 +140,12 @@ class LabelingService:
     def add_clips(self, clips: list[GeneratedClip]) -> list[ClipRecord]:
         """Put generated clips into the candidate pool (an identical clip is not added twice), with their provenance:
         the model's and LoRA's revisions and the first frame's hash, which every vote on them is exported with."""
-        return [self.pool.add_clip(clip.settings["prompt"], clip.video, {**clip.settings, **self._provenance(clip)})
-                for clip in clips]
+        records = [self.pool.add_clip(clip.settings["prompt"], clip.video, {**clip.settings, **self._provenance(clip)})
+                   for clip in clips]
+        if self.config.gold_rate > 0:
+            for record in records:
+                self.gold.copy_of(record)
+        return records
 
     def _provenance(self, clip: GeneratedClip) -> dict[str, Any]:
         try:
@@ -147,17 +161,20 @@ class LabelingService:
     def stats(self) -> dict[str, Any]:
         """Per-labeler counts, pool progress, agreement and the model leaderboard."""
         return {
-            "labelers": labeler_stats(self.store),
+            "labelers": labeler_stats(self.store, gold_threshold=self.config.gold_threshold),
             "progress": pool_progress(self.pool, self.store),
             "agreement": inter_annotator_agreement(self.store),
             "leaderboard": leaderboard(self.store, self.pool),
             "sync": self.sync.status() if self.sync is not None else None,
         }
 
-    def export(self, min_votes: int = 1) -> tuple[Path, int]:
-        """Export the decided pairs to ``exports/votes-<time>``: (folder, number of pairs)."""
+    def export(self, min_votes: int = 1, exclude_flagged: bool = False) -> tuple[Path, int]:
+        """Export the decided pairs to ``exports/votes-<time>``: (folder, number of pairs); ``exclude_flagged``
+        leaves out the votes of labelers flagged by their gold accuracy."""
         out_dir = unique_dir(self.config.exports_dir, f"votes-{time.strftime('%Y%m%d-%H%M%S')}")
-        dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes)
+        excluded = flagged_labelers(self.store, self.config.gold_threshold) if exclude_flagged else []
+        dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes, exclude_labelers=excluded,
+                                     replica=self.config.replica)
         return out_dir, len(dataset)
 
     def close(self) -> None:
