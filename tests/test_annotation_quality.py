@@ -3,6 +3,7 @@ at a set rate and never counted as data, per-labeler gold accuracy / position bi
 overlap for agreement, and the studio's stats and export using them."""
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +145,68 @@ def test_bad_rates_are_refused(world_pool, tmp_path):
         PairSampler(world_pool, store, gold_rate=0.1)
     with pytest.raises(ValueError, match="overlap_share is a share"):
         PairSampler(world_pool, store, overlap_share=-0.1)
+
+
+def test_the_studio_serves_gold_pairs_and_shows_gold_bias_and_alpha(tmp_path, capsys):
+    from huvidpo.studio.app import build_parser, config_from_args, main
+    from huvidpo.studio.generation import GeneratedClip
+    from huvidpo.studio.labeling import LabelingService
+
+    args = build_parser().parse_args(["--data-dir", str(tmp_path / "data"), "--gold-rate", "0.5", "--overlap-share", "0.2",
+                                      "--gold-threshold", "0.7", "--replica", "space-a"])
+    config = config_from_args(args)
+    assert (config.gold_rate, config.overlap_share, config.gold_threshold, config.replica) == (0.5, 0.2, 0.7, "space-a")
+    assert main(["--gold-rate", "1.5", "--data-dir", str(tmp_path / "other")]) == 2
+    assert "gold_rate is a share of the pairs served" in capsys.readouterr().err
+
+    labeling = LabelingService(config)
+    spec = sample_specs(1, seed=5, num_frames=FRAMES)[0]
+    clips = []
+    for seed in range(2):
+        video = write_video(render_clip(spec, FRAMES, 32, seed=seed, jitter=seed), tmp_path / f"c{seed}.mp4")
+        video.with_suffix(".png").write_bytes(b"")
+        clips.append(GeneratedClip(video=video, first_frame=video.with_suffix(".png"), settings={"prompt": spec.prompt, "seed": seed}))
+    records = labeling.add_clips(clips)
+    assert len(labeling.gold.gold_pool) == 2 and all("model_revision" in r.settings for r in records)
+    assert config.gold_dir / "videos" in config.served_dirs
+    shown = Counter()
+    for labeler in ("ann", "ben"):
+        while (pair := labeling.next_pair(labeler, "s")) is not None:
+            view = labeling.view(labeler, pair)
+            assert all(Path(view[side]).is_file() for side in ("left_video", "right_video"))
+            served = labeling.sampler._served[(labeler, "s")]
+            shown["gold" if served.gold else "data"] += 1
+            labeling.vote(labeler, "s", pair["token"], "left")
+    assert shown["data"] == 2 and shown["gold"] >= 1
+    stats = labeling.stats()
+    rows = {row["labeler"]: row for row in stats["labelers"]}
+    assert {"gold", "gold_accuracy", "left_share", "median_response_ms", "flagged"} <= set(rows["ann"])
+    assert rows["ann"]["left_share"] == 1.0 and rows["ann"]["votes"] == 1
+    assert stats["agreement"]["pairs"] == 1 and "krippendorff_alpha" in stats["agreement"]
+    assert stats["progress"]["pairs_judged"] == 1
+    folder, pairs = labeling.export(exclude_flagged=True)
+    assert (folder / "votes.jsonl").read_text().count('"replica": "space-a"') == 2
+
+
+def test_the_train_tab_can_leave_flagged_labelers_out_of_the_votes_it_trains_on(tmp_path):
+    from huvidpo.annotation.votes import Vote
+    from huvidpo.studio.config import StudioConfig
+    from huvidpo.studio.labeling import LabelingService
+    from huvidpo.studio.training import TrainingManager
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False)
+    labeling = LabelingService(config)
+    a = labeling.pool.add_clip("p", b"clip a", {"seed": 0})
+    b = labeling.pool.add_clip("p", b"clip b", {"seed": 1})
+    copy = labeling.gold.gold_pool.add_clip("p", b"clip a, degraded", {"seed": 0, GOLD_OF: a.clip_id})
+    for labeler, ok in (("good", True), ("bad", False)):
+        labeling.store.append(Vote(labeler=labeler, choice="left", left_clip=a.clip_id, right_clip=b.clip_id, prompt="p"))
+        for _ in range(5):
+            labeling.store.append(Vote(labeler=labeler, choice="left" if ok else "right", left_clip=a.clip_id,
+                                       right_clip=copy.clip_id, prompt="p", gold=a.clip_id))
+    manager = TrainingManager(config, labeling)
+    kept = Path(manager.resolve_dataset("votes", exclude_flagged=True))
+    everyone = Path(manager.resolve_dataset("votes"))
+    assert len((kept / "votes.jsonl").read_text().splitlines()) == 1
+    assert len((everyone / "votes.jsonl").read_text().splitlines()) == 2
+    assert "flagged" in (everyone / "README.md").read_text() and "left out" in (kept / "README.md").read_text()

@@ -389,7 +389,7 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
 
     default = DPOConfig()
     assert status["settings"] == {
-        "dataset": "team/pairs", "data_format": "studio", "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
+        "dataset": "team/pairs", "data_format": "studio", "exclude_flagged": False, "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
         "steps": 2, "lora_rank": 4, "frames": config.train_frames, "seed": default.seed,
     }
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")

@@ -26,7 +26,7 @@ from huvidpo.annotation import (
     pool_progress,
 )
 from huvidpo.annotation.export import REPLICAS_DIR
-from huvidpo.annotation.gold import GoldMaker
+from huvidpo.annotation.gold import GOLD_OF, GoldMaker
 from huvidpo.annotation.stats import flagged_labelers
 from huvidpo.annotation.provenance import image_sha256, revision_of
 from huvidpo.locations import default_model_path
@@ -82,6 +82,8 @@ class LabelingService:
         self.gold = GoldMaker(self.pool, CandidatePool(self.config.gold_dir), seed=self.config.sampler_seed or 0)
         self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed, gold=self.gold,
                                    gold_rate=self.config.gold_rate, overlap_share=self.config.overlap_share)
+        if self.config.gold_rate > 0:  # clips that entered the pool before gold checks were on get their copy now
+            self.make_gold_copies()
         if self.config.votes_repo:
             self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes,
                                        path_in_repo=f"{REPLICAS_DIR}/{self.config.replica}")
@@ -146,6 +148,14 @@ class LabelingService:
             for record in records:
                 self.gold.copy_of(record)
         return records
+
+    def make_gold_copies(self) -> int:
+        """Give every pool clip without one its degraded copy (decodes each once); returns how many were made."""
+        having = {copy.settings.get(GOLD_OF) for copy in self.gold.gold_pool.clips()}
+        missing = [clip for clip in self.pool.clips() if clip.clip_id not in having]
+        for clip in missing:
+            self.gold.copy_of(clip)
+        return len(missing)
 
     def _provenance(self, clip: GeneratedClip) -> dict[str, Any]:
         try:

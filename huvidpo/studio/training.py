@@ -46,6 +46,7 @@ class TrainRequest:
 
     dataset: str = VOTES_DATASET
     data_format: str = STUDIO
+    exclude_flagged: bool = False  # 'votes': leave out labelers flagged by their gold accuracy
     model: str = ""
     beta: float | None = None
     learning_rate: float | None = None
@@ -147,7 +148,7 @@ class TrainingManager:
         imports = sorted(f"{IMPORTS}/{f.name}" for f in self.imports_dir.iterdir() if f.is_dir()) if self.imports_dir.is_dir() else []
         return [VOTES_DATASET, *exports, *imports]
 
-    def resolve_dataset(self, dataset: str, data_format: str = STUDIO) -> str:
+    def resolve_dataset(self, dataset: str, data_format: str = STUDIO, exclude_flagged: bool = False) -> str:
         """A dataset choice -> the ``data`` the trainer reads: an export folder, or a Hub dataset id (in the studio's
         format or, with ``data_format``, a public schema)."""
         if dataset in ("", VOTES_DATASET) or dataset.startswith("exports/"):
@@ -157,7 +158,7 @@ class TrainingManager:
         if dataset in ("", VOTES_DATASET):
             if self.labeling is None:
                 raise ValueError("This app has no Label tab, so there are no local votes: give a Hub dataset id.")
-            folder, pairs = self.labeling.export()
+            folder, pairs = self.labeling.export(exclude_flagged=exclude_flagged)
             if pairs == 0:
                 raise ValueError(
                     "No decided pairs to train on yet: a pair needs at least one left/right vote (ties, 'both bad' "
@@ -215,7 +216,8 @@ class TrainingManager:
                 checkpoints_total_limit=CHECKPOINTS_KEPT,
                 **chosen,
             )
-            dpo_config = replace(dpo_config, data=self.resolve_dataset(request.dataset, request.data_format))
+            dpo_config = replace(dpo_config, data=self.resolve_dataset(request.dataset, request.data_format,
+                                                                       request.exclude_flagged))
             run = TrainingRun(
                 run_id=output_dir.name, output_dir=output_dir, started_by=user.name or "local maintainer",
                 request=request, max_steps=steps, dataset=dpo_config.data, dpo_config=dpo_config,
