@@ -95,7 +95,9 @@ def load_rows(source: Any, what: str) -> tuple[Any, Path | str]:
         if "train" not in source:
             raise ValueError(f"The {what} DatasetDict has splits {list(source)}; give one split (e.g. dataset['train']).")
         source = source["train"]
-    if isinstance(source, (datasets.Dataset, list, tuple)):
+    if isinstance(source, datasets.Dataset):
+        return _undecoded(source), Path.cwd()
+    if isinstance(source, (list, tuple)):
         return source, Path.cwd()
     if not isinstance(source, (str, os.PathLike)) or not str(source):
         raise ValueError(f"No {what} data given: set data to a folder with {METADATA_NAME} or a Hub dataset id.")
@@ -183,8 +185,9 @@ def video_paths(values: list[Any], origin: Path | str, where: list[str]) -> list
         if is_url(value):
             raise ValueError(f"{place}: {value!r:.80} is a web address; download the videos and give their local paths.")
         names.append(Path(value).expanduser())
-    if isinstance(origin, str):
-        origin = _fetch_files(origin, sorted({name.as_posix() for name in names if not name.is_absolute()}))
+    relative = sorted({name.as_posix() for name in names if not name.is_absolute()})
+    if isinstance(origin, str) and relative:  # a Video column's files are already local: nothing to fetch
+        origin = _fetch_files(origin, relative)
     paths = []
     for name, place in zip(names, where):
         path = name if name.is_absolute() else origin / name
