@@ -244,7 +244,9 @@ def _table(source: Any, data_format: str, split: str, subset: str | None) -> tup
     import datasets
 
     if isinstance(source, datasets.DatasetDict):
-        source = source[split] if split in source else source
+        if split not in source:
+            raise ValueError(f"The dataset has splits {list(source)}, not {split!r}: set data_split to one of them.")
+        source = source[split]
     if isinstance(source, (datasets.Dataset, list, tuple)):
         return [dict(row) for row in source], Path.cwd()
     path = Path(str(source)).expanduser()
