@@ -210,3 +210,15 @@ def test_the_train_tab_can_leave_flagged_labelers_out_of_the_votes_it_trains_on(
     assert len((kept / "votes.jsonl").read_text().splitlines()) == 1
     assert len((everyone / "votes.jsonl").read_text().splitlines()) == 2
     assert "flagged" in (everyone / "README.md").read_text() and "left out" in (kept / "README.md").read_text()
+
+
+def test_undoing_a_gold_vote_serves_the_same_gold_pair_again(world_pool, tmp_path):
+    sampler, store = campaign(tmp_path, world_pool, gold_rate=0.9, seed=2)
+    while (pair := sampler.next_pair("ann", "s")).gold is None:  # 9 in 10 are gold: a data pair first is voted on
+        sampler.record_vote("ann", "s", pair.token, "skip")
+    assert pair.gold in (pair.left.clip_id, pair.right.clip_id)
+    recorded = sampler.record_vote("ann", "s", pair.token, "left", left_clip=pair.left.clip_id, right_clip=pair.right.clip_id)
+    assert recorded.gold == pair.gold
+    again = sampler.undo_last("ann", "s")
+    assert (again.pair_id, again.left, again.right, again.gold) == (pair.pair_id, pair.left, pair.right, pair.gold)
+    assert all(vote.gold is None for vote in store.effective_votes())
