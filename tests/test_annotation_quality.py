@@ -117,8 +117,8 @@ def test_a_labeler_below_the_gold_threshold_is_flagged_and_can_be_left_out(world
     assert stats["bad"]["gold_accuracy"] == 0.0
     export_preferences(store, world_pool, tmp_path / "all")
     without = export_preferences(store, world_pool, tmp_path / "without", exclude_labelers={"bad"})
-    assert len((tmp_path / "all" / "votes.jsonl").read_text().splitlines()) == 12  # data votes of both
-    assert len((tmp_path / "without" / "votes.jsonl").read_text().splitlines()) == 6
+    assert len((tmp_path / "all" / "vote_details.jsonl").read_text().splitlines()) == 12  # data votes of both
+    assert len((tmp_path / "without" / "vote_details.jsonl").read_text().splitlines()) == 6
     assert sum(row["n_w"] + row["n_l"] for row in without) == 6 and len(without) == 6
 
 
@@ -185,7 +185,7 @@ def test_the_studio_serves_gold_pairs_and_shows_gold_bias_and_alpha(tmp_path, ca
     assert stats["agreement"]["pairs"] == 1 and "krippendorff_alpha" in stats["agreement"]
     assert stats["progress"]["pairs_judged"] == 1
     folder, pairs = labeling.export(exclude_flagged=True)
-    assert (folder / "votes.jsonl").read_text().count('"replica": "space-a"') == 2
+    assert (folder / "vote_details.jsonl").read_text().count('"replica": "space-a"') == 2
 
 
 def test_the_train_tab_can_leave_flagged_labelers_out_of_the_votes_it_trains_on(tmp_path):
@@ -207,8 +207,8 @@ def test_the_train_tab_can_leave_flagged_labelers_out_of_the_votes_it_trains_on(
     manager = TrainingManager(config, labeling)
     kept = Path(manager.resolve_dataset("votes", exclude_flagged=True))
     everyone = Path(manager.resolve_dataset("votes"))
-    assert len((kept / "votes.jsonl").read_text().splitlines()) == 1
-    assert len((everyone / "votes.jsonl").read_text().splitlines()) == 2
+    assert len((kept / "vote_details.jsonl").read_text().splitlines()) == 1
+    assert len((everyone / "vote_details.jsonl").read_text().splitlines()) == 2
     assert "flagged" in (everyone / "README.md").read_text() and "left out" in (kept / "README.md").read_text()
 
 

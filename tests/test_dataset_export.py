@@ -59,14 +59,14 @@ def test_load_dataset_reads_the_export_with_video_features_and_a_votes_config(st
         assert read_video(row["video_w"]["path"]).shape == (4, 32, 32, 3)
     assert sorted(files["clip_w"]) == ["b", "c"] and set(files["prompt"]) == {PROMPT}
 
-    votes = datasets.load_dataset("json", data_files=str(out / "votes.jsonl"), split="train", cache_dir=str(tmp_path / "cache"))
+    votes = datasets.load_dataset("json", data_files=str(out / "vote_details.jsonl"), split="train", cache_dir=str(tmp_path / "cache"))
     assert len(votes) == 3  # the gold check is not data
     by_id = {row["left_clip"] + row["right_clip"]: row for row in votes}
     first = by_id["ab"]
     assert (first["choice"], first["chosen_side"], first["response_ms"], first["replica"]) == ("right", "right", 1200, "space-one")
     assert (first["left_seed"], first["right_seed"], first["left_model_revision"], first["right_lora_revision"]) == (1, 2, "m1", "l1")
     assert (first["left_first_frame_sha256"], first["right_first_frame_sha256"]) == ("f1", "f2")
-    assert first["labeler"] == labeler_pseudonym("alice") and "alice" not in (out / "votes.jsonl").read_text()
+    assert first["labeler"] == labeler_pseudonym("alice") and "alice" not in (out / "vote_details.jsonl").read_text()
     decoded = by_id["ca"]["left_first_frame_sha256"]
     assert decoded == frame_sha256(read_video(pool.video_path("c"))[0]) and by_id["bc"]["chosen_side"] is None
 
@@ -105,7 +105,7 @@ def test_replicas_merge_without_duplicates(studio_data, tmp_path):
     assert set(clips) == {"a", "b", "c"} and replicas[shared.vote_id] == "one"
     exported = export_merged(repo, tmp_path / "merged")
     assert sorted((row["clip_w"], row["clip_l"], row["n_w"]) for row in exported) == [("a", "b", 1), ("c", "b", 1)]
-    rows = [json.loads(line) for line in (tmp_path / "merged" / "votes.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "merged" / "vote_details.jsonl").read_text().splitlines()]
     assert sorted(row["replica"] for row in rows) == ["one", "one"]
     with pytest.raises(ValueError, match="no votes.jsonl"):
         merge_replicas(tmp_path / "studio-less")

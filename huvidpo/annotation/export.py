@@ -11,7 +11,7 @@ What is unusual here:
   `video_w` / `video_l`. Decoding a `Video` needs torchcodec, which is not installed here (its PyPI wheel needs
   CUDA libraries beside our CPU torch): the trainer reads the clips' paths and decodes them itself.
 - `README.md` is a `huggingface_hub.DatasetCard`: schema, counts, labelers as pseudonyms (a hash of the name),
-  licence, how to load. `votes.jsonl` beside it has one row per vote: the side chosen, response time, and per
+  licence, how to load. `vote_details.jsonl` beside it has one row per vote: the side chosen, response time, and per
   side the seed, model, LoRA, their revisions and the first frame's hash (`huvidpo.annotation.provenance`). It is
   not a config of the card: `datasets` reads every config of a repo with one builder, here videofolder.
 - Gold votes (checks against a degraded copy) are never data, and labelers can be left out by name.
@@ -43,7 +43,8 @@ from huvidpo.annotation.votes import Choice, Vote, VoteStore, apply_undos, data_
 METADATA_NAME = "metadata.jsonl"
 CARD_NAME = "README.md"
 RAW_VOTES_NAME = "raw_votes.jsonl"
-VOTES_NAME = "votes.jsonl"  # the export's per-vote table (config "votes")
+VOTES_NAME = "vote_details.jsonl"  # the export's per-vote table (the raw log is votes.jsonl / raw_votes.jsonl)
+LOG_NAME = "votes.jsonl"  # a replica's raw vote log
 EXPORT_VIDEOS_DIR = "videos"
 REPLICAS_DIR = "replicas"  # a votes repo: replicas/<name>/{votes.jsonl, pool/}
 FILE_NAME_SUFFIX = "_file_name"  # the datasets folder convention for a column of files
@@ -148,7 +149,7 @@ def export_preferences(
     exclude_labelers: Iterable[str] = (),
     replica: str = "",
 ) -> datasets.Dataset:
-    """Write `out_dir/{metadata.jsonl, votes.jsonl, README.md, videos/}` with one row per decided pair; return the
+    """Write `out_dir/{metadata.jsonl, vote_details.jsonl, README.md, videos/}` with one row per decided pair; return the
     pairs (video paths relative to `out_dir`).
 
     `min_votes` is the minimum number of decisive (left/right) votes a pair needs; the votes of
@@ -180,9 +181,9 @@ def merge_replicas(folder: str | os.PathLike) -> tuple[list[Vote], dict[str, Sou
     clips: dict[str, SourcedClip] = {}
     found = False
     for name, root in sources:
-        if (root / "votes.jsonl").is_file():
+        if (root / LOG_NAME).is_file():
             found = True
-            for vote in VoteStore(root / "votes.jsonl").read():
+            for vote in VoteStore(root / LOG_NAME).read():
                 if vote.vote_id not in records:
                     records[vote.vote_id] = vote
                     replicas[vote.vote_id] = name
@@ -405,7 +406,7 @@ both bad: {choices["both_bad"]}, skip: {choices["skip"]}); gold checks, never da
 generation settings (model, LoRA, seed, ...) as JSON. On disk the clips are `video_w_file_name` /
 `video_l_file_name`, paths relative to this folder.
 
-## Schema: votes (`votes.jsonl`)
+## Schema: votes (`{VOTES_NAME}`)
 
 | column | type | meaning |
 |---|---|---|
