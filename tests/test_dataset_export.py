@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import DatasetCard
 from PIL import Image
 
-from huvidpo.annotation.export import export_merged, export_preferences, merge_replicas
+from huvidpo.annotation.export import export_merged, export_preferences, main, merge_replicas
 from huvidpo.annotation.pool import CandidatePool
 from huvidpo.annotation.provenance import frame_sha256, image_sha256, revision_of, video_first_frame_sha256
 from huvidpo.annotation.stats import labeler_pseudonym
@@ -87,7 +87,7 @@ def test_flagged_labelers_can_be_left_out_of_the_export(studio_data, tmp_path):
     assert "left out of this export: 1" in (tmp_path / "export" / "README.md").read_text()
 
 
-def test_replicas_merge_without_duplicates(studio_data, tmp_path):
+def test_replicas_merge_without_duplicates(studio_data, tmp_path, capsys):
     """Two studios push to replicas/one and replicas/two of one repo; a vote copied into both counts once."""
     pool, store = studio_data
     repo = tmp_path / "repo"
@@ -109,6 +109,11 @@ def test_replicas_merge_without_duplicates(studio_data, tmp_path):
     assert sorted(row["replica"] for row in rows) == ["one", "one"]
     with pytest.raises(ValueError, match="no votes.jsonl"):
         merge_replicas(tmp_path / "studio-less")
+    assert main([str(repo), str(tmp_path / "from-cli"), "--min-votes", "1"]) == 0
+    from_cli, merged = PreferencePairs.load(tmp_path / "from-cli"), PreferencePairs.load(tmp_path / "merged")
+    assert [p.name for p in from_cli.videos_w + from_cli.videos_l] == [p.name for p in merged.videos_w + merged.videos_l]
+    assert main(["nobody/no-votes-here", str(tmp_path / "x")]) == 2  # tests run offline
+    assert "could not be downloaded" in capsys.readouterr().err
 
 
 def test_provenance_revisions_and_hashes(tmp_path):

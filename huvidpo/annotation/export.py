@@ -37,8 +37,9 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from huvidpo.annotation.pool import MANIFEST_NAME, CandidatePool, ClipRecord
 from huvidpo.annotation.provenance import video_first_frame_sha256
-from huvidpo.annotation.stats import labeler_quality, labeler_pseudonym
+from huvidpo.annotation.stats import GOLD_THRESHOLD, labeler_pseudonym, labeler_quality
 from huvidpo.annotation.votes import Choice, Vote, VoteStore, apply_undos, data_votes
+from huvidpo.locations import is_hub_id
 
 METADATA_NAME = "metadata.jsonl"
 CARD_NAME = "README.md"
@@ -162,13 +163,35 @@ def export_preferences(
                         {vote.vote_id: replica for vote in votes})
 
 
-def export_merged(folder: str | os.PathLike, out_dir: str | os.PathLike, **options: Any) -> datasets.Dataset:
-    """:func:`export_preferences` over every replica in `folder` (a local copy of a votes repo), merged.
-
-    `options` are those of :func:`export_preferences` but `replica`.
+def export_merged(
+    folder: str | os.PathLike, out_dir: str | os.PathLike, exclude_flagged: bool = False,
+    gold_threshold: float = GOLD_THRESHOLD, **options: Any,
+) -> datasets.Dataset:
+    """:func:`export_preferences` over every replica in `folder` (a local copy of a votes repo, or its Hub id),
+    merged. `exclude_flagged` leaves out the labelers whose gold accuracy over all replicas is below
+    `gold_threshold`; `options` are those of :func:`export_preferences` but `replica`.
     """
+    if not Path(folder).expanduser().is_dir() and is_hub_id(str(folder)):
+        folder = _download_votes_repo(str(folder))
     votes, clips, replicas = merge_replicas(folder)
+    if exclude_flagged:
+        quality = labeler_quality(votes, gold_threshold)
+        flagged = {name for name, row in quality.items() if row["flagged"]}
+        options["exclude_labelers"] = set(options.get("exclude_labelers", ())) | flagged
     return export_votes(votes, clips, out_dir, replicas=replicas, **options)
+
+
+def _download_votes_repo(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset"))
+    except Exception as err:  # noqa: BLE001 - offline, no access, no such repo: one piece of advice
+        raise ValueError(
+            f"The votes repo '{repo_id}' could not be downloaded ({type(err).__name__}: {err}). Check the id, your "
+            f"login and the network, or download it (`hf download --repo-type dataset {repo_id} --local-dir DIR`) "
+            "and give DIR."
+        ) from err
 
 
 def merge_replicas(folder: str | os.PathLike) -> tuple[list[Vote], dict[str, SourcedClip], dict[str, str]]:
@@ -491,3 +514,33 @@ def pairs_from_scores(store: VoteStore, pool: CandidatePool, min_gap: float = 1)
                     }
                 )
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m huvidpo.annotation.export VOTES OUT``: the merged export of a votes repo (its Hub id or a local
+    copy) that one or several studios push to, ready to train on (``python -m huvidpo.train dpo --data OUT``)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m huvidpo.annotation.export", description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("votes", help="The votes repo: a Hub dataset id, or a local copy of it.")
+    parser.add_argument("out", help="Folder to write the export to.")
+    parser.add_argument("--min-votes", type=int, default=1, help="Decisive votes a pair needs (default 1).")
+    parser.add_argument("--include-ties", action="store_true", help="Also export pairs whose win counts are equal.")
+    parser.add_argument("--exclude-flagged", action="store_true", help="Leave out labelers flagged by gold checks.")
+    parser.add_argument("--gold-threshold", type=float, default=GOLD_THRESHOLD,
+                        help=f"Gold accuracy below which a labeler is flagged (default {GOLD_THRESHOLD}).")
+    parser.add_argument("--license", default="cc-by-4.0", help="Licence of the dataset card (default cc-by-4.0).")
+    args = parser.parse_args(argv)
+    try:
+        pairs = export_merged(args.votes, args.out, exclude_flagged=args.exclude_flagged, gold_threshold=args.gold_threshold,
+                              include_ties=args.include_ties, min_votes=args.min_votes, dataset_license=args.license)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"Exported {len(pairs)} pairs to {args.out}.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
