@@ -38,12 +38,15 @@ def test_pickapic_labels_decide_and_ties_follow_the_option(clips):
         {"caption": "p2", "label_0": 0.0, "label_1": 1.0, "video_0": "videos/a.mp4", "video_1": "videos/b.mp4", "has_label": True},
         {"caption": "p3", "label_0": 0.5, "label_1": 0.5, "video_0": "videos/c.mp4", "video_1": "videos/d.mp4", "has_label": True},
         {"caption": "p4", "label_0": 0.0, "label_1": 0.0, "video_0": "videos/c.mp4", "video_1": "videos/d.mp4", "has_label": False},
+        {"caption": "p5", "label_0": 1.0, "label_1": 0.0, "video_0": "videos/c.mp4", "video_1": "videos/c.mp4", "has_label": True,
+         "are_different": False},
     ]
     write_jsonl(clips / "metadata.jsonl", rows)
     found, origin, report = read_preference_pairs(clips, "pickapic")
     assert pairs_of(found) == [("p1", "videos/a.mp4", "videos/b.mp4"), ("p2", "videos/b.mp4", "videos/a.mp4")]
     assert origin == clips.resolve()
-    assert report.dropped == {"tie": 1, "no label": 1} and "2 pairs from 4 pickapic rows" in report.summary()
+    assert report.dropped == {"tie": 1, "no label": 1, "the same clip twice": 1}
+    assert "2 pairs from 5 pickapic rows" in report.summary()
     kept, _, report = read_preference_pairs(clips, "pickapic", ties="keep")
     assert pairs_of(kept)[2:] == [("p3", "videos/c.mp4", "videos/d.mp4"), ("p3", "videos/d.mp4", "videos/c.mp4")]
     assert report.kept == {"tie": 1}

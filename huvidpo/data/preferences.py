@@ -12,7 +12,7 @@ What is unusual here:
 
 Schema facts used (from each project's published card, README or code, looked up when this was written):
 - **Pick-a-Pic v2** (``yuvalkirstain/pickapic_v2``): ``caption``, ``label_0`` / ``label_1`` (float64; 1/0 for a
-  preference, 0.5/0.5 for a tie), ``has_label``, images in ``jpg_0`` / ``jpg_1``. Pick-a-Pic holds images;
+  preference, 0.5/0.5 for a tie), ``has_label``, ``are_different``, images in ``jpg_0`` / ``jpg_1``. Pick-a-Pic holds images;
   a video dataset in its schema puts the two clips' paths in ``video_0`` / ``video_1`` (read here).
 - **VideoReward** (KwaiVGI VideoAlign, ``datasets/train/README.md``): a CSV with ``path_A``, ``path_B``,
   ``prompt`` and ``VQ`` / ``MQ`` / ``TA`` (visual quality, motion quality, text alignment), each ``A``, ``B``
@@ -45,7 +45,7 @@ CRITERIA = ("majority", "VQ", "MQ", "TA")  # VideoReward's three labels, or the 
 KEEP_OR_DROP = ("drop", "keep")
 
 # one outcome per row
-FIRST, SECOND, TIE, BOTH_BAD, UNLABELED = "first", "second", "tie", "both_bad", "unlabeled"
+FIRST, SECOND, TIE, BOTH_BAD, UNLABELED, IDENTICAL = "first", "second", "tie", "both_bad", "unlabeled", "identical"
 GENAI_BENCH_VOTES = {"leftvote": FIRST, "rightvote": SECOND, "tievote": TIE, "bothbad_vote": BOTH_BAD}
 VIDEOREWARD_LABELS = {"A": FIRST, "B": SECOND, "same": TIE}
 VIDEODPO_PAIRS, VIDEODPO_VIDEOS = "pair.json", "metadata.json"
@@ -129,6 +129,8 @@ def _pickapic(records: list[dict[str, Any]], criterion: str) -> Iterable[Outcome
         label_0, label_1 = row["label_0"], row["label_1"]
         if row.get("has_label") is False or label_0 is None or label_1 is None:
             result = UNLABELED
+        elif row.get("are_different") is False:
+            result = IDENTICAL
         else:
             result = FIRST if label_0 > label_1 else SECOND if label_1 > label_0 else TIE
         yield Outcome(row["caption"], row["video_0"], row["video_1"], result, f"Row {index}")
@@ -175,8 +177,8 @@ def _pairs_from_outcomes(outcomes: list[Outcome], policy: dict[str, str], report
     rows = []
     report.rows = len(outcomes)
     for outcome in outcomes:
-        if outcome.result == UNLABELED:
-            report.dropped["no label"] += 1
+        if outcome.result in (UNLABELED, IDENTICAL):
+            report.dropped["no label" if outcome.result == UNLABELED else "the same clip twice"] += 1
             continue
         if outcome.result in (TIE, BOTH_BAD):
             name = "tie" if outcome.result == TIE else "both bad"

@@ -4,6 +4,8 @@ What is unusual here:
 - Rows come through ``datasets``: a folder's ``metadata.jsonl`` (the studio's export, or any folder in the
   ``datasets`` convention) through its JSON builder, a Hub dataset through ``load_dataset`` (its videos then
   fetched by ``snapshot_download``), or a ``Dataset`` / list of dicts given in Python.
+- Public preference schemas (Pick-a-Pic, VideoReward, VideoDPO, GenAI-Bench, per-clip scores) become pairs in
+  :mod:`huvidpo.data.preferences`; ``PreferencePairs.load(..., data_format=...)`` reads them through it.
 - Both kinds of data are checked when loaded, before any model work: wrong columns, empty prompts and
   missing files raise a ``ValueError`` that names the row and what to do. Unreadable or too-short
   videos are reported the same way when they are first decoded.
