@@ -63,7 +63,7 @@ def test_gold_copies_live_in_their_own_pool(world_pool, tmp_path):
 
 def campaign(tmp_path, world_pool, gold_rate, overlap_share=0.0, seed=0):
     gold = GoldMaker(world_pool, CandidatePool(tmp_path / "gold"))
-    for clip in world_pool.clips():
+    for clip in world_pool.clips() if gold_rate else []:
         gold.copy_of(clip)
     store = VoteStore(tmp_path / "votes.jsonl")
     return PairSampler(world_pool, store, seed=seed, gold=gold, gold_rate=gold_rate, overlap_share=overlap_share), store
