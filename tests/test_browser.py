@@ -92,14 +92,14 @@ def test_tabs_generate_and_label_with_the_keyboard(browser, studio_url):
     assert [(vote.labeler, vote.choice.value) for vote in votes] == [("ada", "left")]
     page.screenshot(path=str(ARTIFACTS / "studio-label-voted.png"), full_page=True)
 
-    # Train: visible to the (local) maintainer, its settings at DPOConfig's defaults once the page has read them.
+    # Train: visible to the (local) maintainer, its settings at their defaults once the page has read them.
     from huvidpo.training import DPOConfig
 
     default = DPOConfig()
     page.get_by_role("tab", name="Train").click()
     page.wait_for_selector("#train-start", state="visible", timeout=30_000)
     for elem_id, value in (("train-beta", default.beta), ("train-learning-rate", default.learning_rate),
-                           ("train-lora-rank", default.lora_rank)):
+                           ("train-lora-rank", default.lora_rank), ("train-steps", labeling.config.train_steps)):
         page.wait_for_function(
             f"Number(document.querySelector('#{elem_id} input').value) === {value}", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "studio-train.png"), full_page=True)

@@ -47,7 +47,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                     beta_box = gr.Number(label="beta", minimum=0, elem_id="train-beta")
                     learning_rate_box = gr.Number(label="Learning rate", minimum=0, elem_id="train-learning-rate")
                 with gr.Row():
-                    steps_box = gr.Number(value=config.train_steps, precision=0, minimum=1, label="Steps")
+                    steps_box = gr.Number(value=config.train_steps, precision=0, minimum=1, label="Steps", elem_id="train-steps")
                     rank_box = gr.Number(precision=0, minimum=1, label="LoRA rank", elem_id="train-lora-rank")
                     frames_box = gr.Number(value=config.train_frames, precision=0, minimum=2, label="Frames per clip")
                 with gr.Row():
@@ -150,7 +150,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     tab.select(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     cancel.click(cancel_training, [page.name], outputs, api_name="cancel_training", **limits)
     push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
-    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box], api_visibility="private",
+    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box], api_visibility="private",
                    show_progress="hidden")
 
     def refresh_choices(status: dict):
