@@ -31,10 +31,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import PIL.Image
-
-from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, build_pool, export_preferences
-from huvidpo.data.video import write_video
+from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, export_preferences
+from huvidpo.annotation.fill import fill_pool
 from huvidpo.eval.implicit import heldout_implicit_accuracy
 from huvidpo.generate import GenerationSettings, apply_lora, generate
 from huvidpo.hub import load_pipeline
@@ -68,16 +66,9 @@ QUICK = TastePlan(pool_prompts=2, clips_per_prompt=3, votes=4, votes_curve=(2,),
 
 
 def make_pool(pipe, root: Path, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings) -> CandidatePool:
-    """``clips_per_prompt`` clips of each prompt; a prompt's clips continue the first frame of its first clip."""
+    """The clips to label, as ``python -m huvidpo.annotation.fill`` makes them (a prompt's clips share a first frame)."""
     pool = CandidatePool(root / "pool")
-    first_frames: dict[str, PIL.Image.Image] = {}
-
-    def generate_fn(prompt: str, seed: int, **_) -> Path:
-        frames, first = generate(pipe, replace(settings, prompt=prompt, seed=seed), image=first_frames.get(prompt))
-        first_frames.setdefault(prompt, first)
-        return write_video(frames, root / "clips" / f"{len(first_frames):03d}_{seed}.mp4")
-
-    build_pool(pool, generate_fn, prompts, clips_per_prompt, settings={"model": "embedded", "steps": settings.steps})
+    fill_pool(pipe, pool, prompts, clips_per_prompt, settings)
     return pool
 
 

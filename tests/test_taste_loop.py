@@ -61,3 +61,32 @@ def test_the_labeler_cli_names_a_bad_taste(capsys):
     with pytest.raises(SystemExit):
         labelers_main(["--url", "http://127.0.0.1:9/", "--taste", "sideways"])
     assert "--taste" in capsys.readouterr().err
+
+
+def test_fill_puts_clips_of_each_prompt_in_the_studios_pool_sharing_their_first_frame(tiny_model_dir, tmp_path, capsys):
+    from huvidpo.annotation import CandidatePool
+    from huvidpo.annotation.fill import main as fill_main
+
+    args = ["--data-dir", str(tmp_path / "data"), "--model", str(tiny_model_dir), "--prompts", "train-speedless",
+            "--num-prompts", "2", "--clips-per-prompt", "3", "--frames", "4", "--steps", "2", "--image-steps", "2"]
+    assert fill_main(args) == 0
+    out = capsys.readouterr().out
+    assert "6 clips of 2 prompts" in out and "6 pairs to label" in out
+    pool = CandidatePool(tmp_path / "data" / "pool")
+    clips = pool.clips()
+    assert len(clips) == 6 and len({clip.prompt for clip in clips}) == 2
+    for prompt in {clip.prompt for clip in clips}:
+        assert "slowly" not in prompt and "quickly" not in prompt
+        # Clips after the first continue its first frame (through the VAE, so the first clip's own may differ a little).
+        firsts = [read_video(pool.video_path(clip.clip_id))[0].astype(int) for clip in clips if clip.prompt == prompt]
+        assert abs(firsts[1] - firsts[2]).mean() < 1.0  # the same frame, up to the mp4 codec
+        assert len({clip.settings["seed"] for clip in clips if clip.prompt == prompt}) == 3
+    assert fill_main(args) == 0 and len(pool.clips()) == 6  # a rerun adds only what is missing: nothing
+
+
+def test_fill_names_a_bad_setting(tmp_path, capsys):
+    from huvidpo.annotation.fill import main as fill_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        fill_main(["--data-dir", str(tmp_path), "--clips-per-prompt", "1"])
+    assert exit_info.value.code == 2 and "clips_per_prompt" in capsys.readouterr().err

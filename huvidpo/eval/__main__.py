@@ -18,7 +18,7 @@ from pathlib import Path
 from ..generate import GenerationSettings
 from ..hub import load_pipeline
 from ..settings import MAX_SEED, SettingsParser, check_settings, setting, settings_without
-from ..world.clips import PROMPT_SETS, prompt_set
+from ..world.clips import PROMPT_SETS, resolve_prompts
 from .clip_metrics import DEFAULT_CLIP_MODEL, load_clip
 from .report import REPORT_JSON, REPORT_PNG
 from .runner import evaluate
@@ -65,21 +65,6 @@ class EvalConfig:
         if not seeds:
             raise ValueError("seeds: give at least one seed, e.g. 0,1,2.")
         return seeds
-
-
-def resolve_prompts(spec: str, num_prompts: int = 8, prompt_seed: int = 0) -> list[str]:
-    """Prompts from a file (one a line, ``#`` comments), a world prompt set (``PROMPT_SETS``), or a comma list."""
-    path = Path(spec).expanduser()
-    if path.is_file():
-        prompts = [line.strip() for line in path.read_text().splitlines()]
-        prompts = [p for p in prompts if p and not p.startswith("#")]
-    elif spec in PROMPT_SETS:
-        prompts = prompt_set(spec, n=num_prompts, seed=prompt_seed)
-    else:
-        prompts = [p.strip() for p in spec.split(",") if p.strip()]
-    if not prompts:
-        raise ValueError(f"No prompts in {spec!r}: give a file with one prompt a line, a prompt set ({', '.join(PROMPT_SETS)}) or 'a,b,c'.")
-    return prompts
 
 
 def build_parser() -> SettingsParser:

@@ -483,6 +483,21 @@ def prompt_set(name: str, n: int = 16, seed: int = 0) -> list[str]:
     return make_prompt_set(split, n, seed, unstated_speed_prob, wording_prob)
 
 
+def resolve_prompts(spec: str, num_prompts: int = 8, prompt_seed: int = 0) -> list[str]:
+    """Prompts from a file (one a line, ``#`` comments), a world prompt set (``PROMPT_SETS``), or a comma list."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        prompts = [line.strip() for line in path.read_text().splitlines()]
+        prompts = [p for p in prompts if p and not p.startswith("#")]
+    elif spec in PROMPT_SETS:
+        prompts = prompt_set(spec, n=num_prompts, seed=prompt_seed)
+    else:
+        prompts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not prompts:
+        raise ValueError(f"No prompts in {spec!r}: give a file with one prompt a line, a prompt set ({', '.join(PROMPT_SETS)}) or 'a,b,c'.")
+    return prompts
+
+
 def specs_from_rows(rows: Iterable[dict[str, Any]]) -> list[ClipSpec]:
     """Specs of metadata rows (``spec`` as a dict or a JSON string)."""
     out = []
