@@ -235,12 +235,17 @@ def test_python_app_py_serves_and_keeps_its_data(tiny_model_dir, tmp_path):
     lines: list[str] = []
     serving = threading.Event()
 
+    loaded = threading.Event()
+
     def read() -> None:
         for line in process.stdout:
             lines.append(line)
             if "serving at" in line:
                 serving.set()
+            if "Loaded the video model" in line:
+                loaded.set()
         serving.set()  # the process ended: stop waiting
+        loaded.set()
 
     threading.Thread(target=read, daemon=True).start()
     try:
@@ -250,9 +255,24 @@ def test_python_app_py_serves_and_keeps_its_data(tiny_model_dir, tmp_path):
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
         for folder in ("pool", "runs", "exports"):
             assert (data_dir / folder).is_dir()
+        # The console stays readable: the model loads without progress bars or library warnings.
+        assert loaded.wait(timeout=300) and any("Loaded the video model" in line for line in lines), "".join(lines)
+        noise = [line for line in lines if "it/s" in line or "%|" in line or "warn" in line.lower()]
+        assert noise == [], "".join(noise)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_help_answers_at_once_without_gradio_or_the_model_stack():
+    """`python app.py --help` lists the flags and imports neither Gradio, torch nor datasets (seconds each)."""
+    result = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--model" in result.stdout and "--maintainer" in result.stdout
+    assert result.stderr == ""
+    script = ("import sys; from huvidpo.studio.cli import build_parser; build_parser().format_help(); "
+              "print(sorted(m for m in ('gradio', 'torch', 'diffusers', 'datasets') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert imported.stdout.strip().splitlines()[-1] == "[]", imported.stderr
 
 
 def test_the_page_is_built_without_the_model_stack(tmp_path):

@@ -20,9 +20,11 @@ import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
+
 from huggingface_hub import DatasetCardData
 
 from huvidpo.annotation.pool import CandidatePool, ClipRecord
@@ -33,23 +35,23 @@ CARD_NAME = "README.md"
 RAW_VOTES_NAME = "raw_votes.jsonl"
 EXPORT_VIDEOS_DIR = "videos"
 
-PREFERENCE_FEATURES = datasets.Features(
-    {
-        "pair_id": datasets.Value("string"),
-        "prompt": datasets.Value("string"),
-        "video_w": datasets.Value("string"),
-        "video_l": datasets.Value("string"),
-        "clip_w": datasets.Value("string"),
-        "clip_l": datasets.Value("string"),
-        "n_w": datasets.Value("int64"),
-        "n_l": datasets.Value("int64"),
-        "n_tie": datasets.Value("int64"),
-        "n_both_bad": datasets.Value("int64"),
-        "agreement": datasets.Value("float64"),
-        "settings_w": datasets.Value("string"),
-        "settings_l": datasets.Value("string"),
-    }
-)
+# The export's columns and their `datasets` dtypes. Plain names, not `datasets.Features`: importing `datasets` costs
+# seconds, and the studio imports this module before it serves its page (`datasets` loads with the first export).
+PREFERENCE_COLUMNS: dict[str, str] = {
+    "pair_id": "string",
+    "prompt": "string",
+    "video_w": "string",
+    "video_l": "string",
+    "clip_w": "string",
+    "clip_l": "string",
+    "n_w": "int64",
+    "n_l": "int64",
+    "n_tie": "int64",
+    "n_both_bad": "int64",
+    "agreement": "float64",
+    "settings_w": "string",
+    "settings_l": "string",
+}
 
 
 @dataclass
@@ -122,8 +124,11 @@ def export_preferences(
 
 def _preference_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
     """Rows as a `datasets.Dataset` with the fixed schema (column-wise, so an empty export still has columns)."""
-    columns = {name: [row[name] for row in rows] for name in PREFERENCE_FEATURES}
-    return datasets.Dataset.from_dict(columns, features=PREFERENCE_FEATURES)
+    import datasets
+
+    features = datasets.Features({name: datasets.Value(dtype) for name, dtype in PREFERENCE_COLUMNS.items()})
+    columns = {name: [row[name] for row in rows] for name in PREFERENCE_COLUMNS}
+    return datasets.Dataset.from_dict(columns, features=features)
 
 
 def _preference_row(
@@ -187,7 +192,7 @@ def _dataset_card(
     )
     choices = Counter(vote.choice.value for vote in votes)
     ties_policy = "included" if include_ties else "excluded"
-    schema = "\n".join(f"| `{name}` | {feature.dtype} |" for name, feature in PREFERENCE_FEATURES.items())
+    schema = "\n".join(f"| `{name}` | {dtype} |" for name, dtype in PREFERENCE_COLUMNS.items())
     return f"""---
 {card_data.to_yaml()}
 ---

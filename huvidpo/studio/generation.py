@@ -168,6 +168,13 @@ def import_model_stack(training: bool = False) -> None:
     with _MODEL_STACK_LOCK:
         for module in modules:
             importlib.import_module(module)
+        # The server's console is its log: no loading bars from diffusers and transformers ("Loading pipeline
+        # components", "Loading weights") each time the studio loads a model.
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
 
 
 @gpu(duration=120)
