@@ -92,7 +92,11 @@ def test_examples_state_only_what_differs_from_the_defaults_and_fit_the_app(tmp_
     rows = {row[0]: row[1:] for row in load_examples(config)}
     guidance = GenerationSettings.spec("guidance").default
     assert rows["a red circle moving left slowly on a blue background"] == [4, config.default_steps, guidance, 0]
+    assert "a horse running on the grassland" not in rows  # the embedded default cannot draw the paper's prompts
+    real = StudioConfig(data_dir=str(tmp_path), oauth=False, max_steps=30, default_frames=4, model=str(tmp_path))
+    rows = {row[0]: row[1:] for row in load_examples(real)}
     assert rows["a horse running on the grassland"] == [4, 30, 12.5, 42]  # 50 steps, clamped to this app's 30
+    assert "a red circle moving left slowly on a blue background" not in rows
 
 
 @pytest.mark.parametrize(

@@ -167,6 +167,96 @@ def test_lora_references_resolve_inside_the_app_folders_only(tmp_path):
     assert list_loras(config)[:2] == ["runs/dpo-1", "loras/mine"]
 
 
+def test_a_bad_lora_reference_says_what_to_pick_in_words_a_browser_shows(tmp_path):
+    """The message is shown as HTML: no '<folder>' placeholder for the browser to swallow."""
+    config = make_config(tmp_path)
+    with pytest.raises(ValueError) as error:
+        resolve_lora("/etc", config)
+    assert "'loras/' followed by the folder's name" in str(error.value)
+    assert "<" not in str(error.value) and ">" not in str(error.value)
+
+
+def test_the_app_proposes_prompts_the_served_model_draws(tmp_path, tiny_model_dir):
+    """The placeholder, the empty-prompt example, the before/after prompts and the examples: canonical world
+    prompts with a speed word for the embedded default, the paper's categories for any other model."""
+    from huvidpo.annotation.pool import CATEGORY_PRESETS
+    from huvidpo.studio.tabs.generate import load_examples
+    from huvidpo.world.prompts import parse_prompt, word_prompt
+
+    embedded = make_config(tmp_path)
+    assert embedded.serves_embedded_default
+    for prompt in (*embedded.suggested_prompts, *(row[0] for row in load_examples(embedded))):
+        spec = parse_prompt(prompt)
+        assert None not in (spec.shape, spec.color, spec.background, spec.direction, spec.speed), prompt
+        assert prompt == word_prompt(spec.shape, spec.color, spec.background, spec.direction, spec.speed), prompt
+    assert embedded.comparison_prompts == list(embedded.suggested_prompts)
+    with pytest.raises(ValueError, match=f"e.g. '{embedded.suggested_prompts[0]}'"):
+        check_settings(GenerationSettings(prompt=" "), embedded)
+
+    real = make_config(tmp_path, model=str(tiny_model_dir))
+    paper = {prompt for prompts in CATEGORY_PRESETS.values() for prompt in prompts}
+    assert not real.serves_embedded_default
+    assert set(real.suggested_prompts) <= paper and set(real.comparison_prompts) <= paper
+    assert {row[0] for row in load_examples(real)} <= paper and load_examples(real)
+    with pytest.raises(ValueError, match=f"e.g. '{real.suggested_prompts[0]}'"):
+        check_settings(GenerationSettings(prompt=""), real)
+    assert make_config(tmp_path, comparison_prompts=["a blue square"]).comparison_prompts == ["a blue square"]
+
+
+def _assert_the_oracle_reads_right(settings: list[GenerationSettings]) -> None:
+    """Generate each with the embedded default; the oracle reads shape, colour, background and direction right."""
+    from huvidpo.generate import generate
+    from huvidpo.hub import load_pipeline
+    from huvidpo.world.oracle import score_clip
+
+    pipe = load_pipeline()
+    for setting in {repr(setting.to_dict()): setting for setting in settings}.values():  # each clip once
+        frames, _ = generate(pipe, setting)
+        score = score_clip(frames, setting.prompt)
+        read = (score.reading.shape, score.reading.color, score.reading.background, score.reading.direction)
+        assert (score.shape_match, score.color_match, score.background_match) == (1, 1, 1), (setting, read)
+        assert score.direction_match >= 0.5, (setting, read)
+
+
+def test_the_embedded_default_draws_the_placeholder_and_the_before_after_prompts(tmp_path, one_torch_thread):
+    """What a newcomer meets first: the placeholder at the Generate tab's settings, and the Train tab's before/after
+    prompts at the comparison's settings, drawn right."""
+    config = make_config(tmp_path)
+    _assert_the_oracle_reads_right(
+        [GenerationSettings(prompt=config.suggested_prompts[0], frames=config.default_frames, steps=config.default_steps)]
+        + [GenerationSettings(prompt=prompt, frames=config.comparison_frames, steps=config.comparison_steps,
+                              image_steps=config.comparison_steps, seed=config.comparison_seed)
+           for prompt in config.comparison_prompts]
+    )
+
+
+@pytest.mark.slow
+def test_the_embedded_default_draws_every_example(tmp_path, one_torch_thread):
+    from huvidpo.studio.tabs.generate import load_examples
+
+    _assert_the_oracle_reads_right([
+        GenerationSettings(prompt=prompt, frames=frames, steps=steps, guidance=guidance, seed=seed)
+        for prompt, frames, steps, guidance, seed in load_examples(make_config(tmp_path))
+    ])
+
+
+def test_the_embedded_vocabulary_is_shown_and_unknown_words_get_a_gentle_note(tmp_path, tiny_model_dir):
+    from huvidpo.studio.generation import prompt_notes, vocabulary_text
+    from huvidpo.world.prompts import COLORS, DIRECTIONS, SHAPES, SPEEDS
+
+    embedded = make_config(tmp_path)
+    text = vocabulary_text(embedded)
+    for word in (*COLORS, *SHAPES, *DIRECTIONS, *SPEEDS, "64×64", "--model"):
+        assert word in text, word
+    assert prompt_notes(embedded.suggested_prompts[0], embedded) == []
+    [colour_note, shape_note] = prompt_notes("a purple hexagon moving left slowly on a blue background", embedded)
+    assert "purple" in colour_note and all(colour in colour_note for colour in COLORS)
+    assert "hexagon" in shape_note and all(shape in shape_note for shape in SHAPES)
+    # A real model knows more words: no vocabulary, no notes.
+    real = make_config(tmp_path, model=str(tiny_model_dir))
+    assert vocabulary_text(real) == "" and prompt_notes("a purple hexagon", real) == []
+
+
 def test_settings_outside_the_limits_are_refused(tmp_path):
     config = make_config(tmp_path, max_frames=8, default_frames=8)
     check_settings(GenerationSettings(prompt=PROMPT, frames=8, steps=2), config)
@@ -305,6 +395,18 @@ def test_labeling_service_serves_records_undoes_and_survives_a_restart(tmp_path)
     assert restarted.stats()["progress"]["pairs_judged"] == 1
     folder, pairs = restarted.export()
     assert pairs == 1 and folder.parent == config.exports_dir
+
+
+def test_sending_a_clip_again_says_it_is_already_in_the_pool(tmp_path):
+    labeling = LabelingService(make_config(tmp_path))
+    first = labeling.send_to_pool([clip_file(tmp_path, "a", 0.2)])
+    assert first.startswith("Added to the pool: ") and "1 clip and 0 pairs" in first
+    assert "send another seed" in first
+    again = labeling.send_to_pool([clip_file(tmp_path, "a", 0.2)])
+    assert "Added" not in again and "Already in the pool, not added again" in again and "1 clip and 0 pairs" in again
+    both = labeling.send_to_pool([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.8)])
+    assert "Added to the pool" in both and "Already in the pool" in both and "2 clips and 1 pair to judge" in both
+    assert len(labeling.pool) == 2
 
 
 def test_annotation_sync_pushes_votes_and_pool_but_not_runs_or_generated(tmp_path):

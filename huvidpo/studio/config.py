@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from huvidpo.annotation.pool import CATEGORY_PRESETS
 from huvidpo.generate import GenerationSettings
 from huvidpo.locations import (
     ASSETS_DIR,
@@ -30,6 +31,7 @@ from huvidpo.locations import (
     default_model_path,
     is_embedded_default,
 )
+from huvidpo.world.prompts import word_prompt
 
 TABS = ("generate", "label", "train")
 
@@ -40,10 +42,15 @@ ENV_DATA_DIR = "HUVIDPO_DATA_DIR"
 ENV_IMAGE_MODEL = "HUVIDPO_IMAGE_MODEL"
 ENV_TABS = "HUVIDPO_TABS"
 
-DEFAULT_COMPARISON_PROMPTS = (
-    "a red circle moving right on a blue background",
-    "a yellow square moving up on a black background",
+# What the app itself proposes (the prompt box's placeholder, the empty-prompt message, the Train tab's before/after
+# clips, the Examples) is chosen per model: canonical sentences of the synthetic world, speed included, for the
+# embedded default, which draws those well (and not the paper's subjects); the paper's categories for a real model.
+# The oracle checks the world's ones at seed 0 (tests/test_studio.py).
+WORLD_PROMPTS = (
+    word_prompt("circle", "red", "blue", "left", "slowly"),
+    word_prompt("triangle", "yellow", "blue", "right", "quickly"),
 )
+PAPER_PROMPTS = (CATEGORY_PRESETS["horse run"][0], CATEGORY_PRESETS["firework"][0])
 
 
 def on_space() -> bool:
@@ -106,9 +113,10 @@ class StudioConfig:
     keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
     train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (the CLI's default is DPOConfig's)."))
     train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (the CLI's default is DPOConfig's)."))
-    comparison_prompts: list[str] = field(
-        default_factory=lambda: list(DEFAULT_COMPARISON_PROMPTS),
-        metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes."),
+    comparison_prompts: list[str] | None = field(
+        default=None,
+        metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes (None: two prompts "
+                       "the served model draws well, see ``suggested_prompts``)."),
     )
     comparison_seed: int = field(default=0, metadata=_help("Seed of the before/after comparison."))
     comparison_frames: int = field(default=8, metadata=_help("Frames of the before/after clips."))
@@ -143,6 +151,8 @@ class StudioConfig:
             raise ValueError(f"train_frames must be >= 2 (frame 0 is the clean condition), got {self.train_frames}.")
         if not self.sync_every_minutes > 0:
             raise ValueError(f"sync_every_minutes must be > 0, got {self.sync_every_minutes}.")
+        if self.comparison_prompts is None:
+            self.comparison_prompts = list(self.suggested_prompts)
         if not self.comparison_prompts or self.comparison_frames < 2 or self.comparison_steps < 1:
             raise ValueError("The before/after comparison needs at least one prompt, >= 2 frames and >= 1 step.")
 
@@ -204,6 +214,16 @@ class StudioConfig:
     def make_dirs(self) -> None:
         for folder in (self.root, self.pool_dir, self.exports_dir, self.loras_dir, *self.served_dirs):
             folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def serves_embedded_default(self) -> bool:
+        """Whether the app serves the embedded default (the synthetic world's tiny model)."""
+        return is_embedded_default(self.model or None)
+
+    @property
+    def suggested_prompts(self) -> tuple[str, ...]:
+        """Prompts the app proposes, ones the served model draws well (the first is the prompt box's placeholder)."""
+        return WORLD_PROMPTS if self.serves_embedded_default else PAPER_PROMPTS
 
     @property
     def model_name(self) -> str:

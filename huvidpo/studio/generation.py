@@ -34,6 +34,8 @@ from huvidpo.settings import check_settings as check_ranges
 from huvidpo.locations import ASSETS_DIR, DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_hub_id
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.zerogpu import gpu
+from huvidpo.world.clips import REFERENCE_SIZE
+from huvidpo.world.prompts import COLORS, DIRECTIONS, SHAPES, SPEEDS, vocabulary, vocabulary_warnings
 
 if TYPE_CHECKING:  # the model stack (torch, diffusers) is imported when the model loads, not with the app
     import PIL.Image
@@ -72,11 +74,36 @@ def setting_range(name: str, config: StudioConfig) -> tuple[float, float | None]
 def check_settings(settings: GenerationSettings, config: StudioConfig) -> None:
     """Raise a ValueError a visitor can act on for settings outside what this app allows."""
     if not settings.prompt or not settings.prompt.strip():
-        raise ValueError("The prompt is empty: describe the video, e.g. 'a red circle moving left on a blue background'.")
+        raise ValueError(f"The prompt is empty: describe the video, e.g. '{config.suggested_prompts[0]}'.")
     if len(settings.prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"The prompt is {len(settings.prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
     limits = {spec.name: setting_range(spec.name, config) for spec in fields(GenerationSettings) if "min" in spec.metadata}
     check_ranges(settings, limits)
+
+
+def vocabulary_text(config: StudioConfig) -> str:
+    """What the embedded default can draw, shown beside the prompt box ("" when the app serves another model)."""
+    if not config.serves_embedded_default:
+        return ""
+    words = vocabulary()
+
+    def kind(name: str, canonical: tuple[str, ...]) -> str:
+        others = [word for word in words[name] if word not in canonical]
+        others = [word for word in others if not (word.endswith("s") and word[:-1] in others)]  # leftward(s)
+        return f"{name} {', '.join(canonical)}" + (f" (or {', '.join(others)})" if others else "")
+
+    kinds = " · ".join(kind(name, canonical) for name, canonical in (
+        ("colours", COLORS), ("shapes", SHAPES), ("directions", tuple(DIRECTIONS)), ("speeds", tuple(SPEEDS))))
+    return (
+        f"**The embedded model** draws {REFERENCE_SIZE}×{REFERENCE_SIZE} clips of one shape moving on a plain "
+        f"background, and knows these words: {kinds}. Real models load with `python app.py --model <folder or Hub id>`."
+    )
+
+
+def prompt_notes(prompt: str, config: StudioConfig) -> list[str]:
+    """Gentle notes on words of ``prompt`` the served model cannot draw (the embedded default's vocabulary only:
+    larger models know more). Never an error: the clip is made anyway."""
+    return vocabulary_warnings(prompt or "") if config.serves_embedded_default else []
 
 
 def _has_lora(folder: Path) -> bool:
@@ -110,7 +137,7 @@ def resolve_lora(reference: str | None, config: StudioConfig) -> str | None:
         return reference
     raise ValueError(
         f"'{reference}' is not a LoRA this app can use: pick a trained run from the list, give a Hub model id "
-        f"('user/name'), or copy the LoRA folder into {config.loras_dir} and pick 'loras/<folder>'."
+        f"('user/name'), or copy the LoRA folder into {config.loras_dir} and pick 'loras/' followed by the folder's name."
     )
 
 

@@ -125,6 +125,23 @@ class LabelingService:
         """Put generated clips into the candidate pool (an identical clip is not added twice)."""
         return [self.pool.add_clip(clip.settings["prompt"], clip.video, clip.settings) for clip in clips]
 
+    def send_to_pool(self, clips: list[GeneratedClip]) -> str:
+        """Add clips to the pool; returns what to tell whoever sent them (a clip sent again is not added twice)."""
+        known = {record.clip_id for record in self.pool.clips()}
+        records = self.add_clips(clips)
+        added = [record.clip_id for record in records if record.clip_id not in known]
+        already = [record.clip_id for record in records if record.clip_id in known]
+        progress = self.progress()
+        said = []
+        if added:
+            said.append(f"Added to the pool: {', '.join(added)}.")
+        if already:
+            said.append(f"Already in the pool, not added again: {', '.join(already)}.")
+        said.append(f"The pool holds {plural(progress['clips'], 'clip')} and {plural(progress['pairs_total'], 'pair')} to judge.")
+        if progress["pairs_total"] == 0:
+            said.append("A pair is two clips of the same prompt: send another seed of this prompt to make one.")
+        return " ".join(said)
+
     def stats(self) -> dict[str, Any]:
         """Per-labeler counts, pool progress, agreement and the model leaderboard."""
         return {
@@ -153,3 +170,8 @@ def unique_dir(parent: Path, name: str) -> Path:
         number += 1
         candidate = parent / f"{name}-{number}"
     return candidate
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 clip', '2 clips'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
