@@ -1,6 +1,7 @@
 """The Gradio app through its named endpoints, as scripts and browsers reach it (``gradio_client``, loopback only)."""
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -19,6 +21,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from huvidpo.annotation import Choice  # noqa: E402
 from huvidpo.data.video import probe_video, read_video  # noqa: E402
 from huvidpo.generate import GenerationSettings  # noqa: E402
+from huvidpo.generate import build_parser as generate_parser  # noqa: E402
 from huvidpo.studio import StudioConfig  # noqa: E402
 from huvidpo.studio.app import build_demo, build_parser, config_from_args, main  # noqa: E402
 from huvidpo.studio.training import ACTIVE_STATES  # noqa: E402
@@ -143,7 +146,7 @@ def test_a_vote_lands_in_the_store_and_undo_serves_the_pair_again(studio, voted)
     assert stats[0]["pairs_judged"] == 1
 
 
-def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny_model_dir):
+def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny_model_dir, tmp_path_factory):
     from huvidpo.hub import load_lora, load_pipeline
 
     demo, config, client = studio
@@ -171,9 +174,24 @@ def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny
     assert pipe.get_list_adapters()["unet"] == ["huvidpo"]
 
     # The new LoRA is usable from the Generate tab, in compare mode too.
-    video, base, _, info, _, _ = client.predict(prompt=PROMPT, lora=status["lora"], compare=True, api_name="/generate")
+    video, base, _, info, command, _ = client.predict(prompt=PROMPT, lora=status["lora"], compare=True, api_name="/generate")
     assert info["settings"]["lora"] == status["lora"] and info["clips"] == 2
     assert read_video(video).shape == read_video(base).shape
+
+    # Its command line makes the same clip from another folder ('huvidpo-generate' is `python -m huvidpo.generate`).
+    words = shlex.split(command)
+    assert words[0] == "huvidpo-generate"
+    out = Path(generate_parser().parse(words[1:])[1].out)
+    assert out.parent == config.root / "reproduced"
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "huvidpo.generate", *words[1:]], cwd=elsewhere, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    reproduced, tuned, untuned = (read_video(path).astype(np.float32) for path in (out, video, base))
+    print("reproduced vs LoRA / base clip:", np.abs(reproduced - tuned).mean(), np.abs(reproduced - untuned).mean())
+    assert np.abs(reproduced - tuned).mean() < 1.0 < np.abs(reproduced - untuned).mean()  # 0-255; CPU threads differ
+    assert list(elsewhere.iterdir()) == []
 
     # Offline, a push fails with a message, and the run folder is untouched.
     files_before = sorted(p.relative_to(lora_dir) for p in lora_dir.rglob("*"))

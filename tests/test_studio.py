@@ -278,14 +278,31 @@ def test_settings_outside_the_limits_are_refused(tmp_path):
         GenerationSettings(prompt=PROMPT, frames=8, guidance=guidance["max"] + 0.5)
 
 
-def test_reproduce_command_lists_only_what_differs_from_the_defaults():
+def test_reproduce_command_lists_only_what_differs_from_the_defaults(tmp_path):
+    config = make_config(tmp_path)
     settings = {**GenerationSettings(prompt="it's red", frames=6, adain=False).to_dict(), "model": "tiny"}
-    command = reproduce_command(settings)
-    assert command.startswith("python -m huvidpo.generate --prompt 'it'\"'\"'s red'")
+    command = reproduce_command(settings, config)
+    assert command.startswith("huvidpo-generate --prompt 'it'\"'\"'s red'")  # the installed command: runs from anywhere
     assert "--frames 6" in command and "--no-adain" in command and "--steps" not in command
-    # The CLI reads the command back into the same settings.
-    parsed, _, _ = build_parser().parse(shlex.split(command)[3:])
+    assert "--model" not in command  # the embedded default is the command's default too
+    # The CLI reads the command back into the same settings; the clip goes to a folder of the data dir.
+    parsed, command_settings, _ = build_parser().parse(shlex.split(command)[1:])
     assert parsed == GenerationSettings(prompt="it's red", frames=6, adain=False)
+    assert Path(command_settings.out) == config.root / "reproduced" / "clip.mp4"
+
+
+def test_reproduce_command_names_the_model_and_the_lora_by_absolute_paths(tmp_path, tiny_model_dir):
+    """A run's LoRA is 'runs/<id>' in the app, relative to the data dir: the command names it by its absolute path,
+    so it is not read as a Hub id from the repository root (nor missing from anywhere else)."""
+    config = make_config(tmp_path, model=str(tiny_model_dir))
+    run = fake_lora(config.runs_dir / "dpo-1")
+    clip = GeneratedClip(config.generated_dir / "20261202-abc.mp4", config.generated_dir / "20261202-abc.png", {})
+    settings = {**GenerationSettings(prompt=PROMPT, lora="runs/dpo-1").to_dict(), "first_frame": "uploaded"}
+    words = shlex.split(reproduce_command(settings, config, clip))
+    flags = dict(zip(words[1::2], words[2::2]))
+    assert flags["--model"] == str(tiny_model_dir.resolve()) and flags["--lora"] == str(run.resolve())
+    assert flags["--image"] == str(clip.first_frame) and flags["--out"] == str(config.root / "reproduced" / "20261202-abc.mp4")
+    assert all(Path(flags[flag]).is_absolute() for flag in ("--model", "--lora", "--image", "--out"))
 
 
 def test_session_state_copies_get_their_own_id():

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.settings import check_settings as check_ranges
-from huvidpo.locations import ASSETS_DIR, DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_hub_id
+from huvidpo.locations import (
+    ASSETS_DIR,
+    DEFAULT_MODEL_DIR,
+    LORA_WEIGHT_NAME,
+    default_model_path,
+    is_hub_id,
+)
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.zerogpu import gpu
 from huvidpo.world.clips import REFERENCE_SIZE
@@ -303,21 +309,31 @@ class GenerationService:
             video.with_suffix(".png").unlink(missing_ok=True)
 
 
-def reproduce_command(settings: dict[str, Any]) -> str:
-    """The CLI command that makes the same clip (the model's name stands in for its path)."""
+def reproduce_command(settings: dict[str, Any], config: StudioConfig, clip: GeneratedClip | None = None) -> str:
+    """The command that makes the same clip again, from any folder: the installed ``huvidpo-generate`` with the
+    model and the LoRA as absolute paths (or Hub ids), and the mp4 written to ``data_dir/reproduced/``."""
     defaults = GenerationSettings(prompt="").to_dict()
-    parts = ["python -m huvidpo.generate"]
+    parts = ["huvidpo-generate", f"--prompt {_quote(settings['prompt'])}"]
+    if not config.serves_embedded_default:
+        model = config.model or default_model_path()
+        parts.append(f"--model {_quote(model if is_hub_id(model) else Path(model).expanduser().resolve())}")
+    if config.image_model:
+        image_model = config.image_model
+        parts.append(f"--image-model {_quote(image_model if is_hub_id(image_model) else Path(image_model).expanduser().resolve())}")
     for name, value in settings.items():
         if name not in defaults or name == "prompt" or value == defaults[name] or value is None:
             continue
+        if name == "lora":
+            value = resolve_lora(value, config)  # runs/<run> is the data dir's, not the working folder's
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             parts.append(flag if value else f"--no-{name.replace('_', '-')}")
         else:
             parts.append(f"{flag} {_quote(value)}")
-    parts.insert(1, f"--prompt {_quote(settings['prompt'])}")
     if settings.get("first_frame") == "uploaded":
-        parts.append("--image first_frame.png")
+        parts.append(f"--image {_quote(clip.first_frame if clip is not None else 'first_frame.png')}")
+    name = clip.video.stem if clip is not None else "clip"
+    parts.append(f"--out {_quote(config.root / 'reproduced' / f'{name}.mp4')}")
     return " ".join(parts)
 
 

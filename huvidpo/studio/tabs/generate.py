@@ -166,7 +166,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
             base_video_out: str(clips[0].video) if len(clips) == 2 else None,
             first_frame_out: str(main.first_frame),
             details_out: {"settings": main.settings, "seconds": main.seconds, "clips": len(clips), "notes": notes},
-            command_out: reproduce_command(main.settings),
+            command_out: reproduce_command(main.settings, config, main),
             pool_md: "",
             page.state: state,
         }
