@@ -71,7 +71,7 @@ def test_generate_returns_a_playable_mp4(studio):
     assert Path(first_frame).is_file()
     assert info["settings"]["seed"] == 7 and info["settings"]["frames"] == 4
     assert info["settings"]["model"] == Path(config.model).name
-    assert command.startswith("python -m huvidpo.generate --prompt")
+    assert command.startswith("huvidpo-generate --prompt") and info["notes"] == []
     assert list(config.generated_dir.glob("*.mp4")), "clips are written into the data dir"
 
 
@@ -144,6 +144,8 @@ def test_a_vote_lands_in_the_store_and_undo_serves_the_pair_again(studio, voted)
     assert [v.choice for v in store.effective_votes()] == [Choice.LEFT]
     stats = client.predict("ada", api_name="/label_stats")
     assert stats[0]["pairs_judged"] == 1
+    floats = [value for value in (*stats[0].values(), *stats[1].values()) if isinstance(value, float)]
+    assert floats and all(value == round(value, 3) for value in floats)  # 0.667, not 16 digits
 
 
 def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny_model_dir, tmp_path_factory):

@@ -401,7 +401,7 @@ def test_labeling_service_serves_records_undoes_and_survives_a_restart(tmp_path)
     assert labeling.next_pair("ada", "s1") is None
     done = labeling.view("ada", None, last_vote=vote)
     assert done["pair"]["done"] and done["pair"]["last_vote"] == vote and done["left_video"] is None
-    assert done["headline"].startswith("You have judged every pair") and "**1** votes by ada" in done["counter"]
+    assert done["headline"].startswith("You have judged every pair") and "**1 vote** by ada" in done["counter"]
     again = labeling.undo("ada", "s1")
     assert again["pair_id"] == pair["pair_id"] and labeling.progress("ada")["your_votes"] == 0
     labeling.vote("ada", "s1", again["token"], "right")
@@ -412,6 +412,29 @@ def test_labeling_service_serves_records_undoes_and_survives_a_restart(tmp_path)
     assert restarted.stats()["progress"]["pairs_judged"] == 1
     folder, pairs = restarted.export()
     assert pairs == 1 and folder.parent == config.exports_dir
+
+
+def test_a_skip_is_not_a_vote_and_skipped_pairs_are_not_called_judged(tmp_path):
+    config = make_config(tmp_path, sampler_seed=0)
+    labeling = LabelingService(config)
+    labeling.add_clips([clip_file(tmp_path, name, shade) for name, shade in (("a", 0.2), ("b", 0.5), ("c", 0.8))])
+    first = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", first["token"], "left")
+    second = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", second["token"], "skip")
+    third = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", third["token"], "tie")
+    assert labeling.next_pair("ada", "s1") is None
+    view = labeling.view("ada", None, session_id="s1")
+    assert "**2 votes** by ada (1 skipped)" in view["counter"] and "**2/3** pairs judged" in view["counter"]
+    assert "judged every pair" not in view["headline"]
+    assert "you judged 2 of the 3 pairs and skipped 1" in view["headline"] and "next session" in view["headline"]
+    assert view["pair"]["progress"]["your_votes"] == 2
+    # The skipped pair comes back in a new session; judged, it makes the pool complete for ada.
+    again = labeling.next_pair("ada", "s2")
+    assert again["pair_id"] == second["pair_id"]
+    labeling.vote("ada", "s2", again["token"], "right")
+    assert labeling.view("ada", None, session_id="s2")["headline"] == "You have judged every pair in the pool. Thank you!"
 
 
 def test_sending_a_clip_again_says_it_is_already_in_the_pool(tmp_path):
