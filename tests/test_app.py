@@ -153,7 +153,12 @@ def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny
 
     demo, config, client = studio
     client.predict("ada", api_name="/label_stats")  # the vote is in (voted), so the export has one pair
-    started = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "ada", api_name="/start_training")[0]
+    for bad, message in ((2.5, "max_steps must be an integer, got 2.5"), (0, "max_steps must be an integer from 1")):
+        with pytest.raises(AppError, match=message):  # named as in the CLI and the tab's label, never rounded
+            client.predict("votes", "", 50.0, 1e-3, bad, 4, 4, "ada", api_name="/start_training")
+    with pytest.raises(AppError, match="num_frames must be an integer from 2"):
+        client.predict("votes", "", 50.0, 1e-3, 2, 4, 1, "ada", api_name="/start_training")
+    started = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "ada", api_name="/start_training")
     assert started["state"] in ACTIVE_STATES and started["started_by"] == "ada"
     assert started["settings"]["learning_rate"] == 1e-3 and started["settings"]["lora_rank"] == 4
     with pytest.raises(AppError, match="already in progress"):
@@ -195,9 +200,11 @@ def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny
     assert np.abs(reproduced - tuned).mean() < 1.0 < np.abs(reproduced - untuned).mean()  # 0-255; CPU threads differ
     assert list(elsewhere.iterdir()) == []
 
-    # Offline, a push fails with a message, and the run folder is untouched.
+    # Without a token, a push says so, and the run folder is untouched.
+    from huggingface_hub import get_token
+
     files_before = sorted(p.relative_to(lora_dir) for p in lora_dir.rglob("*"))
-    with pytest.raises(AppError, match="failed"):
+    with pytest.raises(AppError, match="no Hub token. Set HF_TOKEN" if get_token() is None else "failed"):
         client.predict("ada/huvidpo-lora", True, "ada", api_name="/push_lora")
     with pytest.raises(AppError, match="model repo 'a/b/c' is not a Hub repo id"):
         client.predict("a/b/c", True, "ada", api_name="/push_lora")

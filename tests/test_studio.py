@@ -532,3 +532,55 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
     assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": default.learning_rate,
                                           "lora_rank": default.lora_rank}
+
+
+def test_before_clips_are_made_once_per_model_and_cancel_stops_a_run_at_any_point(tmp_path, tiny_model_dir,
+                                                                                    monkeypatch, one_torch_thread):
+    from huvidpo.studio import training as training_module
+
+    config = make_config(tmp_path, model=str(tiny_model_dir), train_frames=4, comparison_frames=4, comparison_steps=2,
+                         sampler_seed=0)
+    labeling = LabelingService(config)
+    labeling.add_clips([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.8)])
+    pair = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", pair["token"], "left")
+    manager, boss = TrainingManager(config, labeling), User(maintainer=True)
+
+    def run(patches: dict | None = None) -> dict:
+        with monkeypatch.context() as patched:
+            for (owner, name), value in (patches or {}).items():
+                patched.setattr(owner, name, value)
+            manager.start(boss, TrainRequest(steps=1, lora_rank=4))
+            assert manager.wait(300)
+        status = manager.status()
+        status["log"] = manager.view()["log"]
+        return status
+
+    first = run()
+    assert first["state"] == "finished" and "4/4 made" in first["log"]  # two prompts: before and after each
+    second = run()  # same model, same settings: the "before" clips are the first run's
+    assert second["state"] == "finished" and "2/2 made" in second["log"] and "before, prompt" not in second["log"]
+    for old, new in zip(first["comparison"], second["comparison"]):
+        assert Path(old["before"]).read_bytes() == Path(new["before"]).read_bytes() and old["after"] != new["after"]
+
+    # Cancel pressed while a before/after clip is being drawn: the clip stops at its next step, the run ends cancelled.
+    real_generate = training_module.generate
+
+    def generate_then_cancel(*args, **kwargs):
+        manager.cancel(boss)
+        return real_generate(*args, **kwargs)
+
+    third = run({(training_module, "generate"): generate_then_cancel})
+    assert third["state"] == "cancelled" and third["comparison"] == [] and third["lora"]
+    assert "cancelled during the before/after clips" in third["log"]
+
+    # Cancel pressed during the last step: the step ends, the LoRA is saved, no before/after clips are made.
+    real_on_metrics = training_module.TrainingRun.on_metrics
+
+    def metrics_then_cancel(run_self, row):
+        real_on_metrics(run_self, row)
+        manager.cancel(boss)
+
+    fourth = run({(training_module.TrainingRun, "on_metrics"): metrics_then_cancel})
+    assert fourth["state"] == "cancelled" and fourth["comparison"] == [] and fourth["step"] == 1
+    assert "made" not in fourth["log"]

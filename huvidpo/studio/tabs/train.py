@@ -6,6 +6,10 @@ What is unusual here:
   page is built: importing the trainers imports torch, and the app serves its page before that. An endpoint call
   that leaves them out gets the same defaults (``TrainRequest``'s None).
 - Every endpoint answers with what ``TrainingManager.view`` computes; a timer polls it while a run is active.
+- Starting a run outputs only the (hidden) status, then the view follows: a refused start (a bad setting, a run
+  already going) shows its message and leaves the plots, log and clips of the last run as they were.
+- The number boxes take any number and the server says what is wrong, naming the setting as the CLI and the
+  config file do (Gradio's own bounds would say "Value 0 is less than minimum value 1", and round 2.5 to 2).
 """
 
 import gradio as gr
@@ -35,12 +39,13 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 base_model_box = gr.Textbox(value=config.model, label="Base model (empty: the one this app serves)",
                                             placeholder=config.model_name)
                 with gr.Row():
-                    beta_box = gr.Number(label="beta", minimum=0, elem_id="train-beta")
-                    learning_rate_box = gr.Number(label="Learning rate", minimum=0, elem_id="train-learning-rate")
+                    beta_box = gr.Number(label="beta", elem_id="train-beta")
+                    learning_rate_box = gr.Number(label="Learning rate (learning_rate)", elem_id="train-learning-rate")
                 with gr.Row():
-                    steps_box = gr.Number(value=config.train_steps, precision=0, minimum=1, label="Steps")
-                    rank_box = gr.Number(precision=0, minimum=1, label="LoRA rank", elem_id="train-lora-rank")
-                    frames_box = gr.Number(value=config.train_frames, precision=0, minimum=2, label="Frames per clip")
+                    steps_box = gr.Number(value=config.train_steps, label="Steps (max_steps)", elem_id="train-steps")
+                    rank_box = gr.Number(label="LoRA rank (lora_rank)", elem_id="train-lora-rank")
+                    frames_box = gr.Number(value=config.train_frames, label="Frames per clip (num_frames)",
+                                           elem_id="train-frames")
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -52,7 +57,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                     accuracy_plot = gr.LinePlot(x="step", y="accuracy", label="accuracy", title="Implicit accuracy",
                                                 height=220, y_lim=[0, 1])
                     margin_plot = gr.LinePlot(x="step", y="margin", label="margin", title="Reward margin", height=220)
-                log_box = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
+                log_box = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False,
+                                     elem_id="train-log")
         gr.Markdown("#### Before / after (fixed prompts and seed)")
         comparison_videos = []
         for prompt in config.comparison_prompts[:COMPARISON_ROWS]:
@@ -91,13 +97,13 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         """Start a DPO run in the background (maintainers only); returns its status. Settings left out take the
         Train tab's presets and DPOConfig's defaults."""
         require_maintainer(config, user, "Training")
-        training.start(user, TrainRequest(
+        status = training.start(user, TrainRequest(
             dataset=dataset or "votes", model=base_model or "",
             beta=None if beta is None else float(beta),
             learning_rate=None if learning_rate is None else float(learning_rate),
-            steps=whole(max_steps, "steps"), lora_rank=whole(lora_rank, "LoRA rank"), frames=whole(frames, "frames"),
+            steps=whole(max_steps, "max_steps"), lora_rank=whole(lora_rank, "lora_rank"), frames=whole(frames, "num_frames"),
         ))
-        return show()
+        return {status_json: status}
 
     @handler(config)
     def training_status(user: User):
@@ -132,8 +138,9 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
                *(video for row in comparison_videos for video in row), timer]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
-    start.click(start_training, [*settings, page.name], outputs, api_name="start_training", **limits)
+    started = start.click(start_training, [*settings, page.name], [status_json], api_name="start_training", **limits)
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
+    started.success(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     timer.tick(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     tab.select(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     cancel.click(cancel_training, [page.name], outputs, api_name="cancel_training", **limits)
