@@ -60,11 +60,13 @@ def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
 
     with StudioBlocks(config, title="HuViDPO Studio") as demo:
         with gr.Row(equal_height=True, elem_id="studio-header"):
-            gr.Markdown(
-                "# HuViDPO Studio\nText-to-video with human feedback: generate clips, compare them, "
-                "and train a DPO LoRA on the votes.",
-                elem_id="studio-title",
-            )
+            # min_width: on a narrow screen the name box wraps below the title rather than squeezing it
+            with gr.Column(scale=3, min_width=300):
+                gr.Markdown(
+                    "# HuViDPO Studio\nText-to-video with human feedback: generate clips, compare them, "
+                    "and train a DPO LoRA on the votes.",
+                    elem_id="studio-title",
+                )
             with gr.Column(scale=0, min_width=280):
                 if config.oauth:
                     gr.LoginButton()

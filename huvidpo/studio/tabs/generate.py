@@ -82,10 +82,11 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                     frames_slider = setting_slider(page, "frames", "Frames", value=config.default_frames)
                     steps_slider = setting_slider(page, "steps", "Denoising steps", value=config.default_steps)
                 with gr.Row():
-                    guidance_slider = setting_slider(page, "guidance", "Guidance")
-                    seed_box = gr.Number(value=GenerationSettings.spec("seed").default, precision=0, minimum=seed_low,
-                                         maximum=seed_high, label="Seed", scale=2)
-                    random_seed = gr.Button("Random", scale=0, min_width=72, size="sm", elem_id="gen-random-seed")
+                    guidance_slider = setting_slider(page, "guidance", "Guidance", scale=2, min_width=220)
+                    with gr.Column(scale=1, min_width=160, elem_id="gen-seed"), gr.Group():  # Random in the Seed box
+                        seed_box = gr.Number(value=GenerationSettings.spec("seed").default, precision=0,
+                                             minimum=seed_low, maximum=seed_high, label="Seed")
+                        random_seed = gr.Button("Random", size="sm", elem_id="gen-random-seed")
                 with gr.Accordion("LoRA", open=True):
                     with gr.Row():
                         lora_box = gr.Dropdown(

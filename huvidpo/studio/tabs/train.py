@@ -20,6 +20,10 @@ from huvidpo.studio.training import TrainingManager, TrainRequest
 from huvidpo.studio.ui import Page, handler, whole
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
+FOLLOW_LOG = """() => requestAnimationFrame(() => {
+  const box = document.querySelector('#train-log textarea');
+  if (box) box.scrollTop = box.scrollHeight;
+})"""
 
 
 def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown | None) -> None:
@@ -52,11 +56,11 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                     refresh = gr.Button("Refresh", size="sm")
             with gr.Column(scale=2, min_width=400):
                 summary_md = gr.Markdown("No run yet.", label="summary", elem_id="train-status")
-                with gr.Row():
-                    loss_plot = gr.LinePlot(x="step", y="loss", label="loss", title="DPO loss", height=220)
-                    accuracy_plot = gr.LinePlot(x="step", y="accuracy", label="accuracy", title="Implicit accuracy",
-                                                height=220, y_lim=[0, 1])
-                    margin_plot = gr.LinePlot(x="step", y="margin", label="margin", title="Reward margin", height=220)
+                with gr.Row():  # on a narrow screen the plots stack
+                    plot = {"x": "step", "min_width": 240}  # the default height keeps the x-axis title
+                    loss_plot = gr.LinePlot(y="loss", label="DPO loss", elem_id="train-loss-plot", **plot)
+                    accuracy_plot = gr.LinePlot(y="accuracy", label="Implicit accuracy", y_lim=[0, 1], **plot)
+                    margin_plot = gr.LinePlot(y="margin", label="Reward margin", **plot)
                 log_box = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False,
                                      elem_id="train-log")
         gr.Markdown("#### Before / after (fixed prompts and seed)")
@@ -78,12 +82,15 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     def show() -> dict:
         """Every Train tab output from the manager's view (the status dict first: that is what scripts read)."""
         view = training.view()
+        # No points yet: an empty plot, not an empty table (a chart first drawn from an empty table keeps the empty
+        # chart's margins and clips its axes once points arrive).
+        metrics = None if view["metrics"].empty else view["metrics"]
         updates = {
             status_json: view["status"],
             summary_md: view["summary"],
-            loss_plot: view["metrics"],
-            accuracy_plot: view["metrics"],
-            margin_plot: view["metrics"],
+            loss_plot: metrics,
+            accuracy_plot: metrics,
+            margin_plot: metrics,
             log_box: view["log"],
             timer: gr.Timer(active=view["running"]),
         }
@@ -142,6 +149,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
     started.success(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     timer.tick(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
+    # The log shows its newest line (a read-only box does not follow its value by itself).
+    log_box.change(None, None, None, js=FOLLOW_LOG, queue=False)
     tab.select(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     cancel.click(cancel_training, [page.name], outputs, api_name="cancel_training", **limits)
     push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
