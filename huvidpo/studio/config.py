@@ -6,9 +6,11 @@ Everything the app writes lives under ``data_dir`` and survives restarts::
       votes.jsonl        every vote (append-only; the only copy that matters)
       pool/              the candidate clips labelers compare (manifest.jsonl + videos/)
       runs/<run>/        DPO runs started from the Train tab (LoRA, model card, metrics, before/after clips)
+      runs/before-clips/ the base model's "before" clips, made once per model and settings
       exports/<name>/    preference datasets exported from the votes (what a run trains on)
       generated/         clips made in the Generate tab (pruned to the newest ``keep_generated``)
       loras/             LoRA folders a maintainer copies in by hand, offered in the LoRA picker
+      reproduced/        where the Generate tab's "command line" writes the clip it makes again
 
 On a Space the environment sets what a maintainer would set with flags locally (see ``from_env``).
 """
