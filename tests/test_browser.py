@@ -121,6 +121,19 @@ def test_the_placeholder_draws_right_and_labeling_works_with_the_keyboard(browse
     page.wait_for_function("document.querySelector('#label-progress').innerText.includes('1/3')", timeout=30_000)
     votes = labeling.store.effective_votes()
     assert [(vote.labeler, vote.choice.value) for vote in votes] == [("ada", "left")]
+
+    # The stats panel, once open, follows the votes without a Refresh click.
+    page.get_by_text("Labelers, agreement and leaderboard").click()
+    page.wait_for_function("document.querySelector('#label-labelers').innerText.includes('ada')", timeout=30_000)
+    page.locator("#label-prompt").click()
+    page.keyboard.press("s")  # a skip: not a vote
+    page.wait_for_function("document.querySelector('#label-progress').innerText.includes('(1 skipped)')", timeout=30_000)
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.querySelector('#label-progress').innerText.includes('2 votes')", timeout=30_000)
+    # ada's row, refreshed by the open panel: 2 votes (left, right) and the skip apart
+    page.wait_for_function("""() => document.querySelector('#label-labelers').innerText.replace(/\\s+/g, ' ')
+        .includes('ada 2 1 1 0 0 1')""", timeout=30_000)  # labeler, votes, left, right, tie, both bad, skip
+    shoot(page, f"label-stats-{WIDE}")
     assert errors == []
     assert page.get_by_text("Error", exact=True).count() == 0, "an event failed: a component shows an Error badge"
     page.close()

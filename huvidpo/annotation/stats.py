@@ -26,7 +26,8 @@ WILSON_Z_95 = 1.959963984540054
 
 
 def labeler_stats(store: VoteStore) -> list[dict[str, Any]]:
-    """Per labeler: effective votes by choice, undone votes, sessions and median response time; busiest first."""
+    """Per labeler: votes (judgements: left, right, tie, both bad; skips are counted apart) by choice, undone votes,
+    sessions and median response time; busiest first."""
     records = store.read()
     undone_by = Counter(record.labeler for record in records if record.choice is Choice.UNDO)
     by_labeler: dict[str, list[Vote]] = defaultdict(list)
@@ -39,7 +40,7 @@ def labeler_stats(store: VoteStore) -> list[dict[str, Any]]:
         rows.append(
             {
                 "labeler": labeler,
-                "votes": len(votes),
+                "votes": sum(1 for vote in votes if vote.choice is not Choice.SKIP),
                 **{choice.value: choices[choice.value] for choice in Choice.judgements()},
                 "undone": undone_by[labeler],
                 "sessions": len({vote.session_id for vote in votes}),
