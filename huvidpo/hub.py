@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from diffusers import AutoPipelineForText2Image, DDIMScheduler, DiffusionPipeline, StableDiffusionPipeline, UNet2DConditionModel
 from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -164,19 +165,25 @@ def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name
     try:
         pipe.load_lora_weights(lora, adapter_name=adapter_name)
     except NETWORK_ERRORS as err:
-        raise ModelLoadError(
-            f"No network: the LoRA '{lora}' is not in the Hugging Face cache and the Hub cannot be reached "
-            f"({type(err).__name__}). Use a local folder (a trained run, or the LoRA's folder copied to this machine), "
-            f"or download it where there is a network (`hf download {lora}`)."
-        ) from err
+        raise ModelLoadError(_no_network_for_lora(lora, type(err).__name__)) from err
     except (LocalEntryNotFoundError, OSError) as err:
         raise ModelLoadError(
             f"Could not load the LoRA '{lora}': expected a folder with {LORA_WEIGHT_NAME}, the file itself, "
             "or a Hub model id reachable from here."
         ) from err
     except (KeyError, ValueError, RuntimeError) as err:
+        if is_hub_id(lora) and hf_constants.HF_HUB_OFFLINE:  # diffusers will not look a Hub LoRA's files up offline
+            raise ModelLoadError(_no_network_for_lora(lora, "HF_HUB_OFFLINE is set")) from err
         raise ModelLoadError(f"'{lora}' is not a LoRA for this model ({err}). Was it trained on a different base model?") from err
     pipe.set_adapters([adapter_name], adapter_weights=[scale])
+
+
+def _no_network_for_lora(lora: str, why: str) -> str:
+    return (
+        f"No network: the LoRA '{lora}' is not in the Hugging Face cache and the Hub cannot be reached ({why}). Use a "
+        "local folder (a trained run, or the LoRA's folder copied to this machine), or download it where there is a "
+        f"network (`hf download {lora}`)."
+    )
 
 
 def unload_lora(pipe: HuViDPOPipeline) -> None:

@@ -53,6 +53,12 @@ def test_offline_hub_id_gives_a_clear_error():
         hub.load_pipeline("someone/not-cached-model")
 
 
+def test_a_hub_lora_in_offline_mode_says_so(tiny_pipe):
+    assert hub.hf_constants.HF_HUB_OFFLINE  # tests run offline (conftest)
+    with pytest.raises(hub.ModelLoadError, match="No network: the LoRA 'someone/huvidpo-lora'.*HF_HUB_OFFLINE"):
+        hub.load_lora(tiny_pipe, "someone/huvidpo-lora")
+
+
 def test_a_hub_lora_without_a_network_says_so_and_what_to_do(tiny_model_dir, tmp_path):
     """The real failure, not HF_HUB_OFFLINE: the Hub's address refuses connections (huggingface_hub then lets the
     HTTP client's ConnectError through). huggingface_hub reads HF_ENDPOINT at import: a fresh interpreter."""
