@@ -25,15 +25,23 @@ from huvidpo.annotation import (
     leaderboard,
     pool_progress,
 )
+from huvidpo.annotation.export import REPLICAS_DIR
+from huvidpo.annotation.gold import GOLD_OF, GoldMaker
+from huvidpo.annotation.stats import flagged_labelers
+from huvidpo.annotation.votes import data_votes
+from huvidpo.annotation.provenance import image_sha256, revision_of
+from huvidpo.locations import default_model_path
 from huvidpo.studio.config import StudioConfig
-from huvidpo.studio.generation import GeneratedClip
+from huvidpo.studio.generation import GeneratedClip, resolve_lora
 
 SYNCED_FILES = ("votes.jsonl",)
 SYNCED_FOLDERS = ("pool/",)
 
 
 class AnnotationSync(HubSync):
-    """``HubSync`` of the data dir limited to what labelers made: ``votes.jsonl`` and ``pool/``.
+    """``HubSync`` of the data dir limited to what labelers made: ``votes.jsonl`` and ``pool/``, pushed under
+    ``replicas/<replica>/`` so that several studios share one repo without overwriting each other's files
+    (``huvidpo.annotation.export.export_merged`` reads them back as one).
 
     Runs, exports and generated clips stay local (runs are pushed as model repos from the Train tab).
     """
@@ -64,6 +72,7 @@ class LabelingService:
     config: StudioConfig
     pool: CandidatePool = field(init=False)
     store: VoteStore = field(init=False)
+    gold: GoldMaker = field(init=False)
     sampler: PairSampler = field(init=False)
     sync: HubSync | None = field(init=False, default=None)
 
@@ -71,9 +80,14 @@ class LabelingService:
         self.config.make_dirs()
         self.pool = CandidatePool(self.config.pool_dir)
         self.store = VoteStore(self.config.votes_path)
-        self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed)
+        self.gold = GoldMaker(self.pool, CandidatePool(self.config.gold_dir), seed=self.config.sampler_seed or 0)
+        self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed, gold=self.gold,
+                                   gold_rate=self.config.gold_rate, overlap_share=self.config.overlap_share)
+        if self.config.gold_rate > 0:  # clips that entered the pool before gold checks were on get their copy now
+            self.make_gold_copies()
         if self.config.votes_repo:
-            self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes)
+            self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes,
+                                       path_in_repo=f"{REPLICAS_DIR}/{self.config.replica}")
 
     def next_pair(self, labeler: str, session_id: str) -> dict[str, Any] | None:
         """The next pair for this labeler (None when there is nothing left for them)."""
@@ -113,18 +127,24 @@ class LabelingService:
             return {"pair": payload, "left_video": None, "right_video": None, "headline": done, "counter": counter}
         return {
             "pair": {**pair, "done": False, "message": message, "progress": progress, "last_vote": last_vote},
-            "left_video": str(self.pool.video_path(pair["left_clip"])),
-            "right_video": str(self.pool.video_path(pair["right_clip"])),
+            "left_video": str(self._video_path(pair["left_clip"])),
+            "right_video": str(self._video_path(pair["right_clip"])),
             "headline": pair["prompt"],
             "counter": counter,
         }
 
+    def _video_path(self, clip_id: str) -> Path:
+        """A clip's video, in the pool or among the gold copies."""
+        pool = self.pool if clip_id in self.pool else self.gold.gold_pool
+        return pool.video_path(clip_id)
+
     def progress(self, labeler: str | None = None, session_id: str = "") -> dict[str, Any]:
-        """Pool coverage; with ``labeler``, their votes (judgements: left, right, tie, both bad) and the pairs they
-        judged, and the pairs they skipped (in ``session_id`` when given: a skipped pair comes back next session)."""
+        """Pool coverage; with ``labeler``, their votes (judgements: left, right, tie, both bad; gold checks left
+        out) and the pairs they judged, and the pairs they skipped (in ``session_id`` when given: a skipped pair
+        comes back next session)."""
         progress = pool_progress(self.pool, self.store)
         if labeler:
-            votes = self.store.effective_votes(labeler)
+            votes = data_votes(self.store.effective_votes(labeler))
             judged = [vote for vote in votes if vote.choice is not Choice.SKIP]
             progress["your_votes"] = len(judged)
             progress["your_pairs_judged"] = len({vote.pair_id for vote in judged})
@@ -149,8 +169,33 @@ class LabelingService:
         return said + ". Other labelers may be judging the rest; new clips in the pool bring new pairs."
 
     def add_clips(self, clips: list[GeneratedClip]) -> list[ClipRecord]:
-        """Put generated clips into the candidate pool (an identical clip is not added twice)."""
-        return [self.pool.add_clip(clip.settings["prompt"], clip.video, clip.settings) for clip in clips]
+        """Put generated clips into the candidate pool (an identical clip is not added twice), with their provenance:
+        the model's and LoRA's revisions and the first frame's hash, which every vote on them is exported with."""
+        records = [self.pool.add_clip(clip.settings["prompt"], clip.video, {**clip.settings, **self._provenance(clip)})
+                   for clip in clips]
+        if self.config.gold_rate > 0:
+            for record in records:
+                self.gold.copy_of(record)
+        return records
+
+    def make_gold_copies(self) -> int:
+        """Give every pool clip without one its degraded copy (decodes each once); returns how many were made."""
+        having = {copy.settings.get(GOLD_OF) for copy in self.gold.gold_pool.clips()}
+        missing = [clip for clip in self.pool.clips() if clip.clip_id not in having]
+        for clip in missing:
+            self.gold.copy_of(clip)
+        return len(missing)
+
+    def _provenance(self, clip: GeneratedClip) -> dict[str, Any]:
+        try:
+            lora = resolve_lora(clip.settings.get("lora"), self.config)
+        except ValueError:  # the LoRA was removed since the clip was made: its revision is unknown
+            lora = None
+        return {
+            "model_revision": revision_of(self.config.model or default_model_path()),
+            "lora_revision": revision_of(lora),
+            "first_frame_sha256": image_sha256(clip.first_frame),
+        }
 
     def send_to_pool(self, clips: list[GeneratedClip]) -> str:
         """Add clips to the pool; returns what to tell whoever sent them (a clip sent again is not added twice)."""
@@ -172,17 +217,20 @@ class LabelingService:
     def stats(self) -> dict[str, Any]:
         """Per-labeler counts, pool progress, agreement and the model leaderboard."""
         return {
-            "labelers": labeler_stats(self.store),
+            "labelers": labeler_stats(self.store, gold_threshold=self.config.gold_threshold),
             "progress": pool_progress(self.pool, self.store),
             "agreement": inter_annotator_agreement(self.store),
             "leaderboard": leaderboard(self.store, self.pool),
             "sync": self.sync.status() if self.sync is not None else None,
         }
 
-    def export(self, min_votes: int = 1) -> tuple[Path, int]:
-        """Export the decided pairs to ``exports/votes-<time>``: (folder, number of pairs)."""
+    def export(self, min_votes: int = 1, exclude_flagged: bool = False) -> tuple[Path, int]:
+        """Export the decided pairs to ``exports/votes-<time>``: (folder, number of pairs); ``exclude_flagged``
+        leaves out the votes of labelers flagged by their gold accuracy."""
         out_dir = unique_dir(self.config.exports_dir, f"votes-{time.strftime('%Y%m%d-%H%M%S')}")
-        dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes)
+        excluded = flagged_labelers(self.store, self.config.gold_threshold) if exclude_flagged else []
+        dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes, exclude_labelers=excluded,
+                                     replica=self.config.replica)
         return out_dir, len(dataset)
 
     def close(self) -> None:

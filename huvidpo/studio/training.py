@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from huvidpo.data.preferences import STUDIO
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.locations import check_hub_id, default_model_path, is_hub_id
@@ -36,6 +37,7 @@ from huvidpo.studio.labeling import LabelingService, unique_dir
 logger = logging.getLogger(__name__)
 
 VOTES_DATASET = "votes"
+IMPORTS = "imports"  # data_dir/imports/<name>: public datasets a maintainer downloaded, offered in the dataset box
 ACTIVE_STATES = ("starting", "exporting", "loading", "running", "comparing")
 LOG_LINES = 200
 CHECKPOINTS_KEPT = 2  # a studio run keeps its last two checkpoints: enough to resume, little disk
@@ -49,6 +51,8 @@ class TrainRequest:
     or ``DPOConfig``'s default."""
 
     dataset: str = VOTES_DATASET
+    data_format: str = STUDIO
+    exclude_flagged: bool = False  # 'votes': leave out labelers flagged by their gold accuracy
     model: str = ""
     beta: float | None = None
     learning_rate: float | None = None
@@ -63,6 +67,7 @@ class TrainRequest:
             if isinstance(value, float) and value.is_integer():
                 setattr(self, name, int(value))
         self.dataset = (self.dataset or "").strip()
+        self.data_format = (self.data_format or STUDIO).strip()
         self.model = (self.model or "").strip()
 
 
@@ -139,21 +144,32 @@ class TrainingManager:
 
     # ------------------------------------------------------------------------------------------ choices
 
+    @property
+    def imports_dir(self) -> Path:
+        return self.config.root / IMPORTS
+
     def dataset_choices(self) -> list[str]:
-        """'votes' (export the current votes now) and the exports already in the data dir, newest first."""
+        """'votes' (export the current votes now), the exports already in the data dir, newest first, and the
+        public datasets in ``data_dir/imports``."""
         exports = []
         if self.config.exports_dir.is_dir():
             folders = [f for f in self.config.exports_dir.iterdir() if (f / "metadata.jsonl").is_file()]
             folders.sort(key=lambda folder: folder.stat().st_mtime, reverse=True)
             exports = [f"exports/{folder.name}" for folder in folders]
-        return [VOTES_DATASET, *exports]
+        imports = sorted(f"{IMPORTS}/{f.name}" for f in self.imports_dir.iterdir() if f.is_dir()) if self.imports_dir.is_dir() else []
+        return [VOTES_DATASET, *exports, *imports]
 
-    def resolve_dataset(self, dataset: str) -> str:
-        """A dataset choice -> the ``data`` the trainer reads: an export folder, or a Hub dataset id."""
+    def resolve_dataset(self, dataset: str, data_format: str = STUDIO, exclude_flagged: bool = False) -> str:
+        """A dataset choice -> the ``data`` the trainer reads: an export folder, or a Hub dataset id (in the studio's
+        format or, with ``data_format``, a public schema)."""
+        if dataset in ("", VOTES_DATASET) or dataset.startswith("exports/"):
+            if data_format != STUDIO:
+                raise ValueError(f"'{dataset or VOTES_DATASET}' is in the studio's own format: set the format to "
+                                 f"'{STUDIO}', or give the Hub dataset id of a {data_format} dataset.")
         if dataset in ("", VOTES_DATASET):
             if self.labeling is None:
                 raise ValueError("This app has no Label tab, so there are no local votes: give a Hub dataset id.")
-            folder, pairs = self.labeling.export()
+            folder, pairs = self.labeling.export(exclude_flagged=exclude_flagged)
             if pairs == 0:
                 raise ValueError(
                     "No decided pairs to train on yet: a pair needs at least one left/right vote (ties, 'both bad' "
@@ -165,9 +181,15 @@ class TrainingManager:
             if not folder.is_relative_to(self.config.exports_dir.resolve()) or not (folder / "metadata.jsonl").is_file():
                 raise ValueError(f"No export '{dataset}' in {self.config.exports_dir}; pick one from the list.")
             return str(folder)
+        if dataset.startswith(f"{IMPORTS}/"):
+            folder = (self.imports_dir / dataset.removeprefix(f"{IMPORTS}/")).resolve()
+            if not folder.is_relative_to(self.imports_dir.resolve()) or not folder.is_dir():
+                raise ValueError(f"No folder '{dataset}' in {self.imports_dir}; pick one from the list.")
+            return str(folder)
         if is_hub_id(dataset):
             return dataset
-        raise ValueError(f"'{dataset}' is neither 'votes', an export from the list, nor a Hub dataset id ('user/name').")
+        raise ValueError(f"'{dataset}' is neither 'votes', an export from the list, a folder of {self.imports_dir}, "
+                         "nor a Hub dataset id ('user/name').")
 
     # ------------------------------------------------------------------------------------------ runs
 
@@ -194,6 +216,7 @@ class TrainingManager:
             dpo_config = DPOConfig(
                 model=request.model or self.config.model,
                 data="-",  # replaced below once the dataset is resolved; the other settings are checked now
+                data_format=request.data_format,
                 output_dir=str(output_dir),
                 max_steps=steps,
                 num_frames=self.config.train_frames if request.frames is None else request.frames,
@@ -204,7 +227,8 @@ class TrainingManager:
                 checkpoints_total_limit=CHECKPOINTS_KEPT,
                 **chosen,
             )
-            dpo_config = replace(dpo_config, data=self.resolve_dataset(request.dataset))
+            dpo_config = replace(dpo_config, data=self.resolve_dataset(request.dataset, request.data_format,
+                                                                       request.exclude_flagged))
             run = TrainingRun(
                 run_id=output_dir.name, output_dir=output_dir, started_by=user.name or "local maintainer",
                 request=request, max_steps=steps, dataset=dpo_config.data, dpo_config=dpo_config,
