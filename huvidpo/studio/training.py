@@ -445,7 +445,8 @@ class TrainingManager:
                 check()
                 frames, _ = generate(pipe, settings, step_callback=check)
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                write_video(frames, cached, fps=settings.fps)
+                partial = write_video(frames, cached.with_name(f"{cached.stem}-{run.run_id}.mp4"), fps=settings.fps)
+                partial.replace(cached)  # whole or absent: a crash never leaves a broken clip to reuse
                 made(f"before, prompt {index + 1}")
             row["before"] = str(shutil.copyfile(cached, folder / f"{index}-before.mp4"))
             run.comparison.append(row)
