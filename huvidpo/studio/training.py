@@ -7,12 +7,17 @@ What is unusual here:
 - Every entry point checks the user server-side (``require_maintainer``); hiding the tab is cosmetic.
 - The before/after clips come from the trained pipeline through ``huvidpo.generate``: "after" loads the
   LoRA back from the run folder exactly as the LoRA picker will, so a LoRA that does not load fails here.
+  "Before" clips depend only on the base model and the fixed settings, so they are made once per model and
+  kept in ``runs/before-clips/``. Cancel stops a run at any time, the before/after clips included.
 - Hub tokens are never typed into the page: pushes use ``HF_TOKEN`` or the machine's login.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import threading
 import time
 from collections import deque
@@ -23,7 +28,7 @@ from typing import Any, Callable
 from huvidpo.data.preferences import STUDIO
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
-from huvidpo.locations import check_hub_id, is_embedded_default, is_hub_id
+from huvidpo.locations import check_hub_id, default_model_path, is_hub_id
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import MODEL_BUILD_LOCK, import_model_stack
@@ -37,6 +42,7 @@ ACTIVE_STATES = ("starting", "exporting", "loading", "running", "comparing")
 LOG_LINES = 200
 CHECKPOINTS_KEPT = 2  # a studio run keeps its last two checkpoints: enough to resume, little disk
 TAB_DPO_SETTINGS = ("beta", "learning_rate", "lora_rank")  # what the Train tab shows with DPOConfig's defaults
+BEFORE_CLIPS_DIR = "before-clips"  # in runs/: the base model's comparison clips, made once per model
 
 
 @dataclass
@@ -85,6 +91,7 @@ class TrainingRun:
     hub_url: str | None = None
     dpo_config: Any = None
     stop_event: threading.Event = field(default_factory=threading.Event)
+    clips_done: tuple[int, int] | None = None  # (made, total) before/after clips while comparing
 
     def say(self, line: str) -> None:
         self.log.append(f"[{time.strftime('%H:%M:%S')}] {line}")
@@ -95,6 +102,10 @@ class TrainingRun:
             f"step {row['step']}/{self.max_steps}  loss {row.get('loss', float('nan')):.4f}  "
             f"accuracy {row.get('rewards/accuracies', float('nan')):.2f}  margin {row.get('rewards/margins', float('nan')):.4f}"
         )
+
+
+class Cancelled(Exception):
+    """A cancel request reached the run while it was making its before/after clips."""
 
 
 class _RunLogHandler(logging.Handler):
@@ -300,6 +311,8 @@ class TrainingManager:
         else:
             summary = (f"**{status['run_id']}** · {status['state']} · step {status['step']}/{status['max_steps']} · "
                        f"{status['seconds']:.0f} s · data `{status['dataset']}` · started by {status['started_by']}")
+            if run.state == "comparing" and run.clips_done is not None:
+                summary += f"\n\nBefore/after clips: {run.clips_done[0]}/{run.clips_done[1]} made"
             if status["error"]:
                 summary += f"\n\n**Error:** {status['error']}"
             if status["lora"]:
@@ -326,7 +339,7 @@ class TrainingManager:
 
         defaults = {f.name: f.default for f in fields(DPOConfig) if f.name in TAB_DPO_SETTINGS}
         defaults.update(steps=self.config.train_steps, frames=self.config.train_frames)
-        if is_embedded_default(self.config.model):
+        if self.config.serves_embedded_default:
             from huvidpo.world.taste import TASTE_DPO
 
             names = {"max_steps": "steps", "num_frames": "frames"}
@@ -379,14 +392,19 @@ class TrainingManager:
             result = train_dpo(run.dpo_config, callbacks=[built, run.on_metrics], stop_event=run.stop_event, pipe=pipe)
             built()
             run.lora_path = result.lora_path
-            if result.cancelled:
+            if result.cancelled or run.stop_event.is_set():  # a cancel during the last step counts too
                 run.state = "cancelled"
                 run.say(f"cancelled at step {result.steps}; the LoRA so far is saved in runs/{run.run_id}")
                 return
             run.say(f"trained {result.steps} steps; LoRA saved in runs/{run.run_id}")
             run.state = "comparing"
-            with MODEL_BUILD_LOCK:  # swaps LoRAs in and out
-                self._compare(run, pipe)
+            try:
+                with MODEL_BUILD_LOCK:  # swaps LoRAs in and out
+                    self._compare(run, pipe)
+            except Cancelled:
+                run.state = "cancelled"
+                run.say(f"cancelled during the before/after clips; the LoRA is saved in runs/{run.run_id}")
+                return
             run.state = "finished"
             run.say("finished: the LoRA is in the Generate tab's picker")
         except Exception as err:  # noqa: BLE001 - the worker reports every failure in the status
@@ -401,10 +419,13 @@ class TrainingManager:
             library_logger.setLevel(previous_level)
 
     def _compare(self, run: TrainingRun, pipe) -> None:
-        """Before/after clips on the fixed prompts and seed, written to the run's comparison/ folder."""
+        """Before/after clips on the fixed prompts and seed, written to the run's comparison/ folder; "before" clips
+        come from the per-model cache when made already. Raises ``Cancelled`` as soon as a cancel is requested."""
         folder = run.output_dir / "comparison"
         folder.mkdir(parents=True, exist_ok=True)
-        for index, prompt in enumerate(self.config.comparison_prompts):
+        prompts = self.config.comparison_prompts
+        jobs = []
+        for index, prompt in enumerate(prompts):
             settings = GenerationSettings(
                 prompt=prompt,
                 frames=self.config.comparison_frames,
@@ -412,12 +433,44 @@ class TrainingManager:
                 image_steps=self.config.comparison_steps,
                 seed=self.config.comparison_seed,
             )
-            row = {"prompt": prompt, "seed": settings.seed}
-            for name, lora in (("after", str(run.output_dir)), ("before", None)):
-                frames, _ = generate(pipe, replace(settings, lora=lora))
-                row[name] = str(write_video(frames, folder / f"{index}-{name}.mp4", fps=settings.fps))
+            cached = self._before_clip_path(run, settings)
+            jobs.append((index, settings, cached))
+        total = len(prompts) + sum(1 for _, _, cached in jobs if not cached.is_file())
+        run.clips_done = (0, total)
+
+        def check(_step: int = 0, _total: int = 0) -> None:
+            if run.stop_event.is_set():
+                raise Cancelled()
+
+        def made(what: str) -> None:
+            run.clips_done = (run.clips_done[0] + 1, total)
+            run.say(f"before/after clips: {run.clips_done[0]}/{total} made ({what})")
+
+        for index, settings, cached in jobs:
+            row = {"prompt": settings.prompt, "seed": settings.seed}
+            check()
+            frames, _ = generate(pipe, replace(settings, lora=str(run.output_dir)), step_callback=check)
+            row["after"] = str(write_video(frames, folder / f"{index}-after.mp4", fps=settings.fps))
+            made(f"after, prompt {index + 1}")
+            if not cached.is_file():
+                check()
+                frames, _ = generate(pipe, settings, step_callback=check)
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                partial = write_video(frames, cached.with_name(f"{cached.stem}-{run.run_id}.mp4"), fps=settings.fps)
+                partial.replace(cached)  # whole or absent: a crash never leaves a broken clip to reuse
+                made(f"before, prompt {index + 1}")
+            row["before"] = str(shutil.copyfile(cached, folder / f"{index}-before.mp4"))
             run.comparison.append(row)
-            run.say(f"before/after clip {index + 1}/{len(self.config.comparison_prompts)} done")
+
+    def _before_clip_path(self, run: TrainingRun, settings: GenerationSettings) -> Path:
+        """Where the base model's clip for ``settings`` is kept: named by the model (and, for a folder, the time its
+        weights were written, so a rebuilt model gets new clips) and the settings."""
+        model = run.dpo_config.model or default_model_path()
+        identity = model if is_hub_id(model) else str(Path(model).expanduser().resolve())
+        index = Path(identity) / "model_index.json"
+        written = index.stat().st_mtime_ns if index.is_file() else None
+        key = json.dumps({"model": identity, "written": written, "settings": settings.to_dict()}, sort_keys=True)
+        return self.config.runs_dir / BEFORE_CLIPS_DIR / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.mp4"
 
 
 def metrics_frame(history: list[dict[str, Any]]):
