@@ -48,7 +48,7 @@ def test_a_taste_labeler_votes_through_the_api_and_the_lora_trains_on_its_taste(
             assert read_mode(read_video(pool.video_path(chosen))) == "slowly"
 
     client = Client(url, verbose=False)
-    started = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "taste-slowly", api_name="/start_training")[0]
+    started = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "taste-slowly", api_name="/start_training")
     assert demo.services["training"].wait(timeout=600), "the run did not end"
     status = client.predict("taste-slowly", api_name="/training_status")[0]
     assert status["state"] == "finished" and status["run_id"] == started["run_id"], status
