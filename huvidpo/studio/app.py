@@ -42,6 +42,7 @@ class StudioBlocks(gr.Blocks):
             "css": css_path.read_text(encoding="utf-8") if css_path.is_file() else None,
             "head": KEYBOARD_SHORTCUTS,
             "allowed_paths": [str(folder) for folder in config.served_dirs],
+            "blocked_paths": [str(path) for path in config.blocked_paths],
         }
 
     def launch(self, *args, **kwargs):
@@ -84,7 +85,7 @@ def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
                 build_label_tab(page, labeling)
             if training is not None:
                 build_train_tab(page, training, lora_box)
-        gr.Markdown(f"Model: `{config.model_name}` · data: `{config.root}`", elem_id="studio-footer")
+        gr.Markdown(f"Model: `{config.model_name}`", elem_id="studio-footer")
 
         @handler(config)
         def show_role(user: User):

@@ -7,7 +7,8 @@ Everything the app writes lives under ``data_dir`` and survives restarts::
       pool/              the candidate clips labelers compare (manifest.jsonl + videos/)
       runs/<run>/        DPO runs started from the Train tab (LoRA, model card, metrics, before/after clips)
       exports/<name>/    preference datasets exported from the votes (what a run trains on)
-      generated/         clips made in the Generate tab (pruned to the newest ``keep_generated``)
+      generated/         clips made in the Generate tab (pruned to the newest ``keep_generated``), and the
+                         before/after clips of each run in generated/comparison/<run>/
       loras/             LoRA folders a maintainer copies in by hand, offered in the LoRA picker
 
 On a Space the environment sets what a maintainer would set with flags locally (see ``from_env``).
@@ -196,13 +197,34 @@ class StudioConfig:
         return self.root / "loras"
 
     @property
+    def comparisons_dir(self) -> Path:
+        """The before/after clips of the Train tab's runs (``<run>/<i>-before.mp4``): clips, like the generated ones."""
+        return self.generated_dir / "comparison"
+
+    @property
     def served_dirs(self) -> list[Path]:
-        """The only folders whose files the app hands to a browser (Gradio's ``allowed_paths``): media, never
-        votes.jsonl, manifests or exports."""
-        return [self.generated_dir, self.pool_dir / "videos", self.runs_dir, ASSETS_DIR]
+        """The allow-list of what the app hands to a browser (Gradio's ``allowed_paths``; the one home of it): the
+        clips visitors watch (generated, pool). Never votes.jsonl, manifests, exports, nor anything of a run
+        (LoRA weights, checkpoints, config, metrics): those stay on the server (``blocked_paths``)."""
+        return [self.generated_dir, self.pool_dir / "videos"]
+
+    @property
+    def blocked_paths(self) -> list[Path]:
+        """What Gradio must never serve nor hand out, even when the data dir lies inside the working directory."""
+        return [self.votes_path, self.pool_dir / "manifest.jsonl", self.runs_dir, self.exports_dir, self.loras_dir]
+
+    def shown_path(self, path: str | os.PathLike) -> str:
+        """A server path as users and model cards see it: relative to the data dir (``runs/x``), the model's name
+        for the embedded default's folder, else the bare name, never the server's absolute path."""
+        path = Path(path)
+        for root, name in ((self.root, ""), (ASSETS_DIR, "assets")):
+            if path.is_absolute() and path.is_relative_to(root):
+                relative = path.relative_to(root).as_posix()
+                return f"{name}/{relative}" if name else (relative or ".")
+        return path.name if path.is_absolute() else str(path)
 
     def make_dirs(self) -> None:
-        for folder in (self.root, self.pool_dir, self.exports_dir, self.loras_dir, *self.served_dirs):
+        for folder in (self.root, self.pool_dir, self.exports_dir, self.loras_dir, self.runs_dir, *self.served_dirs):
             folder.mkdir(parents=True, exist_ok=True)
 
     @property

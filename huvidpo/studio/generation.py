@@ -33,6 +33,7 @@ from huvidpo.generate import GenerationSettings, generate
 from huvidpo.settings import check_settings as check_ranges
 from huvidpo.locations import ASSETS_DIR, DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_hub_id
 from huvidpo.studio.config import StudioConfig
+from huvidpo.studio.runs import trained_run
 from huvidpo.studio.zerogpu import gpu
 
 if TYPE_CHECKING:  # the model stack (torch, diffusers) is imported when the model loads, not with the app
@@ -73,8 +74,9 @@ def check_settings(settings: GenerationSettings, config: StudioConfig) -> None:
     """Raise a ValueError a visitor can act on for settings outside what this app allows."""
     if not settings.prompt or not settings.prompt.strip():
         raise ValueError("The prompt is empty: describe the video, e.g. 'a red circle moving left on a blue background'.")
-    if len(settings.prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"The prompt is {len(settings.prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
+    for name, text in (("prompt", settings.prompt), ("negative prompt", settings.negative_prompt)):
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ValueError(f"The {name} is {len(text)} characters long; keep it to {MAX_PROMPT_CHARS}.")
     limits = {spec.name: setting_range(spec.name, config) for spec in fields(GenerationSettings) if "min" in spec.metadata}
     check_ranges(settings, limits)
 
@@ -83,44 +85,53 @@ def _has_lora(folder: Path) -> bool:
     return (folder / LORA_WEIGHT_NAME).is_file()
 
 
-def _local_lora_roots(config: StudioConfig) -> dict[str, Path]:
-    return {"runs/": config.runs_dir, "loras/": config.loras_dir, "assets/": ASSETS_DIR}
+def _local_lora_roots(config: StudioConfig, maintainer: bool) -> dict[str, Path]:
+    """Where local LoRAs come from: ``loras/`` (what a maintainer published on this server) and ``assets/`` for
+    everyone; the Train tab's ``runs/`` only for maintainers (a run is not published until a maintainer copies it
+    into loras/ or pushes it)."""
+    roots = {"loras/": config.loras_dir, "assets/": ASSETS_DIR}
+    return {"runs/": config.runs_dir, **roots} if maintainer else roots
 
 
-def resolve_lora(reference: str | None, config: StudioConfig) -> str | None:
+def resolve_lora(reference: str | None, config: StudioConfig, maintainer: bool = False) -> str | None:
     """A LoRA reference from the picker -> what ``load_lora`` reads: a folder inside the app, or a Hub id.
 
-    ``runs/<run>``, ``loras/<name>`` (both in the data dir) and ``assets/<name>`` name local folders; any
-    other ``owner/name`` is a Hub model id. Paths outside these folders are refused.
+    ``loras/<name>`` (in the data dir), ``assets/<name>`` and, for maintainers, ``runs/<run>`` name local folders;
+    any other ``owner/name`` is a Hub model id. Paths outside these folders are refused.
     """
+    if reference is not None and not isinstance(reference, str):
+        raise ValueError(f"lora must be text (a LoRA from the list or a Hub id), got {type(reference).__name__}.")
     reference = (reference or "").strip()
     if not reference:
         return None
-    for prefix, root in _local_lora_roots(config).items():
+    if reference.startswith("runs/") and not maintainer:
+        raise ValueError(f"'{reference}' is an unpublished training run (maintainers only); pick a LoRA from the list.")
+    for prefix, root in _local_lora_roots(config, maintainer).items():
         if reference.startswith(prefix):
             folder = (root / reference[len(prefix):]).resolve()
             if not folder.is_relative_to(root.resolve()) or folder == root.resolve():
                 raise ValueError(f"'{reference}' leaves the {prefix.rstrip('/')} folder; pick a LoRA from the list.")
-            if not _has_lora(folder):
-                raise ValueError(f"No LoRA at '{reference}' (expected {LORA_WEIGHT_NAME} in it); pick one from the list.")
+            if not _has_lora(folder) or (prefix == "runs/" and not trained_run(folder)):
+                raise ValueError(f"No trained LoRA at '{reference}' (expected {LORA_WEIGHT_NAME} in it); pick one from the list.")
             return str(folder)
     # A Hub id is 'owner/name'. One that is also a folder here (relative to the working directory) would be
     # read from disk by diffusers, so is_hub_id refuses it like any other path.
     if is_hub_id(reference):
         return reference
     raise ValueError(
-        f"'{reference}' is not a LoRA this app can use: pick a trained run from the list, give a Hub model id "
-        f"('user/name'), or copy the LoRA folder into {config.loras_dir} and pick 'loras/<folder>'."
+        f"'{reference}' is not a LoRA this app can use: pick one from the list, give a Hub model id "
+        "('user/name'), or (maintainers) copy the LoRA folder into the data dir's loras/ folder and pick 'loras/<folder>'."
     )
 
 
-def list_loras(config: StudioConfig) -> list[str]:
-    """Local LoRA references for the picker, newest runs first."""
+def list_loras(config: StudioConfig, maintainer: bool = False) -> list[str]:
+    """Local LoRA references for the picker, newest runs first (trained runs for maintainers only)."""
     found = []
-    for prefix, root in _local_lora_roots(config).items():
+    for prefix, root in _local_lora_roots(config, maintainer).items():
         if not root.is_dir():
             continue
-        folders = [folder for folder in root.iterdir() if folder.is_dir() and _has_lora(folder)]
+        folders = [folder for folder in root.iterdir() if folder.is_dir() and _has_lora(folder)
+                   and (prefix != "runs/" or trained_run(folder))]
         folders.sort(key=lambda folder: folder.stat().st_mtime, reverse=prefix == "runs/")
         found += [prefix + folder.name for folder in folders]
     return found
@@ -214,10 +225,12 @@ class GenerationService:
         settings: GenerationSettings,
         image: PIL.Image.Image | None = None,
         step_callback: StepCallback | None = None,
+        maintainer: bool = False,
     ) -> GeneratedClip:
-        """One clip; ``step_callback(step, total)`` after every denoising step."""
+        """One clip; ``step_callback(step, total)`` after every denoising step. Maintainers may also use the LoRAs
+        of training runs."""
         check_settings(settings, self.config)
-        run_settings = replace(settings, lora=resolve_lora(settings.lora, self.config))
+        run_settings = replace(settings, lora=resolve_lora(settings.lora, self.config, maintainer))
         started = time.perf_counter()
         with self._lock:
             pipe = self.pipeline()
@@ -243,6 +256,7 @@ class GenerationService:
         settings: GenerationSettings,
         image: PIL.Image.Image | None = None,
         step_callback: StepCallback | None = None,
+        maintainer: bool = False,
     ) -> tuple[GeneratedClip, GeneratedClip]:
         """The base model and the base model with ``settings.lora``, same seed: (base, with LoRA)."""
         if not settings.lora:
@@ -257,8 +271,9 @@ class GenerationService:
             if step_callback:
                 step_callback(settings.steps + step, total)
 
+        resolve_lora(settings.lora, self.config, maintainer)  # a LoRA that cannot be used fails before the base clip
         base = self.generate(replace(settings, lora=None), image, first_half)
-        tuned = self.generate(settings, image, second_half)
+        tuned = self.generate(settings, image, second_half, maintainer)
         return base, tuned
 
     def _prune(self) -> None:

@@ -367,7 +367,7 @@ class TrainingManager:
 
     def _compare(self, run: TrainingRun, pipe) -> None:
         """Before/after clips on the fixed prompts and seed, written to the run's comparison/ folder."""
-        folder = run.output_dir / "comparison"
+        folder = self.config.comparisons_dir / run.run_id  # served like generated clips; the run folder is not
         folder.mkdir(parents=True, exist_ok=True)
         for index, prompt in enumerate(self.config.comparison_prompts):
             settings = GenerationSettings(

@@ -63,16 +63,19 @@ def handler(config: StudioConfig) -> Callable[[Callable], Callable]:
             values = signature.bind(*args, **kwargs)
             values.apply_defaults()
             arguments = dict(values.arguments)
-            if takes_user:
-                profile_value, typed_name = arguments.pop("profile"), arguments.pop("labeler_name")
-                arguments["user"] = resolve_user(config, getattr(profile_value, "username", None), typed_name)
             try:
+                if takes_user:
+                    profile_value, typed_name = arguments.pop("profile"), arguments.pop("labeler_name")
+                    arguments["user"] = resolve_user(config, getattr(profile_value, "username", None), typed_name)
                 return fn(**arguments)
             except gr.Error:
                 raise
             except AccessError as err:
                 raise gr.Error(str(err), title="Not allowed", print_exception=False) from None
-            except (ValueError, OSError) as err:
+            except OSError as err:  # a full, read-only or missing disk: the user is told, the log keeps the context
+                logger.error("%s failed on the server's disk: %r", fn.__name__, err)
+                raise gr.Error(disk_message(err, config), print_exception=False) from None
+            except ValueError as err:
                 raise gr.Error(str(err), print_exception=False) from None
             except Exception as err:  # noqa: BLE001 - never show a traceback to a visitor
                 logger.exception("Unexpected error in %s", fn.__name__)
@@ -87,6 +90,49 @@ def handler(config: StudioConfig) -> Callable[[Callable], Callable]:
         return event
 
     return decorate
+
+
+class Number(gr.Number):
+    """``gr.Number`` that hands the value on as sent: Gradio's own check would round 2.5 to 2 silently, and
+    refuse an out-of-range value with a message that names no field (and a traceback in the server log). The
+    handler checks it (:func:`whole`, the settings' ranges) and says which field and what it allows."""
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+
+class Slider(gr.Slider):
+    """``gr.Slider`` that hands the value on as sent, for the same reason as :class:`Number`."""
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+
+class Image(gr.Image):
+    """``gr.Image`` whose upload that is not an image gets a message naming the field, not a generic error."""
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - PIL raises several kinds for a file that is not an image
+            raise gr.Error(f"{self.label or 'The image'}: the file is not an image; upload a PNG, JPEG or WebP.",
+                           print_exception=False) from None
+
+
+def disk_message(err: OSError, config: StudioConfig) -> str:
+    """What a user reads of a disk error: its reason and the file relative to the data dir, never a server path."""
+    reason = err.strerror or str(err)
+    where = f" ({config.shown_path(err.filename)})" if err.filename else ""
+    return f"The server could not read or write its data{where}: {reason}. Try again later, or tell the maintainers."
+
+
+def text(value: Any, name: str) -> str:
+    """A text box's value stripped (None: empty); anything but text is refused, naming ``name``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {type(value).__name__}.")
+    return value.strip()
 
 
 def whole(value: Any, name: str, default: int | None = None) -> int | None:

@@ -24,7 +24,7 @@ from huvidpo.studio.generation import (
 )
 from huvidpo.studio.labeling import LabelingService
 from huvidpo.studio.session import SessionState
-from huvidpo.studio.ui import Page, handler, whole
+from huvidpo.studio.ui import Image, Number, Page, Slider, handler, text, whole
 
 PLACEHOLDER = "a red circle moving left on a blue background"
 
@@ -50,9 +50,10 @@ def load_examples(config: StudioConfig) -> list[list]:
     return rows
 
 
-def lora_choices(config: StudioConfig) -> list[tuple[str, str]]:
-    """The LoRA picker's choices as they are now: the base model, then trained runs, loras/ and assets/."""
-    return [("(base model)", ""), *((reference, reference) for reference in list_loras(config))]
+def lora_choices(config: StudioConfig, maintainer: bool = False) -> list[tuple[str, str]]:
+    """The LoRA picker's choices as they are now: the base model, then (for maintainers) trained runs, loras/
+    and assets/."""
+    return [("(base model)", ""), *((reference, reference) for reference in list_loras(config, maintainer))]
 
 
 def setting_slider(page: Page, name: str, label: str, **kwargs) -> gr.Slider:
@@ -60,7 +61,7 @@ def setting_slider(page: Page, name: str, label: str, **kwargs) -> gr.Slider:
     spec = GenerationSettings.spec(name)
     low, high = setting_range(name, page.config)
     kwargs.setdefault("value", spec.default)
-    return gr.Slider(low, high, step=spec.metadata.get("step", 1), label=label, **kwargs)
+    return Slider(low, high, step=spec.metadata.get("step", 1), label=label, **kwargs)
 
 
 def build_generate_tab(page: Page, generation: GenerationService, labeling: LabelingService | None) -> gr.Dropdown:
@@ -77,20 +78,20 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                     steps_slider = setting_slider(page, "steps", "Denoising steps", value=config.default_steps)
                 with gr.Row():
                     guidance_slider = setting_slider(page, "guidance", "Guidance")
-                    seed_box = gr.Number(value=GenerationSettings.spec("seed").default, precision=0, minimum=seed_low,
+                    seed_box = Number(value=GenerationSettings.spec("seed").default, precision=0, minimum=seed_low,
                                          maximum=seed_high, label="Seed", scale=2)
                     random_seed = gr.Button("Random", scale=0, min_width=72, size="sm", elem_id="gen-random-seed")
                 with gr.Accordion("LoRA", open=True):
                     with gr.Row():
                         lora_box = gr.Dropdown(
-                            choices=lora_choices(config), value="", allow_custom_value=True, scale=3,
+                            choices=lora_choices(config, config.local_maintainer), value="", allow_custom_value=True, scale=3,
                             label="LoRA: a trained run, loras/<folder>, or a Hub model id (empty: base model)",
                         )
                         lora_scale_slider = setting_slider(page, "lora_scale", "Scale", scale=2)
                     compare_box = gr.Checkbox(label="Compare: base and base + LoRA side by side, same seed", value=False)
                 with gr.Accordion("More settings", open=False):
                     negative_box = gr.Textbox(label="Negative prompt (needs guidance > 1)")
-                    first_frame_box = gr.Image(label="First frame (optional: image-to-video)", type="pil",
+                    first_frame_box = Image(label="First frame (optional: image-to-video)", type="pil",
                                                sources=["upload", "clipboard"], height=200)
                     image_steps_slider = setting_slider(page, "image_steps", "First-frame model steps", value=config.default_steps)
                     with gr.Row():
@@ -120,36 +121,36 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
     def generate(
         prompt: str, negative_prompt=None, first_frame=None, frames=None, steps=None, guidance=None, seed=None, lora=None,
         lora_scale=None, compare=None, image_steps=None, shared_noise=None, adain=None, state: SessionState = None,
-        progress=gr.Progress(),
+        user: User = None, progress=gr.Progress(),
     ):
         """Generate a clip (or, with compare, base and base + LoRA with the same seed). Parameters left out take
         the page's defaults."""
-        import_model_stack()
         sent = {
-            "negative_prompt": (negative_prompt or "").strip(),
+            "negative_prompt": text(negative_prompt, "negative_prompt"),
             "frames": whole(frames, "frames", config.default_frames),
             "steps": whole(steps, "steps", config.default_steps),
             "guidance": guidance,
             "seed": whole(seed, "seed"),
-            "lora": (lora or "").strip() or None,
+            "lora": text(lora, "lora") or None,
             "lora_scale": lora_scale,
             "image_steps": whole(image_steps, "image_steps", config.default_steps),
             "shared_noise": shared_noise,
             "adain": adain,
         }
-        settings = GenerationSettings(prompt=(prompt or "").strip(), **{k: v for k, v in sent.items() if v is not None})
+        settings = GenerationSettings(prompt=text(prompt, "prompt"), **{k: v for k, v in sent.items() if v is not None})
         image = first_frame.convert("RGB") if first_frame is not None else None
+        import_model_stack()
 
         def on_step(step: int, total: int) -> None:
             progress((step, total), desc="Denoising", unit="steps")
 
         progress(0, desc="Starting")
         if compare and settings.lora:
-            clips = list(generation.compare(settings, image, on_step))
+            clips = list(generation.compare(settings, image, on_step, user.maintainer))
         else:
             if compare:
                 gr.Warning("Compare needs a LoRA: showing the base model only.")
-            clips = [generation.generate(settings, image, on_step)]
+            clips = [generation.generate(settings, image, on_step, user.maintainer)]
         state.last_clips = [clip.to_dict() for clip in clips]
         main = clips[-1]
         return {
@@ -163,7 +164,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
         }
 
     inputs = [prompt_box, negative_box, first_frame_box, frames_slider, steps_slider, guidance_slider, seed_box, lora_box,
-              lora_scale_slider, compare_box, image_steps_slider, shared_noise_slider, adain_box, page.state]
+              lora_scale_slider, compare_box, image_steps_slider, shared_noise_slider, adain_box, page.state, page.name]
     outputs = [video_out, base_video_out, first_frame_out, details_out, command_out, pool_md, page.state]
     generated = gr.on([run.click, prompt_box.submit], generate, inputs, outputs, api_name="generate", **limits)
 
@@ -175,8 +176,12 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
     generated.success(show_compare, details_out, [video_out, base_video_out], api_visibility="private", queue=False)
     random_seed.click(lambda: {seed_box: random.randint(seed_low, seed_high)}, None, [seed_box], queue=False,
                       api_visibility="private")
-    page.demo.load(lambda: {lora_box: gr.Dropdown(choices=lora_choices(config))}, None, [lora_box],
-                   api_visibility="private", queue=False)
+    @handler(config)
+    def show_loras(user: User):
+        """The LoRAs this visitor may pick (maintainers also see the trained runs)."""
+        return {lora_box: gr.Dropdown(choices=lora_choices(config, user.maintainer))}
+
+    page.demo.load(show_loras, [page.name], [lora_box], api_visibility="private", queue=False)
 
     if labeling is not None:
 

@@ -147,7 +147,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             return {component: gr.skip() for component in choice_outputs}
         updates = {dataset_box: gr.Dropdown(choices=training.dataset_choices())}
         if lora_box is not None:
-            updates[lora_box] = gr.Dropdown(choices=lora_choices(config))
+            updates[lora_box] = gr.Dropdown(choices=lora_choices(config, maintainer=True))
         return updates
 
     choice_outputs = [dataset_box] + ([lora_box] if lora_box is not None else [])

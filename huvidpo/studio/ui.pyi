@@ -1,0 +1,151 @@
+"""What the tab modules share: the page every tab wires to, and the decorator that turns a function into an event
+handler (errors a user can cause shown as messages, the user of the request resolved once).
+
+What is unusual here:
+- ``handler`` rewrites the signature of a callback that takes ``user: User``: that parameter becomes the name box's
+  input (``labeler_name``, where the tab passes the name box) and a trailing ``profile: gr.OAuthProfile | None``
+  lets Gradio inject the Hugging Face sign-in. Gradio reads the signature (the API's parameter names, which
+  parameters it fills itself) and the annotations, so the handler carries both; the callback only sees a ``User``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+
+from huvidpo.studio.access import AccessError, User, resolve_user
+from huvidpo.studio.config import StudioConfig
+
+logger = logging.getLogger("huvidpo.app")
+
+
+@dataclass
+class Page:
+    """What every tab wires to: the settings, the Blocks, the name box and the per-session state."""
+
+    config: StudioConfig
+    demo: gr.Blocks
+    name: gr.Textbox
+    state: gr.State
+
+
+def handler(config: StudioConfig) -> Callable[[Callable], Callable]:
+    """Decorate a callback as an event handler: ``ValueError``/``OSError`` become a message (``AccessError`` titled
+    "Not allowed"), anything else a short notice with the traceback in the log; a ``user: User`` parameter is filled
+    with the user of the request, from the sign-in profile and the name box passed in its place."""
+
+    def decorate(fn: Callable) -> Callable:
+        hints = typing.get_type_hints(fn)
+        params = [parameter.replace(annotation=hints.get(name, parameter.annotation))
+                  for name, parameter in inspect.signature(fn).parameters.items()]
+        takes_user = "user" in hints and hints["user"] is User
+        if takes_user:
+            index = [parameter.name for parameter in params].index("user")
+            follows_defaults = any(parameter.default is not inspect.Parameter.empty for parameter in params[:index])
+            name_box = inspect.Parameter(
+                "labeler_name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                default=None if follows_defaults else inspect.Parameter.empty,
+            )
+            profile = inspect.Parameter("profile", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                        annotation=gr.OAuthProfile | None)
+            params = [*params[:index], name_box, *params[index + 1:], profile]
+        signature = inspect.Signature(params)
+
+        @functools.wraps(fn)
+        def event(*args: Any, **kwargs: Any) -> Any:
+            values = signature.bind(*args, **kwargs)
+            values.apply_defaults()
+            arguments = dict(values.arguments)
+            if takes_user:
+                profile_value, typed_name = arguments.pop("profile"), arguments.pop("labeler_name")
+                arguments["user"] = resolve_user(config, getattr(profile_value, "username", None), typed_name)
+            try:
+                return fn(**arguments)
+            except gr.Error:
+                raise
+            except AccessError as err:
+                raise gr.Error(str(err), title="Not allowed", print_exception=False) from None
+            except (ValueError, OSError) as err:
+                raise gr.Error(str(err), print_exception=False) from None
+            except Exception as err:  # noqa: BLE001 - never show a traceback to a visitor
+                logger.exception("Unexpected error in %s", fn.__name__)
+                raise gr.Error(
+                    f"Something went wrong on the server ({type(err).__name__}). Try again; if it persists, tell the maintainers.",
+                    print_exception=False,
+                ) from None
+
+        event.__signature__ = signature
+        event.__annotations__ = {parameter.name: parameter.annotation for parameter in params
+                                 if parameter.annotation is not inspect.Parameter.empty}
+        return event
+
+    return decorate
+
+from gradio.events import Dependency
+
+class Number(gr.Number):
+    """``gr.Number`` that hands the value on as sent: Gradio's own check would round 2.5 to 2 silently, and
+    refuse an out-of-range value with a message that names no field (and a traceback in the server log). The
+    handler checks it (:func:`whole`, the settings' ranges) and says which field and what it allows."""
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+class Slider(gr.Slider):
+    """``gr.Slider`` that hands the value on as sent, for the same reason as :class:`Number`."""
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+class Image(gr.Image):
+    """``gr.Image`` whose upload that is not an image gets a message naming the field, not a generic error."""
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - PIL raises several kinds for a file that is not an image
+            raise gr.Error(f"{self.label or 'The image'}: the file is not an image; upload a PNG, JPEG or WebP.",
+                           print_exception=False) from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def text(value: Any, name: str) -> str:
+    """A text box's value stripped (None: empty); anything but text is refused, naming ``name``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {type(value).__name__}.")
+    return value.strip()
+
+
+def whole(value: Any, name: str, default: int | None = None) -> int | None:
+    """An integer from a number box or an API call (``2.0`` is 2; ``2.5`` is refused, naming ``name``);
+    None gives ``default``."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        raise ValueError(f"{name} must be an integer, got {value!r}.")
+    return int(value)
