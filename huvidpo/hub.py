@@ -19,6 +19,7 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token, hf_hub_d
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from . import convert
+from .hub_calls import scrub_tokens, use_hub_timeouts
 from .locations import DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_embedded_default, is_hub_id
 from .models import VideoUNet
 from .pipeline import HuViDPOPipeline
@@ -238,6 +239,7 @@ def push_folder_to_hub(
             f"Pushing to {repo_id} failed: no Hub token. Set HF_TOKEN or run `hf auth login` with a token that can "
             "write, then push again. The local files are intact."
         )
+    use_hub_timeouts()
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
@@ -246,9 +248,10 @@ def push_folder_to_hub(
             commit_message="Upload from HuViDPO Studio",
         )
     except Exception as err:  # noqa: BLE001 - any failure must leave local files and say why
+        reason = scrub_tokens(f"{type(err).__name__}: {err}", token)  # a Hub error body may echo the token
         raise ModelLoadError(
-            f"Pushing {Path(folder).name} to {repo_id} failed ({type(err).__name__}: {err}). The local files are intact; "
+            f"Pushing {Path(folder).name} to {repo_id} failed ({reason}). The local files are intact; "
             "check the token (HF_TOKEN or `hf auth login`), the repo name and the network, then push again."
-        ) from err
+        ) from None
     prefix = "datasets/" if repo_type == "dataset" else ""
     return f"https://huggingface.co/{prefix}{repo_id}"

@@ -28,7 +28,8 @@ from huvidpo.annotation import (
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import GeneratedClip
 
-SYNCED_FILES = ("votes.jsonl",)
+VOTES_FILE = "votes.jsonl"
+SYNCED_FILES = (VOTES_FILE,)
 SYNCED_FOLDERS = ("pool/",)
 
 
@@ -44,6 +45,18 @@ class AnnotationSync(HubSync):
             for path, signature in super()._changed_files().items()
             if path in SYNCED_FILES or path.startswith(SYNCED_FOLDERS)
         }
+
+    def status(self) -> dict[str, Any]:
+        """``HubSync.status`` and ``pending_votes``: the vote-log lines written since the last successful push."""
+        status = super().status()
+        pushed_size = self._uploaded.get(VOTES_FILE, (0, 0))[0]
+        try:
+            with open(self.folder / VOTES_FILE, "rb") as log:
+                log.seek(pushed_size)
+                status["pending_votes"] = log.read().count(b"\n")
+        except OSError:
+            status["pending_votes"] = 0
+        return status
 
 
 def pair_payload(served: ServedPair) -> dict[str, Any]:
