@@ -156,15 +156,26 @@ def test_the_role_line_says_who_you_are_and_what_you_may_do(tmp_path):
 def test_lora_references_resolve_inside_the_app_folders_only(tmp_path):
     config = make_config(tmp_path)
     run = fake_lora(config.runs_dir / "dpo-1")
-    fake_lora(config.loras_dir / "mine")
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.69}\n')
+    fake_lora(config.runs_dir / "dpo-0")  # cancelled before its first step: its LoRA learnt nothing
+    mine = fake_lora(config.loras_dir / "mine")
     outside = fake_lora(tmp_path / "elsewhere")
     assert resolve_lora("", config) is None
-    assert resolve_lora("runs/dpo-1", config) == str(run.resolve())
+    assert resolve_lora("runs/dpo-1", config, maintainer=True) == str(run.resolve())
+    assert resolve_lora("loras/mine", config) == str(mine.resolve())
     assert resolve_lora("someone/huvidpo-lora", config) == "someone/huvidpo-lora"
     for bad in (str(outside), "runs/../../elsewhere", "runs/", "loras/missing", "../elsewhere", "someone/..", "~/x"):
         with pytest.raises(ValueError):
-            resolve_lora(bad, config)
-    assert list_loras(config)[:2] == ["runs/dpo-1", "loras/mine"]
+            resolve_lora(bad, config, maintainer=True)
+    with pytest.raises(ValueError, match="maintainers only"):
+        resolve_lora("runs/dpo-1", config)
+    with pytest.raises(ValueError, match="No trained LoRA"):
+        resolve_lora("runs/dpo-0", config, maintainer=True)
+    with pytest.raises(ValueError, match="lora must be text"):
+        resolve_lora(["runs/dpo-1"], config)
+    assert list_loras(config, maintainer=True)[:2] == ["runs/dpo-1", "loras/mine"]
+    assert "runs/dpo-0" not in list_loras(config, maintainer=True)
+    assert list_loras(config)[0] == "loras/mine" and not any(ref.startswith("runs/") for ref in list_loras(config))
 
 
 def test_settings_outside_the_limits_are_refused(tmp_path):

@@ -17,6 +17,7 @@ import sys  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
+from huvidpo.hub_calls import use_hub_timeouts  # noqa: E402
 from huvidpo.locations import ASSETS_DIR  # noqa: E402
 from huvidpo.studio.access import User, role_text  # noqa: E402
 from huvidpo.studio.config import TABS, StudioConfig  # noqa: E402
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
+        use_hub_timeouts()  # every Hub call of the app (model downloads, vote sync, pushes) fails in bounded time
         config = config_from_args(args)
         demo = build_demo(config)
     except ValueError as err:  # bad flags, a model that cannot be loaded: say what to do, no traceback

@@ -6,6 +6,9 @@ service adds the payloads the UI and scripted labelers receive (plain dicts) and
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +30,12 @@ from huvidpo.annotation import (
 )
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import GeneratedClip
+from huvidpo.studio.runs import claim_dir
 
 VOTES_FILE = "votes.jsonl"
 SYNCED_FILES = (VOTES_FILE,)
 SYNCED_FOLDERS = ("pool/",)
+EXPORT_SOURCE = "source.json"  # in an export: the digests of the votes and pool it was made from
 
 
 class AnnotationSync(HubSync):
@@ -139,30 +144,62 @@ class LabelingService:
         return [self.pool.add_clip(clip.settings["prompt"], clip.video, clip.settings) for clip in clips]
 
     def stats(self) -> dict[str, Any]:
-        """Per-labeler counts, pool progress, agreement and the model leaderboard."""
+        """Per-labeler counts, pool progress (with the vote-log lines that could not be read), agreement, the
+        model leaderboard and the Hub sync's status (None without a votes repo)."""
+        progress = pool_progress(self.pool, self.store)
+        progress["unreadable_vote_lines"] = self.store.skipped_lines
         return {
             "labelers": labeler_stats(self.store),
-            "progress": pool_progress(self.pool, self.store),
+            "progress": progress,
             "agreement": inter_annotator_agreement(self.store),
             "leaderboard": leaderboard(self.store, self.pool),
             "sync": self.sync.status() if self.sync is not None else None,
         }
 
+    def sync_summary(self) -> str:
+        """The Hub sync for maintainers, in one line: last push, votes not pushed yet, and the last error."""
+        if self.sync is None:
+            return "Votes stay on this server: no Hub dataset is set (`--votes-repo` or `HUVIDPO_VOTES_REPO`)."
+        status = self.sync.status()
+        line = (f"Hub sync to `{status['repo_id']}`: last push {status['last_push_at'] or 'never'} · "
+                f"{status['pending_votes']} votes not pushed yet · {status['pushes_ok']} pushes, {status['pushes_failed']} failed")
+        if status["last_error"]:
+            line += f"\n\n**Last error** ({status['last_attempt_at']}): {status['last_error']}"
+        return line
+
     def export(self, min_votes: int = 1) -> tuple[Path, int]:
-        """Export the decided pairs to ``exports/votes-<time>``: (folder, number of pairs)."""
-        out_dir = unique_dir(self.config.exports_dir, f"votes-{time.strftime('%Y%m%d-%H%M%S')}")
-        dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes)
+        """Export the decided pairs to ``exports/votes-<time>`` (folder, number of pairs); the newest export of the
+        very same votes and pool is reused instead (the vote log and the manifest only grow, so equal contents
+        mean nothing changed)."""
+        source = {**self._contents_digest(), "min_votes": min_votes}
+        folders = sorted(self.config.exports_dir.glob("votes-*"), key=lambda folder: folder.stat().st_mtime, reverse=True)
+        for folder in folders:
+            try:
+                if json.loads((folder / EXPORT_SOURCE).read_text(encoding="utf-8")) == source:
+                    with open(folder / "metadata.jsonl", "rb") as metadata:
+                        return folder, sum(1 for line in metadata if line.strip())
+            except (OSError, ValueError):
+                continue
+        out_dir = claim_dir(self.config.exports_dir, f"votes-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes)
+            (out_dir / EXPORT_SOURCE).write_text(json.dumps(source), encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
         return out_dir, len(dataset)
+
+    def _contents_digest(self) -> dict[str, str]:
+        """sha256 of the vote log and the pool manifest, up to their last complete line."""
+        digests = {}
+        for name, path in (("votes_sha256", self.config.votes_path), ("pool_sha256", self.pool.root / "manifest.jsonl")):
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                data = b""
+            digests[name] = hashlib.sha256(data[: data.rfind(b"\n") + 1]).hexdigest()
+        return digests
 
     def close(self) -> None:
         if self.sync is not None:
             self.sync.stop()
-
-
-def unique_dir(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``parent/name-2``, ``-3``... if taken."""
-    candidate, number = parent / name, 1
-    while candidate.exists():
-        number += 1
-        candidate = parent / f"{name}-{number}"
-    return candidate

@@ -135,6 +135,15 @@ def text(value: Any, name: str) -> str:
     return value.strip()
 
 
+def number(value: Any, name: str) -> float | None:
+    """A number from a number box or an API call (None stays None); text, NaN or infinity is refused, naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    return float(value)
+
+
 def whole(value: Any, name: str, default: int | None = None) -> int | None:
     """An integer from a number box or an API call (``2.0`` is 2; ``2.5`` is refused, naming ``name``);
     None gives ``default``."""

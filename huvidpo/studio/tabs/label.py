@@ -38,10 +38,10 @@ KEYBOARD_SHORTCUTS = """
 """
 
 
-def table(rows: list[dict]):
+def table(rows: list[dict], empty: str = "no votes yet"):
     import pandas as pd
 
-    return pd.DataFrame(rows) if rows else pd.DataFrame({"": ["no votes yet"]})
+    return pd.DataFrame(rows) if rows else pd.DataFrame({"": [empty]})
 
 
 def build_label_tab(page: Page, labeling: LabelingService) -> None:
@@ -78,6 +78,7 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
             with gr.Row():
                 progress_json = gr.JSON(label="Pool progress")
                 agreement_json = gr.JSON(label="Agreement between labelers")
+            sync_md = gr.Markdown(label="Hub sync", elem_id="label-sync")
             labelers_table = gr.Dataframe(label="Votes per labeler", interactive=False)
             leaderboard_table = gr.Dataframe(label="Leaderboard of model versions", interactive=False)
 
@@ -132,12 +133,14 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
 
     @handler(config)
     def label_stats(user: User):
-        """Pool progress, agreement, votes per labeler and the leaderboard (for labelers and maintainers)."""
+        """Pool progress, agreement, votes per labeler and the leaderboard (for labelers and maintainers); the Hub
+        sync's state (last push, votes not pushed, last error) for maintainers."""
         require_stats_reader(config, user)
         stats = labeling.stats()
         return {
             progress_json: stats["progress"],
             agreement_json: stats["agreement"],
+            sync_md: labeling.sync_summary() if user.maintainer else "",
             labelers_table: table(stats["labelers"]),
             leaderboard_table: table(stats["leaderboard"]),
         }
@@ -148,5 +151,5 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
     for choice, button in buttons.items():
         button.click(vote_on_screen(choice), [page.name, page.state], outputs, api_visibility="private", **limits)
     undo_button.click(undo, [page.name, page.state], outputs, api_name="undo", **limits)
-    stats_button.click(label_stats, [page.name], [progress_json, agreement_json, labelers_table, leaderboard_table],
+    stats_button.click(label_stats, [page.name], [progress_json, agreement_json, labelers_table, leaderboard_table, sync_md],
                        api_name="label_stats", concurrency_limit=2, concurrency_id="stats")

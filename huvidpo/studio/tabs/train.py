@@ -13,7 +13,8 @@ import gradio as gr
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
-from huvidpo.studio.ui import Page, handler, whole
+from huvidpo.studio.tabs.label import table
+from huvidpo.studio.ui import Number, Page, handler, number, text, whole
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
 
@@ -35,12 +36,12 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 base_model_box = gr.Textbox(value=config.model, label="Base model (empty: the one this app serves)",
                                             placeholder=config.model_name)
                 with gr.Row():
-                    beta_box = gr.Number(label="beta", minimum=0, elem_id="train-beta")
-                    learning_rate_box = gr.Number(label="Learning rate", minimum=0, elem_id="train-learning-rate")
+                    beta_box = Number(label="beta", elem_id="train-beta")
+                    learning_rate_box = Number(label="Learning rate", elem_id="train-learning-rate")
                 with gr.Row():
-                    steps_box = gr.Number(value=config.train_steps, precision=0, minimum=1, label="Steps")
-                    rank_box = gr.Number(precision=0, minimum=1, label="LoRA rank", elem_id="train-lora-rank")
-                    frames_box = gr.Number(value=config.train_frames, precision=0, minimum=2, label="Frames per clip")
+                    steps_box = Number(value=config.train_steps, precision=0, label="Steps")
+                    rank_box = Number(precision=0, label="LoRA rank", elem_id="train-lora-rank")
+                    frames_box = Number(value=config.train_frames, precision=0, label="Frames per clip")
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -53,6 +54,11 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                                                 height=220, y_lim=[0, 1])
                     margin_plot = gr.LinePlot(x="step", y="margin", label="margin", title="Reward margin", height=220)
                 log_box = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
+                with gr.Accordion("Runs on this data dir", open=False):
+                    runs_table = gr.Dataframe(label="Runs (newest first)", interactive=False, elem_id="train-runs")
+                    with gr.Row(equal_height=True):
+                        resume_box = gr.Textbox(label="Interrupted run to resume", placeholder="dpo-20261202-141500", scale=3)
+                        resume = gr.Button("Resume", scale=1, elem_id="train-resume")
         gr.Markdown("#### Before / after (fixed prompts and seed)")
         comparison_videos = []
         for prompt in config.comparison_prompts[:COMPARISON_ROWS]:
@@ -79,6 +85,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             accuracy_plot: view["metrics"],
             margin_plot: view["metrics"],
             log_box: view["log"],
+            runs_table: table(view["runs"], empty="no runs yet"),
             timer: gr.Timer(active=view["running"]),
         }
         for (before_video, after_video), (before, after) in zip(comparison_videos, view["comparison"]):
@@ -92,11 +99,16 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         Train tab's presets and DPOConfig's defaults."""
         require_maintainer(config, user, "Training")
         training.start(user, TrainRequest(
-            dataset=dataset or "votes", model=base_model or "",
-            beta=None if beta is None else float(beta),
-            learning_rate=None if learning_rate is None else float(learning_rate),
+            dataset=text(dataset, "dataset") or "votes", model=text(base_model, "base model"),
+            beta=number(beta, "beta"), learning_rate=number(learning_rate, "learning rate"),
             steps=whole(max_steps, "steps"), lora_rank=whole(lora_rank, "LoRA rank"), frames=whole(frames, "frames"),
         ))
+        return show()
+
+    @handler(config)
+    def resume_training(run_id: str, user: User):
+        """Continue an interrupted run (its studio was killed) from its last checkpoint (maintainers only)."""
+        training.resume(user, text(run_id, "run"))
         return show()
 
     @handler(config)
@@ -120,25 +132,34 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     @handler(config)
     def on_load(user: User):
         """Per visitor: the tab for maintainers (polling while a run is active), DPOConfig's defaults in the inputs."""
-        defaults = training.setting_defaults()
+        defaults, bounds = training.setting_defaults(), training.setting_bounds()
+
+        def bounded(name: str, **value) -> Number:
+            low, high = bounds[name]
+            return Number(minimum=low, maximum=high, info=f"from {low:g} to {high:g}" if high is not None else None, **value)
+
         return {
             tab: gr.Tab(visible=user.maintainer),
             timer: gr.Timer(active=user.maintainer and training.active()),
-            beta_box: defaults["beta"],
-            learning_rate_box: defaults["learning_rate"],
-            rank_box: defaults["lora_rank"],
+            beta_box: bounded("beta", value=defaults["beta"]),
+            learning_rate_box: bounded("learning_rate", value=defaults["learning_rate"]),
+            rank_box: bounded("lora_rank", value=defaults["lora_rank"]),
+            steps_box: bounded("steps"),
+            frames_box: bounded("frames"),
         }
 
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
-               *(video for row in comparison_videos for video in row), timer]
+               *(video for row in comparison_videos for video in row), timer, runs_table]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
     start.click(start_training, [*settings, page.name], outputs, api_name="start_training", **limits)
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
     timer.tick(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     tab.select(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     cancel.click(cancel_training, [page.name], outputs, api_name="cancel_training", **limits)
+    resume.click(resume_training, [resume_box, page.name], outputs, api_name="resume_training", **limits)
     push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
-    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box], api_visibility="private",
+    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box],
+                   api_visibility="private",
                    show_progress="hidden")
 
     def refresh_choices(status: dict):
