@@ -146,3 +146,171 @@ def test_sync_errors_that_echo_the_token_hide_it(online, tmp_path, caplog):
             assert sync.push_now() is False
     assert "Authorization header" in sync.status()["last_error"]
     assert FAKE_TOKEN not in sync.status()["last_error"] and FAKE_TOKEN not in caplog.text
+
+
+# ------------------------------------------------------------------------------- a public app: what visitors reach
+
+
+def launch(config):
+    from huvidpo.studio.app import build_demo
+
+    demo = build_demo(config)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    return demo, url
+
+
+@pytest.fixture(scope="module")
+def public_app(tmp_path_factory):
+    """A public studio (Generate and Label, nobody a maintainer, no model loaded) whose data dir holds a finished
+    run, an export, a published LoRA, a generated clip and a pool clip."""
+    from gradio_client import Client
+
+    from huvidpo.studio import StudioConfig
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    root = tmp_path_factory.mktemp("public") / "data"
+    config = StudioConfig(data_dir=str(root), oauth=False, tabs="generate,label", preload_model=False)
+    config.make_dirs()
+    run = config.runs_dir / "dpo-20261202-101500"
+    for name in ("pytorch_lora_weights.safetensors", "config.yaml", "metrics.jsonl", "checkpoints/step-2/optimizer.bin",
+                 "cache/pairs.pt"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text('{"step": 2}\n')
+    (config.exports_dir / "votes-1" / "metadata.jsonl").parent.mkdir(parents=True)
+    (config.exports_dir / "votes-1" / "metadata.jsonl").write_text("{}\n")
+    (config.loras_dir / "published").mkdir()
+    (config.loras_dir / "published" / "pytorch_lora_weights.safetensors").write_text("weights")
+    (config.generated_dir / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    (config.pool_dir / "videos" / "a.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    config.votes_path.write_text("")
+    demo, url = launch(config)
+    yield demo, config, Client(url, verbose=False), url
+    demo.close()
+
+
+def test_1_visitors_download_clips_but_nothing_of_runs_votes_or_exports(public_app):
+    import httpx
+
+    demo, config, client, url = public_app
+    run = config.runs_dir / "dpo-20261202-101500"
+    for private in (run / "pytorch_lora_weights.safetensors", run / "config.yaml", run / "metrics.jsonl",
+                    run / "checkpoints/step-2/optimizer.bin", run / "cache/pairs.pt", config.votes_path,
+                    config.exports_dir / "votes-1" / "metadata.jsonl",
+                    config.loras_dir / "published" / "pytorch_lora_weights.safetensors"):
+        assert httpx.get(f"{url}gradio_api/file={private}").status_code in (403, 404), private
+    for clip in (config.generated_dir / "clip.mp4", config.pool_dir / "videos" / "a.mp4"):
+        assert httpx.get(f"{url}gradio_api/file={clip}").status_code == 200, clip
+
+
+def test_1_9_the_page_names_no_server_path_and_no_run(public_app):
+    import httpx
+
+    demo, config, client, url = public_app
+    page = httpx.get(f"{url}config").text
+    assert str(config.root) not in page and str(REPO_ROOT) not in page
+    assert "dpo-20261202-101500" not in page and "loras/published" in page
+
+
+def test_7_names_longer_than_64_characters_are_refused_not_cut(public_app):
+    from gradio_client.exceptions import AppError
+
+    demo, config, client, url = public_app
+    with pytest.raises(AppError, match="keep it to 64"):
+        client.predict("a" * 100, api_name="/next_pair")
+    assert client.predict("a" * 64, api_name="/next_pair")[0]["done"] is True
+
+
+def test_7_uploads_are_capped(public_app):
+    import httpx
+
+    demo, config, client, url = public_app
+    big = b"\x89PNG" + b"\x00" * (config.max_upload_mb * 1024 * 1024 + 1)
+    response = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=60)
+    assert response.status_code in (400, 413) and "size" in response.text.lower()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seed": 1.5}, "seed must be an integer, got 1.5"),
+        ({"steps": 2.5}, "steps must be an integer, got 2.5"),
+        ({"frames": "abc"}, "frames must be an integer, got 'abc'"),
+        ({"frames": 500}, r"frames must be an integer from 2 to 32"),
+        ({"guidance": 99}, r"guidance must be a number from 0 to 30"),
+        ({"lora": ["runs/x"]}, "lora must be text"),
+        ({"lora": "runs/dpo-20261202-101500"}, "maintainers only"),
+        ({"negative_prompt": "blurry " * 200}, "negative prompt is 1399 characters long; keep it to 500"),
+    ],
+)
+def test_7_10_bad_generate_input_gets_a_message_naming_the_field(public_app, kwargs, message, caplog):
+    from gradio_client.exceptions import AppError
+
+    demo, config, client, url = public_app
+    with caplog.at_level(logging.INFO):
+        with pytest.raises(AppError, match=message):
+            client.predict(prompt="a red circle moving left on a blue background", api_name="/generate", **kwargs)
+    assert "Traceback" not in caplog.text
+
+
+def test_7_10_a_first_frame_that_is_not_an_image_is_refused_with_a_message(public_app, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    demo, config, client, url = public_app
+    fake = tmp_path / "frame.png"
+    fake.write_text("not an image")
+    with pytest.raises(AppError, match="First frame.*not an image"):
+        client.predict(prompt="a red circle", first_frame=handle_file(str(fake)), api_name="/generate")
+
+
+def test_10_nan_and_infinite_seeds_are_refused_naming_the_seed(public_app):
+    import httpx
+
+    demo, config, client, url = public_app
+    for seed in ("NaN", "Infinity"):
+        body = ('{"data": ["a red circle moving left on a blue background", null, null, null, null, null, ' + seed
+                + ', null, null, null, null, null, null, null]}')
+        event = httpx.post(f"{url}gradio_api/call/generate", content=body, headers={"Content-Type": "application/json"})
+        assert event.status_code == 200, event.text
+        stream = httpx.get(f"{url}gradio_api/call/generate/{event.json()['event_id']}", timeout=60).text
+        assert "seed must be an integer" in stream, stream
+
+
+# ------------------------------------------------------------------------------- 6, 9. disk errors
+
+
+def test_6_9_a_full_disk_on_vote_is_logged_and_shown_without_server_paths(tmp_path, monkeypatch, caplog):
+    import errno
+    import types
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from huvidpo.annotation import votes as votes_module
+    from huvidpo.studio import StudioConfig
+    from test_studio import clip_file
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, tabs="label")
+    demo, url = launch(config)
+    try:
+        labeling = demo.services["labeling"]
+        labeling.add_clips([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.6)])
+        client = Client(url, verbose=False)
+        pair = client.predict("ada", api_name="/next_pair")[0]
+
+        def full_disk(fd, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(config.votes_path))
+
+        fake_os = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os) if not name.startswith("__")})
+        fake_os.write = full_disk
+        monkeypatch.setattr(votes_module, "os", fake_os)
+        with caplog.at_level(logging.ERROR):
+            with pytest.raises(AppError) as error:
+                client.predict("ada", pair["token"], "left", api_name="/vote")
+        monkeypatch.undo()
+        assert "No space left on device" in str(error.value) and "votes.jsonl" in str(error.value)
+        assert str(config.root) not in str(error.value)
+        assert "vote" in caplog.text and "No space left on device" in caplog.text and str(config.votes_path) in caplog.text
+        assert labeling.store.effective_votes() == []
+    finally:
+        demo.close()

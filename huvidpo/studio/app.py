@@ -44,6 +44,7 @@ class StudioBlocks(gr.Blocks):
             "head": KEYBOARD_SHORTCUTS,
             "allowed_paths": [str(folder) for folder in config.served_dirs],
             "blocked_paths": [str(path) for path in config.blocked_paths],
+            "max_file_size": config.max_upload_bytes,
         }
 
     def launch(self, *args, **kwargs):

@@ -104,6 +104,7 @@ class StudioConfig:
     )
     max_frames: int = field(default=32, metadata=_help("Most frames a visitor may ask for."))
     max_steps: int = field(default=100, metadata=_help("Most denoising steps a visitor may ask for."))
+    max_upload_mb: int = field(default=10, metadata=_help("Largest upload (a first frame) in MB; an app without the Generate tab takes none."))
     keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
     train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (the CLI's default is DPOConfig's)."))
     train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (the CLI's default is DPOConfig's)."))
@@ -131,7 +132,8 @@ class StudioConfig:
             )
         if self.votes_repo is not None:
             self.votes_repo = check_hub_id(self.votes_repo, "votes_repo")
-        for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "keep_generated", "train_steps"):
+        for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "max_upload_mb",
+                     "keep_generated", "train_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for name, settings_name, most in (("default_frames", "frames", self.max_frames), ("default_steps", "steps", self.max_steps)):
@@ -195,6 +197,11 @@ class StudioConfig:
     @property
     def loras_dir(self) -> Path:
         return self.root / "loras"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """Gradio's ``max_file_size``: ``max_upload_mb``, or 1 byte when no tab takes an upload."""
+        return self.max_upload_mb * 1024 * 1024 if "generate" in self.tabs else 1
 
     @property
     def comparisons_dir(self) -> Path:

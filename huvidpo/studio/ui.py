@@ -73,7 +73,8 @@ def handler(config: StudioConfig) -> Callable[[Callable], Callable]:
             except AccessError as err:
                 raise gr.Error(str(err), title="Not allowed", print_exception=False) from None
             except OSError as err:  # a full, read-only or missing disk: the user is told, the log keeps the context
-                logger.error("%s failed on the server's disk: %r", fn.__name__, err)
+                who = getattr(arguments.get("user"), "name", "") or "a visitor"
+                logger.error("%s by %s failed on the server's disk: %s (%s)", fn.__name__, who, err, type(err).__name__)
                 raise gr.Error(disk_message(err, config), print_exception=False) from None
             except ValueError as err:
                 raise gr.Error(str(err), print_exception=False) from None
