@@ -314,3 +314,150 @@ def test_6_9_a_full_disk_on_vote_is_logged_and_shown_without_server_paths(tmp_pa
         assert labeling.store.effective_votes() == []
     finally:
         demo.close()
+
+
+# ------------------------------------------------------------------------------- 2, 12. runs on a shared data dir
+
+OTHER_STUDIO = """
+import sys, time
+from huvidpo.studio import StudioConfig, TrainingManager, TrainRequest, User
+
+def slow_load(model):
+    print("loading", flush=True)
+    time.sleep(300)
+
+manager = TrainingManager(StudioConfig(data_dir=sys.argv[1], oauth=False), None, load_pipeline=slow_load)
+manager.start(User(name="grace", maintainer=True), TrainRequest(dataset="team/pairs", steps=3, lora_rank=4))
+manager.wait()
+"""
+
+
+def claim_many(runs_dir: str, start, claimed) -> None:
+    from huvidpo.studio.runs import claim_dir
+
+    start.wait()
+    claimed.extend([claim_dir(Path(runs_dir), "dpo-20261202-120000").name for _ in range(20)])
+
+
+def test_2_two_studios_claiming_run_folders_in_the_same_second_get_distinct_folders(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    manager = context.Manager()
+    start, claimed = manager.Event(), manager.list()
+    workers = [context.Process(target=claim_many, args=(str(tmp_path / "runs"), start, claimed)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=60)
+    names = list(claimed)
+    assert len(names) == 40 and len(set(names)) == 40
+
+
+def test_2_12_a_second_studio_sees_the_run_and_a_killed_run_is_listed_interrupted_and_resumable(tmp_path):
+    from huvidpo.studio import LabelingService, StudioConfig, TrainingManager, TrainRequest, User
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False)
+    other = subprocess.Popen([sys.executable, "-c", OTHER_STUDIO, str(config.root)], cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert other.stdout.readline().strip() == "loading", other.stdout.read()
+        boss = User(name="ada", maintainer=True)
+        loads = []
+
+        def failing_load(model):
+            loads.append(model)
+            raise ValueError("no model here")
+
+        manager = TrainingManager(config, LabelingService(config), load_pipeline=failing_load)
+        with pytest.raises(ValueError, match="in progress in another studio.*started by grace"):
+            manager.start(boss, TrainRequest(dataset="team/pairs", steps=2, lora_rank=4))
+        [row] = manager.view()["runs"]
+        assert row["state"] == "loading" and row["started by"] == "grace"
+        with pytest.raises(ValueError, match="only an interrupted run"):
+            manager.resume(boss, row["run"])
+    finally:
+        other.kill()  # kill -9: the run's lock goes with the process
+        other.wait()
+
+    view = manager.view()
+    assert [(r["run"], r["state"]) for r in view["runs"]] == [(row["run"], "interrupted")]
+    assert "Interrupted (resumable): " + row["run"] in view["summary"]
+    status = manager.resume(boss, row["run"])
+    assert status["run_id"] == row["run"] and manager.wait(60)
+    run = manager._run
+    assert run.output_dir == config.runs_dir / row["run"] and run.dpo_config.resume == "latest"
+    assert run.dpo_config.max_steps == 3 and run.dpo_config.lora_rank == 4 and loads
+    assert [r["state"] for r in manager.view()["runs"]] == ["failed"]
+    assert sorted(path.name for path in config.runs_dir.iterdir() if path.is_dir()) == [row["run"]]
+
+
+def test_12_an_export_of_unchanged_votes_is_reused(tmp_path):
+    from huvidpo.studio import LabelingService, StudioConfig
+    from test_studio import clip_file
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False)
+    labeling = LabelingService(config)
+    labeling.add_clips([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.6)])
+    pair = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", pair["token"], "left")
+    first, pairs = labeling.export()
+    assert pairs == 1
+    assert labeling.export() == (first, 1), "the same votes were exported again"
+    pair = labeling.undo("ada", "s1")
+    labeling.vote("ada", "s1", pair["token"], "right")
+    second, pairs = labeling.export()
+    assert second != first and pairs == 1
+    assert len(list(config.exports_dir.iterdir())) == 2
+
+
+def test_11_train_settings_are_bounded_by_the_configs_metadata(tmp_path):
+    from huvidpo.studio import LabelingService, StudioConfig, TrainingManager, TrainRequest, User
+    from huvidpo.training.config import DPOConfig
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False)
+    manager = TrainingManager(config, LabelingService(config))
+    bounds = manager.setting_bounds()
+    spec = {f.name: f.metadata for f in __import__("dataclasses").fields(DPOConfig)}
+    assert bounds["steps"] == (spec["max_steps"]["min"], spec["max_steps"]["max"])
+    assert all(high is not None for _, high in bounds.values())
+    boss = User(maintainer=True)
+    for request, field_name in ((TrainRequest(dataset="team/pairs", steps=10**12), "max_steps"),
+                                (TrainRequest(dataset="team/pairs", beta=1e308), "beta"),
+                                (TrainRequest(dataset="team/pairs", learning_rate=1e308), "learning_rate"),
+                                (TrainRequest(dataset="team/pairs", lora_rank=10**9), "lora_rank")):
+        with pytest.raises(ValueError, match=f"{field_name} must be .* to "):
+            manager.start(boss, request)
+    assert not any(config.runs_dir.iterdir()) and not any(config.exports_dir.iterdir())
+
+
+# ------------------------------------------------------------------------------- 4. the sync, for maintainers
+
+
+def test_4_maintainers_see_the_last_push_pending_votes_and_the_last_error(tmp_path):
+    from gradio_client import Client
+
+    from huvidpo.studio import StudioConfig
+    from test_studio import clip_file
+
+    for maintainer in (True, False):
+        config = StudioConfig(data_dir=str(tmp_path / f"data-{maintainer}"), oauth=False, tabs="label",
+                              votes_repo="team/votes", local_maintainer=maintainer)
+        demo, url = launch(config)
+        try:
+            labeling = demo.services["labeling"]
+            labeling.add_clips([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.6)])
+            pair = labeling.next_pair("ada", "s1")
+            labeling.vote("ada", "s1", pair["token"], "left")
+            assert labeling.sync.push_now() is False  # the suite is offline: the push fails
+            outputs = Client(url, verbose=False).predict("ada", api_name="/label_stats")
+            shown = outputs[-1]
+            if maintainer:
+                assert "last push never" in shown and "1 votes not pushed yet" in shown
+                assert "Last error" in shown and "offline" in shown.lower()
+            else:
+                assert shown == ""
+        finally:
+            labeling.close()
+            demo.close()
