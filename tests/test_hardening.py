@@ -19,7 +19,6 @@ from huggingface_hub import HfApi, constants
 
 from fake_hub import fake_hub
 from huvidpo.annotation.sync import HubSync
-from huvidpo.hub_calls import DEFAULT_HUB_TIMEOUT, scrub_tokens, use_hub_timeouts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FakeTokenForTheseTestsOnly123"
@@ -28,6 +27,8 @@ FAKE_TOKEN = "hf_FakeTokenForTheseTestsOnly123"
 @pytest.fixture
 def online(monkeypatch):
     """The Hub client allowed to reach the local stand-ins (the suite runs offline), with a 1 s timeout."""
+    from huvidpo.hub_calls import DEFAULT_HUB_TIMEOUT, use_hub_timeouts
+
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     use_hub_timeouts(1.0)
     yield
@@ -113,6 +114,8 @@ def test_ctrl_c_ends_the_app_promptly_when_the_hub_stalls(tmp_path):
 
 
 def test_scrub_tokens_removes_known_and_token_shaped_secrets(monkeypatch):
+    from huvidpo.hub_calls import scrub_tokens
+
     monkeypatch.setenv("HF_TOKEN", "plain-env-token")
     text = ('{"authorization": "Bearer hf_abcdefghijklmnop"} Authorization: xyz123 '
             "token plain-env-token and mine-42")
@@ -461,3 +464,29 @@ def test_4_maintainers_see_the_last_push_pending_votes_and_the_last_error(tmp_pa
         finally:
             labeling.close()
             demo.close()
+
+
+def test_5_unreadable_vote_lines_are_counted_in_the_stats(tmp_path):
+    from huvidpo.studio import LabelingService, StudioConfig
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False)
+    config.make_dirs()
+    config.votes_path.write_text('{"not": "a vote"}\n{"labeler": "ada", "choice": "left", "left_clip": "a", "right_clip": "b"}\n')
+    progress = LabelingService(config).stats()["progress"]
+    assert progress["unreadable_vote_lines"] == 1
+
+
+def test_9_a_lora_that_does_not_load_is_named_as_picked_not_by_its_server_path(tmp_path, tiny_model_dir):
+    from huvidpo.generate import GenerationSettings
+    from huvidpo.studio import GenerationService, StudioConfig
+
+    config = StudioConfig(model=str(tiny_model_dir), data_dir=str(tmp_path / "data"), oauth=False, preload_model=False)
+    config.make_dirs()
+    broken = config.loras_dir / "broken"
+    broken.mkdir()
+    (broken / "pytorch_lora_weights.safetensors").write_bytes(b"not safetensors at all")
+    service = GenerationService(config)
+    for reference in ("loras/broken", "loras/missing"):
+        with pytest.raises(ValueError) as error:
+            service.generate(GenerationSettings(prompt="a red circle", frames=2, steps=1, image_steps=1, lora=reference))
+        assert reference in str(error.value) and str(config.root) not in str(error.value), str(error.value)

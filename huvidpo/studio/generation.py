@@ -236,7 +236,12 @@ class GenerationService:
             pipe = self.pipeline()
             swaps_lora = bool(run_settings.lora) or bool(pipe.get_list_adapters())
             with MODEL_BUILD_LOCK if swaps_lora else contextlib.nullcontext():
-                frames, first_frame = render(pipe, run_settings, image, step_callback)
+                try:
+                    frames, first_frame = render(pipe, run_settings, image, step_callback)
+                except ValueError as err:  # a LoRA that does not load: name it as the user did, not by its server path
+                    if run_settings.lora and run_settings.lora != settings.lora:
+                        raise ValueError(str(err).replace(run_settings.lora, settings.lora)) from None
+                    raise
         seconds = time.perf_counter() - started
         stem = self.config.generated_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         stem.parent.mkdir(parents=True, exist_ok=True)

@@ -180,7 +180,7 @@ class TrainingManager:
         if dataset.startswith("exports/"):
             folder = (self.config.exports_dir / dataset.removeprefix("exports/")).resolve()
             if not folder.is_relative_to(self.config.exports_dir.resolve()) or not (folder / "metadata.jsonl").is_file():
-                raise ValueError(f"No export '{dataset}' in {self.config.exports_dir}; pick one from the list.")
+                raise ValueError(f"No export '{dataset}' in the data dir's exports/ folder; pick one from the list.")
             return str(folder)
         if is_hub_id(dataset):
             return dataset
