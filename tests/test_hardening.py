@@ -245,14 +245,24 @@ def test_7_uploads_are_capped(public_app):
         ({"negative_prompt": "blurry " * 200}, "negative prompt is 1399 characters long; keep it to 500"),
     ],
 )
-def test_7_10_bad_generate_input_gets_a_message_naming_the_field(public_app, kwargs, message, caplog):
+def test_7_10_bad_generate_input_gets_a_message_naming_the_field(public_app, kwargs, message, caplog, capfd):
     from gradio_client.exceptions import AppError
 
     demo, config, client, url = public_app
     with caplog.at_level(logging.INFO):
         with pytest.raises(AppError, match=message):
             client.predict(prompt="a red circle moving left on a blue background", api_name="/generate", **kwargs)
-    assert "Traceback" not in caplog.text
+    assert "Traceback" not in caplog.text + capfd.readouterr().err, "bad input is not a server error"
+
+
+def test_7_vote_tokens_and_choices_are_bounded(public_app):
+    from gradio_client.exceptions import AppError
+
+    demo, config, client, url = public_app
+    for token, choice, message in (("x" * 100_000, "left", "token is 100000 characters long"),
+                                   ("t", "y" * 100_000, "choice is 100000 characters long")):
+        with pytest.raises(AppError, match=message):
+            client.predict("ada", token, choice, api_name="/vote")
 
 
 def test_7_10_a_first_frame_that_is_not_an_image_is_refused_with_a_message(public_app, tmp_path):

@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 
 from huvidpo.hub_calls import use_hub_timeouts  # noqa: E402
 from huvidpo.locations import ASSETS_DIR  # noqa: E402
-from huvidpo.studio.access import User, role_text  # noqa: E402
+from huvidpo.studio.access import MAX_NAME_CHARS, User, role_text  # noqa: E402
 from huvidpo.studio.config import TABS, StudioConfig  # noqa: E402
 from huvidpo.studio.generation import GenerationService  # noqa: E402
 from huvidpo.studio.labeling import LabelingService  # noqa: E402
@@ -57,6 +57,7 @@ class StudioBlocks(gr.Blocks):
 def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
     """The studio as a Gradio Blocks app; the model loads once, in the background from here (or on first use)."""
     config = config or StudioConfig.from_env()
+    use_hub_timeouts()  # every Hub call of the app (model downloads, vote sync, pushes) fails in bounded time
     config.make_dirs()
     generation = GenerationService(config) if "generate" in config.tabs else None
     if generation is not None and config.preload_model:
@@ -76,7 +77,8 @@ def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
                     gr.LoginButton()
                     name = gr.Textbox(visible=False)
                 else:
-                    name = gr.Textbox(label="Your name (for labeling)", placeholder="e.g. ada", elem_id="labeler-name", max_lines=1)
+                    name = gr.Textbox(label="Your name (for labeling)", placeholder="e.g. ada", elem_id="labeler-name", max_lines=1,
+                                      max_length=MAX_NAME_CHARS)
                 role_md = gr.Markdown(elem_id="studio-role")
         page = Page(config=config, demo=demo, name=name, state=gr.State(SessionState()))
         lora_box = None
@@ -135,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
-        use_hub_timeouts()  # every Hub call of the app (model downloads, vote sync, pushes) fails in bounded time
         config = config_from_args(args)
         demo = build_demo(config)
     except ValueError as err:  # bad flags, a model that cannot be loaded: say what to do, no traceback

@@ -127,12 +127,18 @@ def disk_message(err: OSError, config: StudioConfig) -> str:
     return f"The server could not read or write its data{where}: {reason}. Try again later, or tell the maintainers."
 
 
-def text(value: Any, name: str) -> str:
-    """A text box's value stripped (None: empty); anything but text is refused, naming ``name``."""
+MAX_REFERENCE_CHARS = 300  # a LoRA, model or dataset reference, a run id, a vote token or choice
+
+
+def text(value: Any, name: str, max_chars: int | None = MAX_REFERENCE_CHARS) -> str:
+    """A text box's value stripped (None: empty); anything but text, or text longer than ``max_chars`` (None: the
+    caller checks), is refused, naming ``name``."""
     if value is None:
         return ""
     if not isinstance(value, str):
         raise ValueError(f"{name} must be text, got {type(value).__name__}.")
+    if max_chars is not None and len(value) > max_chars:
+        raise ValueError(f"{name} is {len(value)} characters long; keep it to {max_chars}.")
     return value.strip()
 
 

@@ -15,6 +15,7 @@ from huvidpo.locations import ASSETS_DIR
 from huvidpo.studio.access import User, require_labeler
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import (
+    MAX_PROMPT_CHARS,
     GeneratedClip,
     GenerationService,
     import_model_stack,
@@ -72,7 +73,8 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
     with gr.Tab("Generate", id="generate"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                prompt_box = gr.Textbox(label="Prompt", lines=2, placeholder=PLACEHOLDER, elem_id="gen-prompt")
+                prompt_box = gr.Textbox(label="Prompt", lines=2, placeholder=PLACEHOLDER, elem_id="gen-prompt",
+                                        max_length=MAX_PROMPT_CHARS)
                 with gr.Row():
                     frames_slider = setting_slider(page, "frames", "Frames", value=config.default_frames)
                     steps_slider = setting_slider(page, "steps", "Denoising steps", value=config.default_steps)
@@ -90,7 +92,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                         lora_scale_slider = setting_slider(page, "lora_scale", "Scale", scale=2)
                     compare_box = gr.Checkbox(label="Compare: base and base + LoRA side by side, same seed", value=False)
                 with gr.Accordion("More settings", open=False):
-                    negative_box = gr.Textbox(label="Negative prompt (needs guidance > 1)")
+                    negative_box = gr.Textbox(label="Negative prompt (needs guidance > 1)", max_length=MAX_PROMPT_CHARS)
                     first_frame_box = Image(label="First frame (optional: image-to-video)", type="pil",
                                                sources=["upload", "clipboard"], height=200)
                     image_steps_slider = setting_slider(page, "image_steps", "First-frame model steps", value=config.default_steps)
@@ -126,7 +128,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
         """Generate a clip (or, with compare, base and base + LoRA with the same seed). Parameters left out take
         the page's defaults."""
         sent = {
-            "negative_prompt": text(negative_prompt, "negative_prompt"),
+            "negative_prompt": text(negative_prompt, "negative_prompt", max_chars=None),  # check_settings bounds it
             "frames": whole(frames, "frames", config.default_frames),
             "steps": whole(steps, "steps", config.default_steps),
             "guidance": guidance,
@@ -137,7 +139,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
             "shared_noise": shared_noise,
             "adain": adain,
         }
-        settings = GenerationSettings(prompt=text(prompt, "prompt"), **{k: v for k, v in sent.items() if v is not None})
+        settings = GenerationSettings(prompt=text(prompt, "prompt", max_chars=None), **{k: v for k, v in sent.items() if v is not None})
         image = first_frame.convert("RGB") if first_frame is not None else None
         import_model_stack()
 

@@ -10,7 +10,7 @@ import gradio as gr
 from huvidpo.studio.access import User, require_labeler, require_stats_reader
 from huvidpo.studio.labeling import LabelingService
 from huvidpo.studio.session import SessionState
-from huvidpo.studio.ui import Page, handler
+from huvidpo.studio.ui import Page, handler, text
 
 CHOICE_BUTTONS = {  # choice -> (label, elem_id); the keyboard shortcuts click these ids
     "left": ("⬅ Left is better", "label-left"),
@@ -103,7 +103,8 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
 
     def record(user: User, token: str, choice: str, state: SessionState):
         labeler = require_labeler(config, user)
-        token = (token or "").strip() or state.pair_token
+        token = text(token, "token") or state.pair_token
+        choice = text(choice, "choice")
         if not token:
             raise ValueError("No pair on screen: press 'Next pair' first.")
         recorded = labeling.vote(labeler, state.ensure_id(), token, choice)
