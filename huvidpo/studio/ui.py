@@ -93,31 +93,29 @@ def handler(config: StudioConfig) -> Callable[[Callable], Callable]:
     return decorate
 
 
-class Number(gr.Number):
-    """``gr.Number`` that hands the value on as sent: Gradio's own check would round 2.5 to 2 silently, and
-    refuse an out-of-range value with a message that names no field (and a traceback in the server log). The
-    handler checks it (:func:`whole`, the settings' ranges) and says which field and what it allows."""
-
-    def preprocess(self, payload: Any) -> Any:
-        return payload
-
-
-class Slider(gr.Slider):
-    """``gr.Slider`` that hands the value on as sent, for the same reason as :class:`Number`."""
-
-    def preprocess(self, payload: Any) -> Any:
-        return payload
+def checked_by_handler(component: gr.components.Component) -> gr.components.Component:
+    """A number box or slider whose value reaches the handler as sent. Gradio's own check would round 2.5 to 2
+    silently, and refuse an out-of-range value with a message that names no field (and a traceback in the server
+    log); the handler checks it instead (:func:`whole`, :func:`number`, the settings' ranges) and says which field
+    and what it allows. (Set on the instance: a subclass of a Gradio component writes a ``.pyi`` beside its module.)"""
+    component.preprocess = lambda payload: payload
+    return component
 
 
-class Image(gr.Image):
+def image_input(**kwargs: Any) -> gr.Image:
     """``gr.Image`` whose upload that is not an image gets a message naming the field, not a generic error."""
+    image = gr.Image(**kwargs)
+    preprocess = image.preprocess
 
-    def preprocess(self, payload: Any) -> Any:
+    def checked(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except Exception:  # noqa: BLE001 - PIL raises several kinds for a file that is not an image
-            raise gr.Error(f"{self.label or 'The image'}: the file is not an image; upload a PNG, JPEG or WebP.",
+            raise gr.Error(f"{image.label or 'The image'}: the file is not an image; upload a PNG, JPEG or WebP.",
                            print_exception=False) from None
+
+    image.preprocess = checked
+    return image
 
 
 def disk_message(err: OSError, config: StudioConfig) -> str:

@@ -25,7 +25,7 @@ from huvidpo.studio.generation import (
 )
 from huvidpo.studio.labeling import LabelingService
 from huvidpo.studio.session import SessionState
-from huvidpo.studio.ui import Image, Number, Page, Slider, handler, text, whole
+from huvidpo.studio.ui import Page, checked_by_handler, handler, image_input, text, whole
 
 PLACEHOLDER = "a red circle moving left on a blue background"
 
@@ -62,7 +62,7 @@ def setting_slider(page: Page, name: str, label: str, **kwargs) -> gr.Slider:
     spec = GenerationSettings.spec(name)
     low, high = setting_range(name, page.config)
     kwargs.setdefault("value", spec.default)
-    return Slider(low, high, step=spec.metadata.get("step", 1), label=label, **kwargs)
+    return checked_by_handler(gr.Slider(low, high, step=spec.metadata.get("step", 1), label=label, **kwargs))
 
 
 def build_generate_tab(page: Page, generation: GenerationService, labeling: LabelingService | None) -> gr.Dropdown:
@@ -80,8 +80,8 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                     steps_slider = setting_slider(page, "steps", "Denoising steps", value=config.default_steps)
                 with gr.Row():
                     guidance_slider = setting_slider(page, "guidance", "Guidance")
-                    seed_box = Number(value=GenerationSettings.spec("seed").default, precision=0, minimum=seed_low,
-                                         maximum=seed_high, label="Seed", scale=2)
+                    seed_box = checked_by_handler(gr.Number(value=GenerationSettings.spec("seed").default, precision=0,
+                                                            minimum=seed_low, maximum=seed_high, label="Seed", scale=2))
                     random_seed = gr.Button("Random", scale=0, min_width=72, size="sm", elem_id="gen-random-seed")
                 with gr.Accordion("LoRA", open=True):
                     with gr.Row():
@@ -93,7 +93,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                     compare_box = gr.Checkbox(label="Compare: base and base + LoRA side by side, same seed", value=False)
                 with gr.Accordion("More settings", open=False):
                     negative_box = gr.Textbox(label="Negative prompt (needs guidance > 1)", max_length=MAX_PROMPT_CHARS)
-                    first_frame_box = Image(label="First frame (optional: image-to-video)", type="pil",
+                    first_frame_box = image_input(label="First frame (optional: image-to-video)", type="pil",
                                                sources=["upload", "clipboard"], height=200)
                     image_steps_slider = setting_slider(page, "image_steps", "First-frame model steps", value=config.default_steps)
                     with gr.Row():

@@ -14,7 +14,7 @@ from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
 from huvidpo.studio.tabs.label import table
-from huvidpo.studio.ui import Number, Page, handler, number, text, whole
+from huvidpo.studio.ui import Page, checked_by_handler, handler, number, text, whole
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
 
@@ -36,12 +36,12 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 base_model_box = gr.Textbox(value=config.model, label="Base model (empty: the one this app serves)",
                                             placeholder=config.model_name)
                 with gr.Row():
-                    beta_box = Number(label="beta", elem_id="train-beta")
-                    learning_rate_box = Number(label="Learning rate", elem_id="train-learning-rate")
+                    beta_box = checked_by_handler(gr.Number(label="beta", elem_id="train-beta"))
+                    learning_rate_box = checked_by_handler(gr.Number(label="Learning rate", elem_id="train-learning-rate"))
                 with gr.Row():
-                    steps_box = Number(value=config.train_steps, precision=0, label="Steps")
-                    rank_box = Number(precision=0, label="LoRA rank", elem_id="train-lora-rank")
-                    frames_box = Number(value=config.train_frames, precision=0, label="Frames per clip")
+                    steps_box = checked_by_handler(gr.Number(value=config.train_steps, precision=0, label="Steps"))
+                    rank_box = checked_by_handler(gr.Number(precision=0, label="LoRA rank", elem_id="train-lora-rank"))
+                    frames_box = checked_by_handler(gr.Number(value=config.train_frames, precision=0, label="Frames per clip"))
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -134,9 +134,9 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         """Per visitor: the tab for maintainers (polling while a run is active), DPOConfig's defaults in the inputs."""
         defaults, bounds = training.setting_defaults(), training.setting_bounds()
 
-        def bounded(name: str, **value) -> Number:
+        def bounded(name: str, **value) -> gr.Number:
             low, high = bounds[name]
-            return Number(minimum=low, maximum=high, info=f"from {low:g} to {high:g}" if high is not None else None, **value)
+            return gr.Number(minimum=low, maximum=high, info=f"from {low:g} to {high:g}" if high is not None else None, **value)
 
         return {
             tab: gr.Tab(visible=user.maintainer),
