@@ -174,6 +174,7 @@ class JsonLinesLog(Generic[RecordT]):
         self._cached_offset = 0
         self._cached_skipped = 0
         self._cached_file_identity: tuple[int, int] | None = None
+        self._resets = 0  # times the cache started over (a new file, or one cut shorter)
         self.skipped_lines = 0
 
     def append(self, records: list[dict[str, Any]]) -> None:
@@ -183,13 +184,19 @@ class JsonLinesLog(Generic[RecordT]):
 
     def read(self) -> list[RecordT]:
         """All parsable records in file order (a torn or bad line is skipped, see `skipped_lines`)."""
+        return self.read_versioned()[0]
+
+    def read_versioned(self) -> tuple[list[RecordT], tuple[int, int]]:
+        """`read()` and a version of what was read: equal versions mean equal records (the log only grows), so
+        a caller may keep what it computed from them."""
         if not self.path.exists():
             self.skipped_lines = 0
-            return []
+            return [], (-1, 0)
         with self._thread_lock, self._process_lock(reading=True):
             fd = os.open(self.path, os.O_RDONLY)
             try:
-                return self._read_locked(fd)
+                records = self._read_locked(fd)
+                return records, (self._resets, len(records))
             finally:
                 os.close(fd)
 
@@ -229,6 +236,7 @@ class JsonLinesLog(Generic[RecordT]):
         if identity != self._cached_file_identity or stat.st_size < self._cached_offset:
             self._cached_records, self._cached_offset, self._cached_skipped = [], 0, 0
             self._cached_file_identity = identity
+            self._resets += 1
         new_bytes = _pread_all(fd, self._cached_offset, stat.st_size - self._cached_offset)
         complete_end = new_bytes.rfind(b"\n") + 1
         for line in new_bytes[:complete_end].split(b"\n"):
@@ -346,6 +354,7 @@ class VoteStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self._log: JsonLinesLog[Vote] = JsonLinesLog(path, Vote.from_dict)
+        self._effective: tuple[tuple[int, int] | None, list[Vote]] = (None, [])
         self.repaired_bytes = self._log.repair()  # a torn tail from a crash before this start
 
     @property
@@ -374,8 +383,14 @@ class VoteStore:
         ]
 
     def effective_votes(self, labeler: str | None = None) -> list[Vote]:
-        """Judgements with the undos applied: what the labelers currently stand by."""
-        return _apply_undos(self.read(), labeler)
+        """Judgements with the undos applied: what the labelers currently stand by (computed once per new record:
+        every vote, page and stats view asks for them)."""
+        records, version = self._log.read_versioned()
+        cached_version, effective = self._effective
+        if cached_version != version:
+            effective = _apply_undos(records, None)
+            self._effective = (version, effective)
+        return [vote for vote in effective if labeler is None or vote.labeler == labeler]
 
     def undo_last(self, labeler: str, session_id: str) -> Vote | None:
         """Undo this labeler's latest effective vote in this session; returns the undone vote (None if none)."""
