@@ -321,6 +321,9 @@ class TrainingManager:
         run = self._run
         if run is None or run.lora_path is None or run.state in ACTIVE_STATES:
             raise ValueError("Nothing to push yet: push when a run has finished (or was cancelled) and saved its LoRA.")
+        if trained_steps(run.output_dir) == 0:
+            raise ValueError(f"Nothing to push: the run {run.run_id} was cancelled before its first step, so its LoRA "
+                             "learnt nothing.")
         repo_id = check_hub_id(repo_id, "The model repo", own_namespace=True)
         url, error = push_output(replace(run.dpo_config, hub_model_id=repo_id, hub_private=bool(private)), run.output_dir)
         if error:
