@@ -28,6 +28,7 @@ from huvidpo.studio.session import SessionState
 from huvidpo.studio.ui import Page, checked_by_handler, handler, image_input, text, whole
 
 PLACEHOLDER = "a red circle moving left on a blue background"
+MAX_FIRST_FRAME_PIXELS = 16_000_000  # an uploaded first frame is decoded whole before it is resized
 
 
 def load_examples(config: StudioConfig) -> list[list]:
@@ -94,7 +95,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                 with gr.Accordion("More settings", open=False):
                     negative_box = gr.Textbox(label="Negative prompt (needs guidance > 1)", max_length=MAX_PROMPT_CHARS)
                     first_frame_box = image_input(label="First frame (optional: image-to-video)", type="pil",
-                                               sources=["upload", "clipboard"], height=200)
+                                                  sources=["upload", "clipboard"], height=200)
                     image_steps_slider = setting_slider(page, "image_steps", "First-frame model steps", value=config.default_steps)
                     with gr.Row():
                         shared_noise_slider = setting_slider(page, "shared_noise", "Shared noise across frames")
@@ -140,6 +141,9 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
             "adain": adain,
         }
         settings = GenerationSettings(prompt=text(prompt, "prompt", max_chars=None), **{k: v for k, v in sent.items() if v is not None})
+        if first_frame is not None and first_frame.width * first_frame.height > MAX_FIRST_FRAME_PIXELS:
+            raise ValueError(f"The first frame is {first_frame.width}x{first_frame.height} pixels; upload one of at most "
+                             f"{MAX_FIRST_FRAME_PIXELS // 1_000_000} megapixels (it is resized to the model's size anyway).")
         image = first_frame.convert("RGB") if first_frame is not None else None
         import_model_stack()
 
