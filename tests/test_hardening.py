@@ -450,6 +450,7 @@ def test_11_train_settings_are_bounded_by_the_configs_metadata(tmp_path):
 
 def test_4_maintainers_see_the_last_push_pending_votes_and_the_last_error(tmp_path):
     from gradio_client import Client
+    from test_annotation_sync_export import FolderHubApi
 
     from huvidpo.studio import StudioConfig
     from test_studio import clip_file
@@ -463,12 +464,16 @@ def test_4_maintainers_see_the_last_push_pending_votes_and_the_last_error(tmp_pa
             labeling.add_clips([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.6)])
             pair = labeling.next_pair("ada", "s1")
             labeling.vote("ada", "s1", pair["token"], "left")
-            assert labeling.sync.push_now() is False  # the suite is offline: the push fails
-            outputs = Client(url, verbose=False).predict("ada", api_name="/label_stats")
-            shown = outputs[-1]
+            labeling.sync._api = FolderHubApi(tmp_path / "remote", failures=1)  # a Hub that fails once, then works
+            assert labeling.sync.push_now() is False
+            client = Client(url, verbose=False)
+            shown = client.predict("ada", api_name="/label_stats")[-1]
             if maintainer:
                 assert "last push never" in shown and "1 votes not pushed yet" in shown
-                assert "Last error" in shown and "offline" in shown.lower()
+                assert "Last error" in shown and "simulated network failure" in shown
+                assert labeling.sync.push_now() is True
+                shown = client.predict("ada", api_name="/label_stats")[-1]
+                assert "last push never" not in shown and "0 votes not pushed yet" in shown and "Last error" not in shown
             else:
                 assert shown == ""
         finally:
