@@ -140,6 +140,13 @@ def text(value: Any, name: str, max_chars: int | None = MAX_REFERENCE_CHARS) -> 
     return value.strip()
 
 
+def flag(value: Any, name: str) -> bool | None:
+    """A checkbox's value (None stays None); anything but true or false is refused, naming ``name``."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} must be true or false, got {value!r}.")
+
+
 def number(value: Any, name: str) -> float | None:
     """A number from a number box or an API call (None stays None); text, NaN or infinity is refused, naming ``name``."""
     if value is None:

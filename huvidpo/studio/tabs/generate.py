@@ -25,7 +25,7 @@ from huvidpo.studio.generation import (
 )
 from huvidpo.studio.labeling import LabelingService
 from huvidpo.studio.session import SessionState
-from huvidpo.studio.ui import Page, checked_by_handler, handler, image_input, text, whole
+from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, image_input, text, whole
 
 PLACEHOLDER = "a red circle moving left on a blue background"
 MAX_FIRST_FRAME_PIXELS = 16_000_000  # an uploaded first frame is decoded whole before it is resized
@@ -138,8 +138,9 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
             "lora_scale": lora_scale,
             "image_steps": whole(image_steps, "image_steps", config.default_steps),
             "shared_noise": shared_noise,
-            "adain": adain,
+            "adain": flag(adain, "adain"),
         }
+        compare = flag(compare, "compare")
         settings = GenerationSettings(prompt=text(prompt, "prompt", max_chars=None), **{k: v for k, v in sent.items() if v is not None})
         if first_frame is not None and first_frame.width * first_frame.height > MAX_FIRST_FRAME_PIXELS:
             raise ValueError(f"The first frame is {first_frame.width}x{first_frame.height} pixels; upload one of at most "

@@ -14,7 +14,7 @@ from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
 from huvidpo.studio.tabs.label import table
-from huvidpo.studio.ui import Page, checked_by_handler, handler, number, text, whole
+from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, number, text, whole
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
 
@@ -57,7 +57,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 with gr.Accordion("Runs on this data dir", open=False):
                     runs_table = gr.Dataframe(label="Runs (newest first)", interactive=False, elem_id="train-runs")
                     with gr.Row(equal_height=True):
-                        resume_box = gr.Textbox(label="Interrupted run to resume", placeholder="dpo-20261202-141500", scale=3)
+                        resume_box = gr.Dropdown(label="Interrupted run to resume", choices=[], allow_custom_value=True,
+                                                 scale=3)
                         resume = gr.Button("Resume", scale=1, elem_id="train-resume")
         gr.Markdown("#### Before / after (fixed prompts and seed)")
         comparison_videos = []
@@ -86,6 +87,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             margin_plot: view["metrics"],
             log_box: view["log"],
             runs_table: table(view["runs"], empty="no runs yet"),
+            resume_box: gr.Dropdown(choices=[row["run"] for row in view["runs"] if row["state"] == "interrupted"]),
             timer: gr.Timer(active=view["running"]),
         }
         for (before_video, after_video), (before, after) in zip(comparison_videos, view["comparison"]):
@@ -126,7 +128,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     @handler(config)
     def push_lora(repo_id: str, private: bool, user: User):
         """Push the last run's LoRA and model card to a Hub model repo; returns a link."""
-        url = training.push(user, repo_id, private)
+        url = training.push(user, text(repo_id, "repo"), flag(private, "private") is not False)
         return {push_md: f"Pushed: [{url}]({url})"}
 
     @handler(config)
@@ -149,7 +151,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         }
 
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
-               *(video for row in comparison_videos for video in row), timer, runs_table]
+               *(video for row in comparison_videos for video in row), timer, runs_table, resume_box]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
     start.click(start_training, [*settings, page.name], outputs, api_name="start_training", **limits)
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
