@@ -386,8 +386,10 @@ def test_2_12_a_second_studio_sees_the_run_and_a_killed_run_is_listed_interrupte
         manager = TrainingManager(config, LabelingService(config), load_pipeline=failing_load)
         with pytest.raises(ValueError, match="in progress in another studio.*started by grace"):
             manager.start(boss, TrainRequest(dataset="team/pairs", steps=2, lora_rank=4))
-        [row] = manager.view()["runs"]
+        view = manager.view()
+        [row] = view["runs"]
         assert row["state"] == "loading" and row["started by"] == "grace"
+        assert f"In progress in another studio: {row['run']} (loading, started by grace)" in view["summary"]
         with pytest.raises(ValueError, match="only an interrupted run"):
             manager.resume(boss, row["run"])
     finally:

@@ -367,7 +367,11 @@ class TrainingManager:
         runs = self.past_runs()
         if status["state"] == "idle":
             interrupted = [row["run"] for row in runs if row["state"] == INTERRUPTED]
-            summary = "No run yet." if not runs else f"No run in this session; {len(runs)} earlier runs are listed below."
+            elsewhere = [f"{row['run']} ({row['state']}, started by {row['started by']})" for row in runs
+                         if row["state"] in ACTIVE_STATES]
+            summary = "No run yet." if not runs else f"No run in this session; the data dir's {len(runs)} runs are listed below."
+            if elsewhere:
+                summary += f" In progress in another studio: {', '.join(elsewhere)}."
             if interrupted:
                 summary += f" Interrupted (resumable): {', '.join(interrupted)}."
         else:
