@@ -27,7 +27,7 @@ TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 HIDDEN = "***"
 # hf_... tokens, and the value after "Bearer" or an Authorization header, however the body quotes it
 TOKEN_PATTERNS = (
-    re.compile(r"\bhf_[A-Za-z0-9]{8,}"),
+    re.compile(r"\bhf_[A-Za-z0-9]{30,}"),  # a Hub token is hf_ and 34 letters or digits
     re.compile(r"(?i)(bearer\s+)[^\s'\",}]+"),
     re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?!bearer\s)[^\s'\",}]+"),
 )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Callable
 
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
+from huvidpo.hub_calls import scrub_tokens
 from huvidpo.locations import check_hub_id, is_hub_id
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.config import StudioConfig
@@ -482,14 +484,15 @@ class TrainingManager:
             run.set_state("finished")
             run.say("finished: the LoRA is in the Generate tab's picker")
         except Exception as err:  # noqa: BLE001 - the worker reports every failure in the status
-            run.error = str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}"
+            # a Hub dataset's error body may echo the token: scrubbed from the status and the log alike
+            run.error = scrub_tokens(str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}")
             run.finished_at = time.time()
             try:
                 run.set_state("failed")
             except OSError:
                 run.state = "failed"
             run.say(f"failed: {run.error}")
-            logger.exception("Training run %s failed", run.run_id)
+            logger.error("Training run %s failed:\n%s", run.run_id, scrub_tokens("".join(traceback.format_exception(err))))
         finally:
             built()
             run.finished_at = run.finished_at or time.time()

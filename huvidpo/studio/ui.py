@@ -14,12 +14,14 @@ import functools
 import inspect
 import logging
 import math
+import traceback
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import gradio as gr
 
+from huvidpo.hub_calls import scrub_tokens
 from huvidpo.studio.access import AccessError, User, resolve_user
 from huvidpo.studio.config import StudioConfig
 
@@ -74,12 +76,13 @@ def handler(config: StudioConfig) -> Callable[[Callable], Callable]:
                 raise gr.Error(str(err), title="Not allowed", print_exception=False) from None
             except OSError as err:  # a full, read-only or missing disk: the user is told, the log keeps the context
                 who = getattr(arguments.get("user"), "name", "") or "a visitor"
-                logger.error("%s by %s failed on the server's disk: %s (%s)", fn.__name__, who, err, type(err).__name__)
-                raise gr.Error(disk_message(err, config), print_exception=False) from None
-            except ValueError as err:
-                raise gr.Error(str(err), print_exception=False) from None
+                logger.error("%s by %s failed on the server's disk: %s (%s)", fn.__name__, who, scrub_tokens(str(err)),
+                             type(err).__name__)
+                raise gr.Error(scrub_tokens(disk_message(err, config)), print_exception=False) from None
+            except ValueError as err:  # a Hub error in it may echo the token
+                raise gr.Error(scrub_tokens(str(err)), print_exception=False) from None
             except Exception as err:  # noqa: BLE001 - never show a traceback to a visitor
-                logger.exception("Unexpected error in %s", fn.__name__)
+                logger.error("Unexpected error in %s:\n%s", fn.__name__, scrub_tokens("".join(traceback.format_exception(err))))
                 raise gr.Error(
                     f"Something went wrong on the server ({type(err).__name__}). Try again; if it persists, tell the maintainers.",
                     print_exception=False,
