@@ -102,7 +102,8 @@ def test_labeler_stats_and_pool_progress(pool, tmp_path):
     stats = {row["labeler"]: row for row in labeler_stats(store)}
     assert stats["alice"] | {"median_response_ms": None} == {
         "labeler": "alice", "votes": 3, "left": 1, "right": 0, "tie": 1, "both_bad": 0, "skip": 1,
-        "undone": 0, "sessions": 1, "median_response_ms": None,
+        "undone": 0, "sessions": 1, "median_response_ms": None, "left_share": 1.0, "gold": 0, "gold_accuracy": None,
+        "flagged": False,
     }
     assert stats["alice"]["median_response_ms"] == 1500
     bob = stats["bob"]

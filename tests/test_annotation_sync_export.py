@@ -199,7 +199,7 @@ def test_export_round_trip_gives_winners_losers_and_video_files(labeled, tmp_pat
     assert len((out_dir / "metadata.jsonl").read_text().splitlines()) == 2
     card = (out_dir / "README.md").read_text()
     assert card.startswith("---\n") and "text-to-video" in card and "huvidpo" in card and "- dpo" in card
-    assert "path: metadata.jsonl" in card and "labelers: 2" in card and "pairs: 2" in card
+    assert "- metadata.jsonl" in card and "labelers: 2" in card and "pairs: 2" in card
 
     with_ties = export_preferences(store, pool, tmp_path / "with_ties", include_ties=True)
     tie_row = next(row for row in with_ties if {row["clip_w"], row["clip_l"]} == {"a", "c"})

@@ -329,11 +329,11 @@ def test_annotation_sync_pushes_votes_and_pool_but_not_runs_or_generated(tmp_pat
         private.parent.mkdir(parents=True, exist_ok=True)
         private.write_text("stays local")
     api = FolderHubApi(tmp_path / "remote", failures=0)
-    sync = AnnotationSync(config.root, "team/votes", hf_api=api, autostart=False)
+    sync = AnnotationSync(config.root, "team/votes", hf_api=api, autostart=False, path_in_repo="replicas/one")
     assert sync.push_now()
     pushed = sorted(path for commit in api.commits for path in commit)
-    assert "votes.jsonl" in pushed and "pool/manifest.jsonl" in pushed
-    assert all(path == "votes.jsonl" or path.startswith("pool/") for path in pushed)
+    assert "replicas/one/votes.jsonl" in pushed and "replicas/one/pool/manifest.jsonl" in pushed
+    assert all(path == "replicas/one/votes.jsonl" or path.startswith("replicas/one/pool/") for path in pushed)
 
 
 def test_training_is_refused_to_non_maintainers_and_checks_its_inputs(tmp_path):
@@ -355,6 +355,11 @@ def test_training_is_refused_to_non_maintainers_and_checks_its_inputs(tmp_path):
     with pytest.raises(ValueError, match="No export"):
         manager.resolve_dataset("exports/../../x")
     assert manager.resolve_dataset("team/pairs") == "team/pairs"
+    assert manager.resolve_dataset("team/pairs", "genai-bench") == "team/pairs"
+    with pytest.raises(ValueError, match="studio's own format: set the format to 'studio'"):
+        manager.resolve_dataset("votes", "pickapic")
+    with pytest.raises(ValueError, match="data_format must be one of"):
+        manager.start(boss, TrainRequest(dataset="team/pairs", data_format="csv"))
     assert manager.status() == {"state": "idle"}
     view = manager.view()
     assert (view["summary"], view["log"], view["running"]) == ("No run yet.", "", False)
@@ -395,7 +400,7 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
 
     default = DPOConfig()
     assert status["settings"] == {
-        "dataset": "team/pairs", "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
+        "dataset": "team/pairs", "data_format": "studio", "exclude_flagged": False, "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
         "steps": 2, "lora_rank": 4, "frames": config.train_frames, "seed": default.seed,
     }
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")

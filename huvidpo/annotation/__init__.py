@@ -2,15 +2,19 @@
 
 Data flow: `build_pool` / `import_folder` fill a `CandidatePool`; a `PairSampler` serves same-prompt pairs and
 turns clicks into `Vote`s appended to a `VoteStore`; `HubSync` pushes the folder to a Hub dataset repo;
-`export_preferences` writes the (prompt, video_w, video_l) dataset the DPO trainer reads.
+`export_preferences` writes the (prompt, video_w, video_l) dataset the DPO trainer reads (`export_merged` for the
+replicas of one votes repo); `GoldMaker` makes the degraded copies behind gold pairs (quality control, never data).
 """
 
 from huvidpo.annotation.export import (
+    export_merged,
     export_preferences,
     export_raw_votes,
     load_exported_pairs,
+    merge_replicas,
     pairs_from_scores,
 )
+from huvidpo.annotation.gold import GoldMaker
 from huvidpo.annotation.pool import (
     CATEGORY_PRESETS,
     CandidatePool,
@@ -23,8 +27,10 @@ from huvidpo.annotation.pool import (
 )
 from huvidpo.annotation.sampler import PairSampler, ServedPair
 from huvidpo.annotation.stats import (
+    flagged_labelers,
     head_to_head,
     inter_annotator_agreement,
+    labeler_quality,
     labeler_stats,
     leaderboard,
     pool_progress,
@@ -37,6 +43,7 @@ __all__ = [
     "CandidatePool",
     "Choice",
     "ClipRecord",
+    "GoldMaker",
     "HubSync",
     "PairSampler",
     "ServedPair",
@@ -44,16 +51,20 @@ __all__ = [
     "Vote",
     "VoteStore",
     "build_pool",
+    "export_merged",
     "export_preferences",
     "export_raw_votes",
+    "flagged_labelers",
     "head_to_head",
     "import_folder",
     "import_hub_dataset",
     "inter_annotator_agreement",
+    "labeler_quality",
     "labeler_stats",
     "leaderboard",
     "load_exported_pairs",
     "load_prompts",
+    "merge_replicas",
     "pair_id_for",
     "pairs_from_scores",
     "pool_progress",

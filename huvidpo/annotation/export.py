@@ -6,8 +6,18 @@ What is unusual here:
   whose win counts are equal are left out unless `include_ties`; "tie" and "both bad" clicks are counted
   (`n_tie`, `n_both_bad`) but never make a pair on their own: they stay in the raw log.
 - The export folder is self-contained and ready for `push_to_hub`-style upload: the clips are copied to
-  `out_dir/videos/`, paths in `metadata.jsonl` are relative to `out_dir`, and `README.md` is a dataset card
-  whose `configs` entry makes `load_dataset(<repo>)` read `metadata.jsonl`.
+  `out_dir/videos/`, and `metadata.jsonl` names them in `video_w_file_name` / `video_l_file_name` (relative to
+  `out_dir`), the `datasets` folder convention: `load_dataset(<folder or repo>)` reads them as `Video` columns
+  `video_w` / `video_l`. Decoding a `Video` needs torchcodec, which is not installed here (its PyPI wheel needs
+  CUDA libraries beside our CPU torch): the trainer reads the clips' paths and decodes them itself.
+- `README.md` is a `huggingface_hub.DatasetCard`: schema, counts, labelers as pseudonyms (a hash of the name),
+  licence, how to load. `vote_details.jsonl` beside it has one row per vote: the side chosen, response time, and per
+  side the seed, model, LoRA, their revisions and the first frame's hash (`huvidpo.annotation.provenance`). It is
+  not a config of the card: `datasets` reads every config of a repo with one builder, here videofolder.
+- Gold votes (checks against a degraded copy) are never data, and labelers can be left out by name.
+- Several studio replicas push to one repo, each under `replicas/<name>/` (votes.jsonl, pool/);
+  `export_merged` reads every replica (and a root-level log of older pushes), keeps each vote id once and each
+  clip id once (clip ids are content hashes), applies undos across them, and exports the union.
 - `pairs_from_scores` is the original HuViDPO recipe: clips scored 0-10, every same-prompt pair whose mean
   scores differ by at least `min_gap` becomes a (winner, loser) pair.
 """
@@ -20,18 +30,26 @@ import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import datasets
-from huggingface_hub import DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData
 
-from huvidpo.annotation.pool import CandidatePool, ClipRecord
-from huvidpo.annotation.votes import Choice, Vote, VoteStore
+from huvidpo.annotation.pool import MANIFEST_NAME, CandidatePool, ClipRecord
+from huvidpo.annotation.provenance import video_first_frame_sha256
+from huvidpo.annotation.stats import GOLD_THRESHOLD, labeler_pseudonym, labeler_quality
+from huvidpo.annotation.votes import Choice, Vote, VoteStore, apply_undos, data_votes
+from huvidpo.locations import is_hub_id
 
 METADATA_NAME = "metadata.jsonl"
 CARD_NAME = "README.md"
 RAW_VOTES_NAME = "raw_votes.jsonl"
+VOTES_NAME = "vote_details.jsonl"  # the export's per-vote table (the raw log is votes.jsonl / raw_votes.jsonl)
+LOG_NAME = "votes.jsonl"  # a replica's raw vote log
 EXPORT_VIDEOS_DIR = "videos"
+REPLICAS_DIR = "replicas"  # a votes repo: replicas/<name>/{votes.jsonl, pool/}
+FILE_NAME_SUFFIX = "_file_name"  # the datasets folder convention for a column of files
+VIDEO_COLUMNS = ("video_w", "video_l")
 
 PREFERENCE_FEATURES = datasets.Features(
     {
@@ -50,6 +68,43 @@ PREFERENCE_FEATURES = datasets.Features(
         "settings_l": datasets.Value("string"),
     }
 )
+
+
+VOTE_COLUMNS = {  # the per-vote table: column -> (type, meaning)
+    "vote_id": ("string", "unique id of the vote"),
+    "pair_id": ("string", "the two clip ids, sorted, joined by |"),
+    "prompt": ("string", "the prompt both clips were made for"),
+    "labeler": ("string", "pseudonym of the labeler (a hash of the name)"),
+    "choice": ("string", "left, right, tie, both_bad or skip"),
+    "chosen_side": ("string", "left / right for a decisive vote, else empty"),
+    "left_clip": ("string", "clip id shown on the left"),
+    "right_clip": ("string", "clip id shown on the right"),
+    "response_ms": ("int64", "milliseconds from serving the pair to the vote"),
+    "served_at": ("string", "when the pair was served (UTC, ISO 8601)"),
+    "timestamp": ("string", "when the vote was recorded (UTC, ISO 8601)"),
+    "replica": ("string", "the studio replica that recorded the vote"),
+    **{f"{side}_{name}": (dtype, f"{side} clip: {meaning}") for side in ("left", "right") for name, dtype, meaning in (
+        ("seed", "int64", "generation seed"),
+        ("model", "string", "model that made it"),
+        ("model_revision", "string", "content revision of the model (Hub commit or file hash)"),
+        ("lora", "string", "LoRA applied (empty: the base model)"),
+        ("lora_revision", "string", "content revision of the LoRA"),
+        ("lora_scale", "float64", "LoRA scale"),
+        ("first_frame_sha256", "string", "hash of its first frame's pixels"),
+    )},
+}
+
+
+@dataclass(frozen=True)
+class SourcedClip:
+    """A clip and the pool folder its video path starts from (several pools when replicas are merged)."""
+
+    record: ClipRecord
+    root: Path
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.record.video
 
 
 @dataclass
@@ -74,9 +129,9 @@ class PairTally:
 
 
 def tally_pairs(votes: list[Vote]) -> dict[str, tuple[tuple[str, str], PairTally]]:
-    """pair_id -> ((clip_a, clip_b) sorted, tally) over the judgements (skips ignored)."""
+    """pair_id -> ((clip_a, clip_b) sorted, tally) over the judgements (skips and gold checks ignored)."""
     tallies: dict[str, tuple[tuple[str, str], PairTally]] = {}
-    for vote in votes:
+    for vote in data_votes(votes):
         if vote.choice is Choice.SKIP:
             continue
         clips = tuple(sorted((vote.left_clip, vote.right_clip)))
@@ -92,32 +147,162 @@ def export_preferences(
     include_ties: bool = False,
     min_votes: int = 1,
     dataset_license: str = "cc-by-4.0",
+    exclude_labelers: Iterable[str] = (),
+    replica: str = "",
 ) -> datasets.Dataset:
-    """Write `out_dir/{metadata.jsonl, README.md, videos/}` with one row per decided pair; return the rows.
+    """Write `out_dir/{metadata.jsonl, vote_details.jsonl, README.md, videos/}` with one row per decided pair; return the
+    pairs (video paths relative to `out_dir`).
 
-    `min_votes` is the minimum number of decisive (left/right) votes a pair needs.
+    `min_votes` is the minimum number of decisive (left/right) votes a pair needs; the votes of
+    `exclude_labelers` (e.g. those flagged by their gold accuracy) are left out; `replica` names where the votes
+    were recorded.
     """
+    votes = store.effective_votes()
+    clips = {clip.clip_id: SourcedClip(clip, pool.root) for clip in pool.clips()}
+    return export_votes(votes, clips, out_dir, include_ties, min_votes, dataset_license, exclude_labelers,
+                        {vote.vote_id: replica for vote in votes})
+
+
+def export_merged(
+    folder: str | os.PathLike, out_dir: str | os.PathLike, exclude_flagged: bool = False,
+    gold_threshold: float = GOLD_THRESHOLD, **options: Any,
+) -> datasets.Dataset:
+    """:func:`export_preferences` over every replica in `folder` (a local copy of a votes repo, or its Hub id),
+    merged. `exclude_flagged` leaves out the labelers whose gold accuracy over all replicas is below
+    `gold_threshold`; `options` are those of :func:`export_preferences` but `replica`.
+    """
+    if not Path(folder).expanduser().is_dir() and is_hub_id(str(folder)):
+        folder = _download_votes_repo(str(folder))
+    votes, clips, replicas = merge_replicas(folder)
+    if exclude_flagged:
+        quality = labeler_quality(votes, gold_threshold)
+        flagged = {name for name, row in quality.items() if row["flagged"]}
+        options["exclude_labelers"] = set(options.get("exclude_labelers", ())) | flagged
+    return export_votes(votes, clips, out_dir, replicas=replicas, **options)
+
+
+def _download_votes_repo(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset"))
+    except Exception as err:  # noqa: BLE001 - offline, no access, no such repo: one piece of advice
+        raise ValueError(
+            f"The votes repo '{repo_id}' could not be downloaded ({type(err).__name__}: {err}). Check the id, your "
+            f"login and the network, or download it (`hf download --repo-type dataset {repo_id} --local-dir DIR`) "
+            "and give DIR."
+        ) from err
+
+
+def merge_replicas(folder: str | os.PathLike) -> tuple[list[Vote], dict[str, SourcedClip], dict[str, str]]:
+    """(effective votes, clips, vote_id -> replica) of every replica under `folder`: `replicas/<name>/` and a
+    root-level `votes.jsonl` + `pool/` (named ''). A vote id or clip id seen twice is kept once."""
+    folder = Path(folder).expanduser().resolve()
+    sources = [("", folder)] + sorted((p.name, p) for p in (folder / REPLICAS_DIR).glob("*") if p.is_dir())
+    records: dict[str, Vote] = {}
+    replicas: dict[str, str] = {}
+    clips: dict[str, SourcedClip] = {}
+    found = False
+    for name, root in sources:
+        if (root / LOG_NAME).is_file():
+            found = True
+            for vote in VoteStore(root / LOG_NAME).read():
+                if vote.vote_id not in records:
+                    records[vote.vote_id] = vote
+                    replicas[vote.vote_id] = name
+        if (root / "pool" / MANIFEST_NAME).is_file():
+            for clip in CandidatePool(root / "pool").clips():
+                clips.setdefault(clip.clip_id, SourcedClip(clip, root / "pool"))
+    if not found:
+        raise ValueError(f"{folder} has no votes.jsonl, nor {REPLICAS_DIR}/<name>/votes.jsonl: is it a copy of a votes repo?")
+    ordered = sorted(records.values(), key=lambda vote: (vote.timestamp, vote.vote_id))
+    return apply_undos(ordered, None), clips, replicas
+
+
+def export_votes(
+    votes: list[Vote],
+    clips: dict[str, SourcedClip],
+    out_dir: str | os.PathLike,
+    include_ties: bool = False,
+    min_votes: int = 1,
+    dataset_license: str = "cc-by-4.0",
+    exclude_labelers: Iterable[str] = (),
+    replicas: dict[str, str] | None = None,
+) -> datasets.Dataset:
+    """The export of effective `votes` on `clips` (see :func:`export_preferences`)."""
     if min_votes < 1:
         raise ValueError(f"min_votes must be at least 1, got {min_votes}")
     out_dir = Path(out_dir)
     (out_dir / EXPORT_VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
-    votes = store.effective_votes()
-    clips = {clip.clip_id: clip for clip in pool.clips()}
+    excluded = set(exclude_labelers)
+    kept = [vote for vote in votes if vote.labeler not in excluded]
     rows, missing_clip_pairs = [], 0
-    for (clip_a, clip_b), tally in sorted(tally_pairs(votes).values(), key=lambda item: (item[1].prompt, item[0])):
+    for (clip_a, clip_b), tally in sorted(tally_pairs(kept).values(), key=lambda item: (item[1].prompt, item[0])):
         if clip_a not in clips or clip_b not in clips:
             missing_clip_pairs += 1
             continue
-        row = _preference_row(tally, clips[clip_a], clips[clip_b], include_ties, min_votes)
+        row = _preference_row(tally, clips[clip_a].record, clips[clip_b].record, include_ties, min_votes)
         if row is not None:
-            _copy_video(pool.root / clips[row["clip_w"]].video, out_dir / row["video_w"])
-            _copy_video(pool.root / clips[row["clip_l"]].video, out_dir / row["video_l"])
+            _copy_video(clips[row["clip_w"]].path, out_dir / row["video_w"])
+            _copy_video(clips[row["clip_l"]].path, out_dir / row["video_l"])
             rows.append(row)
-    _write_jsonl(out_dir / METADATA_NAME, rows)
-    (out_dir / CARD_NAME).write_text(
-        _dataset_card(rows, votes, include_ties, min_votes, missing_clip_pairs, dataset_license), encoding="utf-8"
-    )
+    _write_jsonl(out_dir / METADATA_NAME, [_on_disk(row) for row in rows])
+    vote_rows = [_vote_row(vote, clips, (replicas or {}).get(vote.vote_id, "")) for vote in data_votes(kept)]
+    _write_jsonl(out_dir / VOTES_NAME, vote_rows)
+    card = _dataset_card(rows, kept, votes, excluded, include_ties, min_votes, missing_clip_pairs, dataset_license)
+    card.save(out_dir / CARD_NAME)
     return _preference_dataset(rows)
+
+
+def _on_disk(row: dict[str, Any]) -> dict[str, Any]:
+    """A pair row as metadata.jsonl holds it: the clip columns named by the datasets folder convention."""
+    return {f"{key}{FILE_NAME_SUFFIX}" if key in VIDEO_COLUMNS else key: value for key, value in row.items()}
+
+
+def _vote_row(vote: Vote, clips: dict[str, SourcedClip], replica: str) -> dict[str, Any]:
+    row = {
+        "vote_id": vote.vote_id,
+        "pair_id": vote.pair_id,
+        "prompt": vote.prompt,
+        "labeler": labeler_pseudonym(vote.labeler),
+        "choice": vote.choice.value,
+        "chosen_side": vote.choice.value if vote.choice.is_decisive else None,
+        "left_clip": vote.left_clip,
+        "right_clip": vote.right_clip,
+        "response_ms": vote.response_ms,
+        "served_at": vote.served_at,
+        "timestamp": vote.timestamp,
+        "replica": replica,
+    }
+    for side, clip_id, settings in (("left", vote.left_clip, vote.left_settings), ("right", vote.right_clip, vote.right_settings)):
+        first_frame = settings.get("first_frame_sha256")
+        if first_frame is None and clip_id in clips:
+            first_frame = _first_frame_hash(clips[clip_id].path)
+        row.update({
+            f"{side}_seed": settings.get("seed"),
+            f"{side}_model": settings.get("model"),
+            f"{side}_model_revision": settings.get("model_revision"),
+            f"{side}_lora": settings.get("lora"),
+            f"{side}_lora_revision": settings.get("lora_revision"),
+            f"{side}_lora_scale": settings.get("lora_scale"),
+            f"{side}_first_frame_sha256": first_frame,
+        })
+    return row
+
+
+_FIRST_FRAMES: dict[tuple[str, int, int], str | None] = {}
+
+
+def _first_frame_hash(path: Path) -> str | None:
+    """The first frame's hash of a clip file, decoded once per file version."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FIRST_FRAMES:
+        _FIRST_FRAMES[key] = video_first_frame_sha256(path)
+    return _FIRST_FRAMES[key]
 
 
 def _preference_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
@@ -172,49 +357,89 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _dataset_card(
     rows: list[dict[str, Any]],
-    votes: list[Vote],
+    kept: list[Vote],
+    all_votes: list[Vote],
+    excluded: set[str],
     include_ties: bool,
     min_votes: int,
     missing_clip_pairs: int,
     dataset_license: str,
-) -> str:
+) -> DatasetCard:
     card_data = DatasetCardData(
         license=dataset_license,
         task_categories=["text-to-video"],
         tags=["huvidpo", "dpo", "preference", "video", "human-feedback"],
         pretty_name="HuViDPO video preference pairs",
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": METADATA_NAME}]}],
+        # one builder reads every config of a repo (here videofolder), so the votes table is a plain file beside it
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": [METADATA_NAME, f"{EXPORT_VIDEOS_DIR}/*"]}]}],
     )
-    choices = Counter(vote.choice.value for vote in votes)
+    data = data_votes(kept)
+    choices = Counter(vote.choice.value for vote in data)
     ties_policy = "included" if include_ties else "excluded"
-    schema = "\n".join(f"| `{name}` | {feature.dtype} |" for name, feature in PREFERENCE_FEATURES.items())
-    return f"""---
-{card_data.to_yaml()}
----
-
+    pair_types = {**{name: feature.dtype for name, feature in PREFERENCE_FEATURES.items()}, "video_w": "Video", "video_l": "Video"}
+    pair_schema = "\n".join(f"| `{name}` | {dtype} |" for name, dtype in pair_types.items())
+    vote_schema = "\n".join(f"| `{name}` | {dtype} | {meaning} |" for name, (dtype, meaning) in VOTE_COLUMNS.items())
+    quality = labeler_quality(all_votes)
+    labelers = "\n".join(
+        f"| {labeler_pseudonym(name)} | {row['data_votes']} | {_share(row['left_share'])} | {row['gold_judged']} | "
+        f"{_share(row['gold_accuracy'])} | {'left out' if name in excluded else ('flagged' if row['flagged'] else '')} |"
+        for name, row in sorted(quality.items(), key=lambda item: -item[1]["data_votes"])
+    )
+    body = f"""
 # HuViDPO video preference pairs
 
 Human preferences between two videos generated for the same prompt, collected with HuViDPO Studio and
 aggregated per pair for video DPO training (`video_w` preferred over `video_l`).
 
+## How to load
+
+```python
+from datasets import load_dataset, Video
+
+pairs = load_dataset("<repo id or folder>", split="train")  # video_w / video_l are Video columns
+paths = pairs.cast_column("video_w", Video(decode=False))  # the files, without a decoder
+votes = load_dataset("json", data_files="<folder, or hf://datasets/<repo id>>/{VOTES_NAME}", split="train")
+```
+
+Decoding a `Video` column needs `torchcodec` (`pip install torchcodec`, built for your torch). HuViDPO trains on
+this folder or repo as is: `python -m huvidpo.train dpo --data <this repo or folder>`.
+
 ## Counts
 
 - pairs: {len(rows)} (min. {min_votes} decisive vote(s) each; equal win counts {ties_policy})
 - prompts: {len({row["prompt"] for row in rows})}
-- effective votes: {len(votes)} (left/right: {choices["left"] + choices["right"]}, tie: {choices["tie"]}, \
-both bad: {choices["both_bad"]}, skip: {choices["skip"]})
-- labelers: {len({vote.labeler for vote in votes})}
+- votes: {len(data)} (left/right: {choices["left"] + choices["right"]}, tie: {choices["tie"]}, \
+both bad: {choices["both_bad"]}, skip: {choices["skip"]}); gold checks, never data: {len(kept) - len(data)}
+- labelers: {len({vote.labeler for vote in data})}; left out of this export: {len(excluded & {v.labeler for v in all_votes})}
 - pairs left out because a clip is missing from the pool: {missing_clip_pairs}
 
-## Schema (`metadata.jsonl`, paths relative to this folder)
+## Labelers (pseudonyms)
+
+| labeler | votes | share of left choices | gold checks | gold accuracy | |
+|---|---|---|---|---|---|
+{labelers}
+
+## Schema: pairs (`metadata.jsonl`; clips in `videos/`)
 
 | column | type |
 |---|---|
-{schema}
+{pair_schema}
 
 `n_w` / `n_l`: decisive votes for the winner / loser; `agreement` = n_w / (n_w + n_l); `settings_*` are the
-generation settings (model, LoRA, seed, ...) as JSON. Ties and "both bad" votes stay in the raw vote log.
+generation settings (model, LoRA, seed, ...) as JSON. On disk the clips are `video_w_file_name` /
+`video_l_file_name`, paths relative to this folder.
+
+## Schema: votes (`{VOTES_NAME}`)
+
+| column | type | meaning |
+|---|---|---|
+{vote_schema}
 """
+    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def export_raw_votes(store: VoteStore, out_dir: str | os.PathLike) -> Path:
@@ -232,6 +457,8 @@ def load_exported_pairs(out_dir: str | os.PathLike) -> datasets.Dataset:
     if not metadata_path.is_file():
         raise ValueError(f"{out_dir} is not a preference export: {METADATA_NAME} is missing")
     rows = [json.loads(line) for line in metadata_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [{key.removesuffix(FILE_NAME_SUFFIX) if key.removesuffix(FILE_NAME_SUFFIX) in VIDEO_COLUMNS else key: value
+             for key, value in row.items()} for row in rows]
     for row in rows:
         for column in ("video_w", "video_l"):
             row[column] = str(out_dir / row[column])
@@ -287,3 +514,33 @@ def pairs_from_scores(store: VoteStore, pool: CandidatePool, min_gap: float = 1)
                     }
                 )
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m huvidpo.annotation.export VOTES OUT``: the merged export of a votes repo (its Hub id or a local
+    copy) that one or several studios push to, ready to train on (``python -m huvidpo.train dpo --data OUT``)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m huvidpo.annotation.export", description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("votes", help="The votes repo: a Hub dataset id, or a local copy of it.")
+    parser.add_argument("out", help="Folder to write the export to.")
+    parser.add_argument("--min-votes", type=int, default=1, help="Decisive votes a pair needs (default 1).")
+    parser.add_argument("--include-ties", action="store_true", help="Also export pairs whose win counts are equal.")
+    parser.add_argument("--exclude-flagged", action="store_true", help="Leave out labelers flagged by gold checks.")
+    parser.add_argument("--gold-threshold", type=float, default=GOLD_THRESHOLD,
+                        help=f"Gold accuracy below which a labeler is flagged (default {GOLD_THRESHOLD}).")
+    parser.add_argument("--license", default="cc-by-4.0", help="Licence of the dataset card (default cc-by-4.0).")
+    args = parser.parse_args(argv)
+    try:
+        pairs = export_merged(args.votes, args.out, exclude_flagged=args.exclude_flagged, gold_threshold=args.gold_threshold,
+                              include_ties=args.include_ties, min_votes=args.min_votes, dataset_license=args.license)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"Exported {len(pairs)} pairs to {args.out}.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,6 +14,10 @@ What is unusual here:
   labelers arriving in any order, perfect balance cannot be guaranteed: the first sweep covers every pair
   once before any twice; in our simulations later per-pair counts stayed within 2 of each other (mostly
   within 1 at the end of each round of a fixed rotation). Left/right is a coin flip, recorded in the vote.
+- Quality control, both off by default: with `gold_rate`, that share of the pairs served are gold pairs (a clip
+  against its degraded copy from `gold`, one a labeler has not judged yet), whose votes carry the clip that
+  should win; with `overlap_share`, that share of the pairs served are pairs someone else already judged, so
+  agreement is measured while coverage grows (without it, a pair is judged twice only once all were judged once).
 - One lock makes `next_pair` / `record_vote` / `undo_last` safe to call from Gradio's worker threads.
 """
 
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from huvidpo.annotation.gold import GoldMaker
 from huvidpo.annotation.pool import CandidatePool, ClipRecord, UnknownClipError
 from huvidpo.annotation.votes import Choice, Vote, VoteStore, clean_labeler_name, pair_id_for, utc_now_iso
 
@@ -49,6 +54,7 @@ class ServedPair:
     session_id: str
     served_at: str
     served_monotonic: float = field(repr=False, compare=False)  # the sampler's clock when served
+    gold: str | None = field(default=None, repr=False)  # a gold pair's intact clip (never shown to the labeler)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,9 +82,20 @@ class PairSampler:
         seed: int | None = None,
         active_margin_fn: ActiveMarginFn | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gold: GoldMaker | None = None,
+        gold_rate: float = 0.0,
+        overlap_share: float = 0.0,
     ) -> None:
+        for name, value in (("gold_rate", gold_rate), ("overlap_share", overlap_share)):
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} is a share of the pairs served, from 0 to below 1; got {value}.")
+        if gold_rate > 0 and gold is None:
+            raise ValueError("gold_rate needs gold pairs: pass gold=GoldMaker(pool, gold_pool).")
         self.pool = pool
         self.store = store
+        self.gold = gold
+        self.gold_rate = gold_rate
+        self.overlap_share = overlap_share
         self.active_margin_fn = active_margin_fn
         self._clock = clock
         self._rng = random.Random(seed)
@@ -102,17 +119,16 @@ class PairSampler:
         with self._lock:
             self._served.pop((labeler, session_id), None)
             votes = self.store.effective_votes()
-            all_pairs = {pair_id_for(*_ids(pair)): pair for pair in self.candidate_pairs()}
             excluded = self._pairs_excluded_for(labeler, session_id, votes)
-            candidates = [pair_id for pair_id in all_pairs if pair_id not in excluded]
-            if not candidates:
-                return None
-            load = self._judgement_load(votes)
-            preferred = _with_fewest(candidates, load)
-            if self.active_margin_fn is not None:
-                preferred = self._most_uncertain(preferred, all_pairs)
-            preferred = _leave_a_pair_for_everyone(preferred, labeler, list(all_pairs), votes, load)
-            clip_a, clip_b = all_pairs[self._rng.choice(preferred)]
+            gold_winner = None
+            pair = self._gold_pair(excluded) if self.gold_rate and self._rng.random() < self.gold_rate else None
+            if pair is not None:
+                gold_winner = pair[0].clip_id
+            else:
+                pair = self._data_pair(labeler, votes, excluded)
+                if pair is None:
+                    return None
+            clip_a, clip_b = pair
             left, right = (clip_a, clip_b) if self._rng.random() < 0.5 else (clip_b, clip_a)
             served = ServedPair(
                 token=uuid.uuid4().hex,
@@ -124,9 +140,41 @@ class PairSampler:
                 session_id=session_id,
                 served_at=utc_now_iso(),
                 served_monotonic=self._clock(),
+                gold=gold_winner,
             )
             self._served[(labeler, session_id)] = served
             return served
+
+    def _data_pair(self, labeler: str, votes: list[Vote], excluded: set[str]) -> tuple[ClipRecord, ClipRecord] | None:
+        """The next same-prompt pair of the pool for this labeler (see the module docstring), or None."""
+        all_pairs = {pair_id_for(*_ids(pair)): pair for pair in self.candidate_pairs()}
+        candidates = [pair_id for pair_id in all_pairs if pair_id not in excluded]
+        if not candidates:
+            return None
+        load = self._judgement_load(votes)
+        if self.overlap_share and self._rng.random() < self.overlap_share:
+            judged_by_others = [pair_id for pair_id in candidates if load[pair_id] > 0]
+            if judged_by_others:
+                return all_pairs[self._rng.choice(_with_fewest(judged_by_others, load))]
+        preferred = _with_fewest(candidates, load)
+        if self.active_margin_fn is not None:
+            preferred = self._most_uncertain(preferred, all_pairs)
+        preferred = _leave_a_pair_for_everyone(preferred, labeler, list(all_pairs), votes, load)
+        return all_pairs[self._rng.choice(preferred)]
+
+    def _gold_pair(self, excluded: set[str]) -> tuple[ClipRecord, ClipRecord] | None:
+        """(intact clip, degraded copy) of a gold pair this labeler has not judged, or None if none is left."""
+        pairs = [pair for pair in self.gold.pairs() if pair_id_for(*_ids(pair)) not in excluded]
+        return self._rng.choice(pairs) if pairs else None
+
+    def _clip(self, clip_id: str) -> ClipRecord:
+        """A clip of the pool, or a gold copy."""
+        if self.gold is not None and clip_id not in self.pool:
+            return self.gold.gold_pool.get(clip_id)
+        return self.pool.get(clip_id)
+
+    def _known(self, clip_id: str) -> bool:
+        return clip_id in self.pool or (self.gold is not None and clip_id in self.gold.gold_pool)
 
     def record_vote(
         self,
@@ -151,7 +199,7 @@ class PairSampler:
         if choice is Choice.UNDO:
             raise ValueError("to undo a vote use undo_last(), not record_vote(choice='undo')")
         for shown_clip in (left_clip, right_clip):
-            if shown_clip is not None and shown_clip not in self.pool:
+            if shown_clip is not None and not self._known(shown_clip):
                 raise UnknownClipError(f"unknown clip id {shown_clip!r}: it is not in the candidate pool")
         with self._lock:
             served = self._served.get((labeler, session_id))
@@ -179,6 +227,7 @@ class PairSampler:
                 right_score=right_score,
                 response_ms=round((self._clock() - served.served_monotonic) * 1000),
                 served_at=served.served_at,
+                gold=served.gold,
             )
             self.store.append(vote)
             del self._served[(labeler, session_id)]
@@ -195,12 +244,13 @@ class PairSampler:
                 token=uuid.uuid4().hex,
                 pair_id=undone.pair_id,
                 prompt=undone.prompt,
-                left=self.pool.get(undone.left_clip),
-                right=self.pool.get(undone.right_clip),
+                left=self._clip(undone.left_clip),
+                right=self._clip(undone.right_clip),
                 labeler=labeler,
                 session_id=session_id,
                 served_at=utc_now_iso(),
                 served_monotonic=self._clock(),
+                gold=undone.gold,
             )
             self._served[(labeler, session_id)] = served
             return served

@@ -8,11 +8,17 @@ What is unusual here:
   without a LoRA) from votes between clips of different versions. Win rates carry Wilson 95% intervals;
   Bradley-Terry strengths come from Hunter's MM iterations with a small symmetric pseudo-count
   (`bt_prior`) so an undefeated version still has a finite strength. Strengths sum to 1.
+- Gold votes (a clip against a degraded copy of itself) measure labelers and nothing else: progress, agreement
+  and the leaderboard never count them. Per labeler: gold accuracy (a tie, "both bad" or the degraded clip
+  counts as wrong; skips are not answers), position bias (the share of left among their left/right choices;
+  0.5 is unbiased since sides are random) and median response time; a labeler with at least `min_gold` gold
+  answers and an accuracy below `gold_threshold` is flagged (and can be left out of exports).
 - Everything returns plain lists of dicts / dicts (ready for `gr.Dataframe(value=...)` via `pandas`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import statistics
@@ -20,30 +26,79 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from huvidpo.annotation.pool import CandidatePool
-from huvidpo.annotation.votes import Choice, Vote, VoteStore
+from huvidpo.annotation.votes import Choice, Vote, VoteStore, data_votes
 
 WILSON_Z_95 = 1.959963984540054
+GOLD_THRESHOLD = 0.8  # a labeler who prefers the intact clip less often than this is flagged
+MIN_GOLD = 5  # gold answers needed before a labeler can be flagged
 
 
-def labeler_stats(store: VoteStore) -> list[dict[str, Any]]:
-    """Per labeler: effective votes by choice, undone votes, sessions and median response time; busiest first."""
+def labeler_pseudonym(labeler: str) -> str:
+    """A stable pseudonym for a labeler in published data (a hash of the name, not the name)."""
+    return "labeler-" + hashlib.sha256(labeler.encode("utf-8")).hexdigest()[:10]
+
+
+def labeler_quality(
+    votes: list[Vote], gold_threshold: float = GOLD_THRESHOLD, min_gold: int = MIN_GOLD
+) -> dict[str, dict[str, Any]]:
+    """Per labeler, over effective `votes`: data votes, gold answers and accuracy, share of left choices, median
+    response time, and whether they are flagged (>= `min_gold` gold answers, accuracy below `gold_threshold`)."""
+    by_labeler: dict[str, list[Vote]] = defaultdict(list)
+    for vote in votes:
+        by_labeler[vote.labeler].append(vote)
+    quality = {}
+    for labeler, own in by_labeler.items():
+        gold = [vote for vote in own if vote.gold is not None and vote.choice is not Choice.SKIP]
+        correct = sum(1 for vote in gold if vote.winner_clip == vote.gold)
+        decisive = [vote for vote in own if vote.choice.is_decisive]
+        times = [vote.response_ms for vote in own if vote.response_ms is not None and vote.choice is not Choice.SKIP]
+        accuracy = correct / len(gold) if gold else None
+        quality[labeler] = {
+            "data_votes": len(data_votes(own)),
+            "gold_judged": len(gold),
+            "gold_accuracy": accuracy,
+            "left_share": sum(1 for vote in decisive if vote.choice is Choice.LEFT) / len(decisive) if decisive else None,
+            "median_response_ms": statistics.median(times) if times else None,
+            "flagged": len(gold) >= min_gold and accuracy is not None and accuracy < gold_threshold,
+        }
+    return quality
+
+
+def flagged_labelers(store: VoteStore, gold_threshold: float = GOLD_THRESHOLD, min_gold: int = MIN_GOLD) -> list[str]:
+    """The labelers whose gold accuracy is below the threshold (see :func:`labeler_quality`)."""
+    quality = labeler_quality(store.effective_votes(), gold_threshold, min_gold)
+    return sorted(name for name, row in quality.items() if row["flagged"])
+
+
+def labeler_stats(
+    store: VoteStore, gold_threshold: float = GOLD_THRESHOLD, min_gold: int = MIN_GOLD
+) -> list[dict[str, Any]]:
+    """Per labeler: data votes by choice, undone votes, sessions, median response time, share of left choices,
+    gold answers and accuracy, and the flag; busiest first."""
     records = store.read()
     undone_by = Counter(record.labeler for record in records if record.choice is Choice.UNDO)
+    effective = store.effective_votes()
+    quality = labeler_quality(effective, gold_threshold, min_gold)
     by_labeler: dict[str, list[Vote]] = defaultdict(list)
-    for vote in store.effective_votes():
+    for vote in effective:
         by_labeler[vote.labeler].append(vote)
     rows = []
-    for labeler, votes in by_labeler.items():
+    for labeler, own in by_labeler.items():
+        votes = data_votes(own)
         choices = Counter(vote.choice.value for vote in votes)
-        response_times = [vote.response_ms for vote in votes if vote.response_ms is not None]
+        row = quality[labeler]
         rows.append(
             {
                 "labeler": labeler,
                 "votes": len(votes),
                 **{choice.value: choices[choice.value] for choice in Choice.judgements()},
                 "undone": undone_by[labeler],
-                "sessions": len({vote.session_id for vote in votes}),
-                "median_response_ms": statistics.median(response_times) if response_times else None,
+                "sessions": len({vote.session_id for vote in own}),
+                "median_response_ms": row["median_response_ms"],
+                "left_share": row["left_share"],
+                "gold": row["gold_judged"],
+                "gold_accuracy": row["gold_accuracy"],
+                "flagged": row["flagged"],
             }
         )
     return sorted(rows, key=lambda row: (-row["votes"], row["labeler"]))
@@ -235,5 +290,6 @@ def bradley_terry(
 
 
 def _judgements(votes: list[Vote]) -> list[Vote]:
-    return [vote for vote in votes if vote.choice is not Choice.SKIP]
+    """The data judgements: skips and gold checks left out."""
+    return [vote for vote in data_votes(votes) if vote.choice is not Choice.SKIP]
 

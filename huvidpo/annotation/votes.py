@@ -15,6 +15,8 @@ What is unusual here:
 - Undo is a record too (`choice="undo"` with `undone_vote_id`): nothing is ever rewritten or deleted, and
   `effective_votes()` replays the log with the undos applied.
 - Reads are incremental: only bytes appended since the previous read are parsed.
+- A vote on a gold pair (a clip against a degraded copy of itself) carries ``gold``, the clip that should win:
+  it measures the labeler and is never counted as data (`data_votes`).
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ class Vote:
     response_ms: int | None = None
     served_at: str | None = None
     undone_vote_id: str | None = None
+    gold: str | None = None  # on a gold pair (a check, never data): the clip the labeler should prefer
     vote_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     timestamp: str = field(default_factory=utc_now_iso)
     schema_version: int = SCHEMA_VERSION
@@ -137,6 +140,8 @@ class Vote:
             raise ValueError(f"a vote compares two different clips, got {self.left_clip!r} twice")
         if not self.pair_id:
             object.__setattr__(self, "pair_id", pair_id_for(self.left_clip, self.right_clip))
+        if self.gold is not None and self.gold not in (self.left_clip, self.right_clip):
+            raise ValueError(f"a gold vote's expected winner {self.gold!r} must be one of its two clips")
 
     @property
     def winner_clip(self) -> str | None:
@@ -388,7 +393,7 @@ class VoteStore:
         records, version = self._log.read_versioned()
         cached_version, effective = self._effective
         if cached_version != version:
-            effective = _apply_undos(records, None)
+            effective = apply_undos(records, None)
             self._effective = (version, effective)
         return [vote for vote in effective if labeler is None or vote.labeler == labeler]
 
@@ -397,7 +402,7 @@ class VoteStore:
         labeler = clean_labeler_name(labeler)
         with self._log.transaction() as transaction:
             records = transaction.records()
-            for vote in reversed(_apply_undos(records, labeler)):
+            for vote in reversed(apply_undos(records, labeler)):
                 if vote.session_id == session_id:
                     undo = Vote(
                         labeler=labeler,
@@ -417,7 +422,12 @@ class VoteStore:
         return len(self.votes())
 
 
-def _apply_undos(records: list[Vote], labeler: str | None) -> list[Vote]:
+def data_votes(votes: list[Vote]) -> list[Vote]:
+    """The votes that are data: gold checks left out."""
+    return [vote for vote in votes if vote.gold is None]
+
+
+def apply_undos(records: list[Vote], labeler: str | None) -> list[Vote]:
     undone = {record.undone_vote_id for record in records if record.choice is Choice.UNDO}
     return [
         record

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tabs", default=None, help=f"Comma-separated tabs to show, among {','.join(TABS)} (default all).")
     parser.add_argument("--device", default=None, help="torch device for generation (default cuda if present, else cpu).")
     parser.add_argument("--no-preload", action="store_true", help="Load the model on the first generation instead of at start-up.")
+    fields = StudioConfig.__dataclass_fields__
+    parser.add_argument("--replica", default=None, help=fields["replica"].metadata["help"])
+    for name in ("gold_rate", "overlap_share", "gold_threshold"):  # campaign quality control (help: StudioConfig's)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
+                            help=f"{fields[name].metadata['help']} Default {fields[name].default}.")
     return parser
 
 
@@ -128,7 +133,8 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
     return StudioConfig.from_env(
         model=args.model, image_model=args.image_model, data_dir=args.data_dir, local_maintainer=args.maintainer or None,
         maintainers=args.maintainers, oauth=args.oauth, votes_repo=args.votes_repo, tabs=args.tabs, device=args.device,
-        preload_model=False if args.no_preload else None,
+        preload_model=False if args.no_preload else None, replica=args.replica, gold_rate=args.gold_rate,
+        overlap_share=args.overlap_share, gold_threshold=args.gold_threshold,
     )
 
 

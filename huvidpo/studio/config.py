@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ ENV_VOTES_REPO = "HUVIDPO_VOTES_REPO"
 ENV_DATA_DIR = "HUVIDPO_DATA_DIR"
 ENV_IMAGE_MODEL = "HUVIDPO_IMAGE_MODEL"
 ENV_TABS = "HUVIDPO_TABS"
+ENV_REPLICA = "HUVIDPO_REPLICA"
 
 DEFAULT_COMPARISON_PROMPTS = (
     "a red circle moving right on a blue background",
@@ -91,6 +93,11 @@ class StudioConfig:
         default=None, metadata=_help(f"Hub dataset repo the votes and pool are pushed to in the background; env {ENV_VOTES_REPO}.")
     )
     sync_every_minutes: float = field(default=5.0, metadata=_help("Minutes between background pushes of the votes."))
+    replica: str = field(
+        default="",
+        metadata=_help(f"Name of this studio among several pushing to one votes repo (its files go to replicas/<name>/); "
+                       f"env {ENV_REPLICA}. Empty: the Space's id, else the host name."),
+    )
     tabs: list[str] = field(default_factory=lambda: list(TABS), metadata=_help(f"Tabs to show, among {TABS}; env {ENV_TABS}."))
     preload_model: bool = field(default=True, metadata=_help("Load the video model at start-up (else on the first generation)."))
     generate_concurrency: int = field(default=1, metadata=_help("Generations running at once (the pipeline is not re-entrant: keep 1)."))
@@ -116,6 +123,18 @@ class StudioConfig:
     comparison_frames: int = field(default=8, metadata=_help("Frames of the before/after clips."))
     comparison_steps: int = field(default=10, metadata=_help("Denoising steps of the before/after clips."))
     sampler_seed: int | None = field(default=None, metadata=_help("Seed of the pair sampler (None: random)."))
+    gold_rate: float = field(
+        default=0.0, metadata=_help("Share of the pairs served that are gold checks (a pool clip against a jittered or "
+                                    "frame-shuffled copy of itself; never data). 0: none.")
+    )
+    overlap_share: float = field(
+        default=0.0, metadata=_help("Share of the pairs served that someone else already judged, so agreement is "
+                                    "measured early. 0: every pair is judged once before any twice.")
+    )
+    gold_threshold: float = field(
+        default=0.8, metadata=_help("A labeler whose gold accuracy (over at least 5 gold checks) is below this is "
+                                    "flagged in the stats and can be left out of exports.")
+    )
 
     def __post_init__(self) -> None:
         self.maintainers = [name.lower() for name in split_names(self.maintainers)]
@@ -132,6 +151,10 @@ class StudioConfig:
             )
         if self.votes_repo is not None:
             self.votes_repo = check_hub_id(self.votes_repo, "votes_repo")
+        if not self.replica:
+            self.replica = os.environ.get("SPACE_ID", "").replace("/", "--") or socket.gethostname() or "local"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", self.replica):
+            raise ValueError(f"replica must be letters, digits, '.', '_' or '-' (a folder name), got {self.replica!r}.")
         for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "max_upload_mb",
                      "keep_generated", "train_steps"):
             if int(getattr(self, name)) < 1:
@@ -146,6 +169,11 @@ class StudioConfig:
             raise ValueError(f"train_frames must be >= 2 (frame 0 is the clean condition), got {self.train_frames}.")
         if not self.sync_every_minutes > 0:
             raise ValueError(f"sync_every_minutes must be > 0, got {self.sync_every_minutes}.")
+        for name in ("gold_rate", "overlap_share"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} is a share of the pairs served, from 0 to below 1; got {getattr(self, name)}.")
+        if not 0 <= self.gold_threshold <= 1:
+            raise ValueError(f"gold_threshold is an accuracy from 0 to 1, got {self.gold_threshold}.")
         if not self.comparison_prompts or self.comparison_frames < 2 or self.comparison_steps < 1:
             raise ValueError("The before/after comparison needs at least one prompt, >= 2 frames and >= 1 step.")
 
@@ -159,6 +187,7 @@ class StudioConfig:
             "data_dir": os.environ.get(ENV_DATA_DIR),
             "image_model": os.environ.get(ENV_IMAGE_MODEL) or None,
             "tabs": os.environ.get(ENV_TABS),
+            "replica": os.environ.get(ENV_REPLICA),
         }
         values.update({key: value for key, value in env.items() if value})
         values.update({key: value for key, value in overrides.items() if value is not None})
@@ -183,6 +212,11 @@ class StudioConfig:
         return self.root / "pool"
 
     @property
+    def gold_dir(self) -> Path:
+        """The degraded copies behind gold pairs: a pool of their own, never data."""
+        return self.root / "gold"
+
+    @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
@@ -199,6 +233,11 @@ class StudioConfig:
         return self.root / "loras"
 
     @property
+    def imports_dir(self) -> Path:
+        """Public preference datasets a maintainer downloaded (offered in the Train tab's dataset box)."""
+        return self.root / "imports"
+
+    @property
     def max_upload_bytes(self) -> int:
         """Gradio's ``max_file_size``: ``max_upload_mb``, or 1 byte when no tab takes an upload."""
         return self.max_upload_mb * 1024 * 1024 if "generate" in self.tabs else 1
@@ -211,14 +250,15 @@ class StudioConfig:
     @property
     def served_dirs(self) -> list[Path]:
         """The allow-list of what the app hands to a browser (Gradio's ``allowed_paths``; the one home of it): the
-        clips visitors watch (generated, pool). Never votes.jsonl, manifests, exports, nor anything of a run
+        clips visitors watch (generated, pool, and the pool's gold copies). Never votes.jsonl, manifests, exports, nor anything of a run
         (LoRA weights, checkpoints, config, metrics): those stay on the server (``blocked_paths``)."""
-        return [self.generated_dir, self.pool_dir / "videos"]
+        return [self.generated_dir, self.pool_dir / "videos", self.gold_dir / "videos"]
 
     @property
     def blocked_paths(self) -> list[Path]:
         """What Gradio must never serve nor hand out, even when the data dir lies inside the working directory."""
-        return [self.votes_path, self.pool_dir / "manifest.jsonl", self.runs_dir, self.exports_dir, self.loras_dir]
+        return [self.votes_path, self.pool_dir / "manifest.jsonl", self.gold_dir / "manifest.jsonl", self.runs_dir,
+                self.exports_dir, self.loras_dir, self.imports_dir]
 
     def shown_path(self, path: str | os.PathLike) -> str:
         """A server path as users and model cards see it: relative to the data dir (``runs/x``), the model's name

@@ -28,8 +28,13 @@ from huvidpo.annotation import (
     leaderboard,
     pool_progress,
 )
+from huvidpo.annotation.export import REPLICAS_DIR
+from huvidpo.annotation.gold import GOLD_OF, GoldMaker
+from huvidpo.annotation.stats import flagged_labelers
+from huvidpo.annotation.provenance import image_sha256, revision_of
+from huvidpo.locations import default_model_path
 from huvidpo.studio.config import StudioConfig
-from huvidpo.studio.generation import GeneratedClip
+from huvidpo.studio.generation import GeneratedClip, resolve_lora
 from huvidpo.studio.runs import claim_dir
 
 VOTES_FILE = "votes.jsonl"
@@ -39,7 +44,9 @@ EXPORT_SOURCE = "source.json"  # in an export: the digests of the votes and pool
 
 
 class AnnotationSync(HubSync):
-    """``HubSync`` of the data dir limited to what labelers made: ``votes.jsonl`` and ``pool/``.
+    """``HubSync`` of the data dir limited to what labelers made: ``votes.jsonl`` and ``pool/``, pushed under
+    ``replicas/<replica>/`` so that several studios share one repo without overwriting each other's files
+    (``huvidpo.annotation.export.export_merged`` reads them back as one).
 
     Runs, exports and generated clips stay local (runs are pushed as model repos from the Train tab).
     """
@@ -82,6 +89,7 @@ class LabelingService:
     config: StudioConfig
     pool: CandidatePool = field(init=False)
     store: VoteStore = field(init=False)
+    gold: GoldMaker = field(init=False)
     sampler: PairSampler = field(init=False)
     sync: HubSync | None = field(init=False, default=None)
 
@@ -89,9 +97,14 @@ class LabelingService:
         self.config.make_dirs()
         self.pool = CandidatePool(self.config.pool_dir)
         self.store = VoteStore(self.config.votes_path)
-        self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed)
+        self.gold = GoldMaker(self.pool, CandidatePool(self.config.gold_dir), seed=self.config.sampler_seed or 0)
+        self.sampler = PairSampler(self.pool, self.store, seed=self.config.sampler_seed, gold=self.gold,
+                                   gold_rate=self.config.gold_rate, overlap_share=self.config.overlap_share)
+        if self.config.gold_rate > 0:  # clips that entered the pool before gold checks were on get their copy now
+            self.make_gold_copies()
         if self.config.votes_repo:
-            self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes)
+            self.sync = AnnotationSync(self.config.root, self.config.votes_repo, every_minutes=self.config.sync_every_minutes,
+                                       path_in_repo=f"{REPLICAS_DIR}/{self.config.replica}")
 
     def next_pair(self, labeler: str, session_id: str) -> dict[str, Any] | None:
         """The next pair for this labeler (None when there is nothing left for them)."""
@@ -126,11 +139,16 @@ class LabelingService:
             return {"pair": payload, "left_video": None, "right_video": None, "headline": done, "counter": counter}
         return {
             "pair": {**pair, "done": False, "message": message, "progress": progress, "last_vote": last_vote},
-            "left_video": str(self.pool.video_path(pair["left_clip"])),
-            "right_video": str(self.pool.video_path(pair["right_clip"])),
+            "left_video": str(self._video_path(pair["left_clip"])),
+            "right_video": str(self._video_path(pair["right_clip"])),
             "headline": pair["prompt"],
             "counter": counter,
         }
+
+    def _video_path(self, clip_id: str) -> Path:
+        """A clip's video, in the pool or among the gold copies."""
+        pool = self.pool if clip_id in self.pool else self.gold.gold_pool
+        return pool.video_path(clip_id)
 
     def progress(self, labeler: str | None = None) -> dict[str, Any]:
         """Pool coverage, and this labeler's effective votes."""
@@ -140,8 +158,33 @@ class LabelingService:
         return progress
 
     def add_clips(self, clips: list[GeneratedClip]) -> list[ClipRecord]:
-        """Put generated clips into the candidate pool (an identical clip is not added twice)."""
-        return [self.pool.add_clip(clip.settings["prompt"], clip.video, clip.settings) for clip in clips]
+        """Put generated clips into the candidate pool (an identical clip is not added twice), with their provenance:
+        the model's and LoRA's revisions and the first frame's hash, which every vote on them is exported with."""
+        records = [self.pool.add_clip(clip.settings["prompt"], clip.video, {**clip.settings, **self._provenance(clip)})
+                   for clip in clips]
+        if self.config.gold_rate > 0:
+            for record in records:
+                self.gold.copy_of(record)
+        return records
+
+    def make_gold_copies(self) -> int:
+        """Give every pool clip without one its degraded copy (decodes each once); returns how many were made."""
+        having = {copy.settings.get(GOLD_OF) for copy in self.gold.gold_pool.clips()}
+        missing = [clip for clip in self.pool.clips() if clip.clip_id not in having]
+        for clip in missing:
+            self.gold.copy_of(clip)
+        return len(missing)
+
+    def _provenance(self, clip: GeneratedClip) -> dict[str, Any]:
+        try:
+            lora = resolve_lora(clip.settings.get("lora"), self.config, maintainer=True)  # server-side: any LoRA
+        except ValueError:  # the LoRA was removed since the clip was made: its revision is unknown
+            lora = None
+        return {
+            "model_revision": revision_of(self.config.model or default_model_path()),
+            "lora_revision": revision_of(lora),
+            "first_frame_sha256": image_sha256(clip.first_frame),
+        }
 
     def stats(self) -> dict[str, Any]:
         """Per-labeler counts, pool progress (with the vote-log lines that could not be read), agreement, the
@@ -149,7 +192,7 @@ class LabelingService:
         progress = pool_progress(self.pool, self.store)
         progress["unreadable_vote_lines"] = self.store.skipped_lines
         return {
-            "labelers": labeler_stats(self.store),
+            "labelers": labeler_stats(self.store, gold_threshold=self.config.gold_threshold),
             "progress": progress,
             "agreement": inter_annotator_agreement(self.store),
             "leaderboard": leaderboard(self.store, self.pool),
@@ -167,11 +210,14 @@ class LabelingService:
             line += f"\n\n**Last error** ({status['last_attempt_at']}): {status['last_error']}"
         return line
 
-    def export(self, min_votes: int = 1) -> tuple[Path, int]:
-        """Export the decided pairs to ``exports/votes-<time>`` (folder, number of pairs); the newest export of the
-        very same votes and pool is reused instead (the vote log and the manifest only grow, so equal contents
-        mean nothing changed)."""
-        source = {**self._contents_digest(), "min_votes": min_votes}
+    def export(self, min_votes: int = 1, exclude_flagged: bool = False) -> tuple[Path, int]:
+        """Export the decided pairs to ``exports/votes-<time>``: (folder, number of pairs); ``exclude_flagged``
+        leaves out the votes of labelers flagged by their gold accuracy. The newest export of the very same votes,
+        pool and choices is reused instead (the vote log and the manifest only grow, so equal contents mean
+        nothing changed)."""
+        excluded = flagged_labelers(self.store, self.config.gold_threshold) if exclude_flagged else []
+        source = {**self._contents_digest(), "min_votes": min_votes, "excluded": sorted(excluded),
+                  "replica": self.config.replica}
         folders = sorted(self.config.exports_dir.glob("votes-*"), key=lambda folder: folder.stat().st_mtime, reverse=True)
         for folder in folders:
             try:
@@ -182,7 +228,8 @@ class LabelingService:
                 continue
         out_dir = claim_dir(self.config.exports_dir, f"votes-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
-            dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes)
+            dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes, exclude_labelers=excluded,
+                                         replica=self.config.replica)
             (out_dir / EXPORT_SOURCE).write_text(json.dumps(source), encoding="utf-8")
         except BaseException:
             shutil.rmtree(out_dir, ignore_errors=True)

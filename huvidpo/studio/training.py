@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from huvidpo.data.preferences import STUDIO
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.hub_calls import scrub_tokens
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 VOTES_DATASET = "votes"
 TRAINING_LOCK = ".training.lock"  # in runs/: held by the studio that is training (one run at a time per data dir)
+IMPORTS = "imports"  # data_dir/imports/<name>: public datasets a maintainer downloaded, offered in the dataset box
 LOG_LINES = 200
 CHECKPOINTS_KEPT = 2  # a studio run keeps its last two checkpoints: enough to resume, little disk
 TAB_DPO_SETTINGS = ("beta", "learning_rate", "lora_rank")  # what the Train tab shows with DPOConfig's defaults
@@ -58,6 +60,8 @@ class TrainRequest:
     or ``DPOConfig``'s default."""
 
     dataset: str = VOTES_DATASET
+    data_format: str = STUDIO
+    exclude_flagged: bool = False  # 'votes': leave out labelers flagged by their gold accuracy
     model: str = ""
     beta: float | None = None
     learning_rate: float | None = None
@@ -72,6 +76,7 @@ class TrainRequest:
             if isinstance(value, float) and value.is_integer():
                 setattr(self, name, int(value))
         self.dataset = (self.dataset or "").strip()
+        self.data_format = (self.data_format or STUDIO).strip()
         self.model = (self.model or "").strip()
 
 
@@ -158,21 +163,32 @@ class TrainingManager:
 
     # ------------------------------------------------------------------------------------------ choices
 
+    @property
+    def imports_dir(self) -> Path:
+        return self.config.imports_dir
+
     def dataset_choices(self) -> list[str]:
-        """'votes' (export the current votes now) and the exports already in the data dir, newest first."""
+        """'votes' (export the current votes now), the exports already in the data dir, newest first, and the
+        public datasets in ``data_dir/imports``."""
         exports = []
         if self.config.exports_dir.is_dir():
             folders = [f for f in self.config.exports_dir.iterdir() if (f / "metadata.jsonl").is_file()]
             folders.sort(key=lambda folder: folder.stat().st_mtime, reverse=True)
             exports = [f"exports/{folder.name}" for folder in folders]
-        return [VOTES_DATASET, *exports]
+        imports = sorted(f"{IMPORTS}/{f.name}" for f in self.imports_dir.iterdir() if f.is_dir()) if self.imports_dir.is_dir() else []
+        return [VOTES_DATASET, *exports, *imports]
 
-    def resolve_dataset(self, dataset: str) -> str:
-        """A dataset choice -> the ``data`` the trainer reads: an export folder, or a Hub dataset id."""
+    def resolve_dataset(self, dataset: str, data_format: str = STUDIO, exclude_flagged: bool = False) -> str:
+        """A dataset choice -> the ``data`` the trainer reads: an export folder, or a Hub dataset id (in the studio's
+        format or, with ``data_format``, a public schema)."""
+        if dataset in ("", VOTES_DATASET) or dataset.startswith("exports/"):
+            if data_format != STUDIO:
+                raise ValueError(f"'{dataset or VOTES_DATASET}' is in the studio's own format: set the format to "
+                                 f"'{STUDIO}', or give the Hub dataset id of a {data_format} dataset.")
         if dataset in ("", VOTES_DATASET):
             if self.labeling is None:
                 raise ValueError("This app has no Label tab, so there are no local votes: give a Hub dataset id.")
-            folder, pairs = self.labeling.export()
+            folder, pairs = self.labeling.export(exclude_flagged=exclude_flagged)
             if pairs == 0:
                 raise ValueError(
                     "No decided pairs to train on yet: a pair needs at least one left/right vote (ties, 'both bad' "
@@ -184,9 +200,15 @@ class TrainingManager:
             if not folder.is_relative_to(self.config.exports_dir.resolve()) or not (folder / "metadata.jsonl").is_file():
                 raise ValueError(f"No export '{dataset}' in the data dir's exports/ folder; pick one from the list.")
             return str(folder)
+        if dataset.startswith(f"{IMPORTS}/"):
+            folder = (self.imports_dir / dataset.removeprefix(f"{IMPORTS}/")).resolve()
+            if not folder.is_relative_to(self.imports_dir.resolve()) or not folder.is_dir():
+                raise ValueError(f"No folder '{dataset}' in the data dir's {IMPORTS}/ folder; pick one from the list.")
+            return str(folder)
         if is_hub_id(dataset):
             return dataset
-        raise ValueError(f"'{dataset}' is neither 'votes', an export from the list, nor a Hub dataset id ('user/name').")
+        raise ValueError(f"'{dataset}' is neither 'votes', an export from the list, a folder of the data dir's {IMPORTS}/, "
+                         "nor a Hub dataset id ('user/name').")
 
     # ------------------------------------------------------------------------------------------ runs
 
@@ -209,6 +231,7 @@ class TrainingManager:
             dpo_config = DPOConfig(
                 model=request.model or self.config.model,
                 data="-",  # replaced below once the dataset is resolved; the other settings are checked now
+                data_format=request.data_format,
                 output_dir="-",  # replaced by the run folder once it is claimed
                 max_steps=steps,
                 num_frames=self.config.train_frames if request.frames is None else request.frames,
@@ -221,7 +244,7 @@ class TrainingManager:
             )
             training_lock = self._hold_training_lock()
             try:
-                data = self.resolve_dataset(request.dataset)
+                data = self.resolve_dataset(request.dataset, request.data_format, request.exclude_flagged)
                 output_dir = claim_dir(self.config.runs_dir, f"dpo-{time.strftime('%Y%m%d-%H%M%S')}")
             except BaseException:
                 training_lock.release()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huvidpo.data.preferences import CRITERIA, KEEP_OR_DROP, PREFERENCE_FORMATS, STUDIO
 from huvidpo.locations import check_hub_id
 from huvidpo.settings import MAX_SEED, check_settings, setting
 
@@ -186,8 +187,34 @@ class DPOConfig(TrainingConfig):
         "data",
         "",
         "Preference pairs: a HuViDPO Studio export folder (metadata.jsonl + videos/), any folder whose "
-        "metadata.jsonl has prompt / winner / loser video columns, or a Hub dataset id with those columns.",
+        "metadata.jsonl has prompt / winner / loser video columns, or a Hub dataset id with those columns; "
+        "with data_format, a dataset in that public schema (a folder, a table file or a Hub id).",
     )
+    data_format: str = setting(
+        STUDIO,
+        "Schema of data: 'studio' (prompt / winner / loser columns, named by the *_column settings), 'pickapic' "
+        "(caption, label_0, label_1 with 0.5 for a tie, video_0, video_1), 'videoreward' (CSV: prompt, path_A, "
+        "path_B, VQ / MQ / TA in A, B, same), 'videodpo' (pair.json + metadata.json), 'genai-bench' (prompt, "
+        "left_video, right_video, vote_type) or 'scores' (prompt, video, a 0-10 score per clip).",
+        choices=PREFERENCE_FORMATS,
+    )
+    criterion: str = setting(
+        "majority", "videoreward: the label a pair is decided by (VQ, MQ, TA), or the majority of the three.",
+        choices=CRITERIA,
+    )
+    ties: str = setting(
+        "drop", "Ties (Pick-a-Pic 0.5/0.5, VideoReward 'same', GenAI-Bench 'tievote'): drop them, or keep each "
+        "as both orders (pulling the two clips' margin to zero). Dropped rows are counted in the log.",
+        choices=KEEP_OR_DROP,
+    )
+    both_bad: str = setting("drop", "GenAI-Bench 'bothbad_vote' rows: drop them, or keep each as both orders.",
+                            choices=KEEP_OR_DROP)
+    min_score_gap: float = setting(
+        1.0, "scores: two clips of a prompt make a pair when their scores differ by at least this (equal scores "
+        "never do).", min=1e-6, max=10.0,
+    )
+    data_split: str = setting("train", "Split of a Hub dataset to read (GenAI-Bench publishes 'test').")
+    data_subset: str | None = setting(None, "Subset (config) of a Hub dataset, e.g. GenAI-Bench's 'video_generation'.")
     learning_rate: float = _redefault("learning_rate", 1e-4, "AdamW learning rate (the original recipe: 1e-4).")
     beta: float = setting(
         50.0, "DPO beta: how far the LoRA may move from the reference (the original: 50).", min=1e-4, max=1e6
@@ -226,6 +253,12 @@ class DPOConfig(TrainingConfig):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
         if not self.lora_target_modules or not all(isinstance(m, str) and m for m in self.lora_target_modules):
             raise ValueError(f"lora_target_modules must be a non-empty list of module names, got {self.lora_target_modules!r}.")
-        for name in ("prompt_column", "chosen_column", "rejected_column"):
+        for name in ("prompt_column", "chosen_column", "rejected_column", "data_split"):
             if not getattr(self, name):
-                raise ValueError(f"{name} is empty: name the dataset column.")
+                raise ValueError(f"{name} is empty: name the dataset column (or split).")
+
+    @property
+    def reader_options(self) -> dict[str, Any]:
+        """How a public dataset is read into pairs (:func:`huvidpo.data.preferences.read_preference_pairs`)."""
+        return {"criterion": self.criterion, "ties": self.ties, "both_bad": self.both_bad,
+                "min_score_gap": self.min_score_gap, "split": self.data_split, "subset": self.data_subset}

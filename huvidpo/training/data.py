@@ -4,6 +4,8 @@ What is unusual here:
 - Rows come through ``datasets``: a folder's ``metadata.jsonl`` (the studio's export, or any folder in the
   ``datasets`` convention) through its JSON builder, a Hub dataset through ``load_dataset`` (its videos then
   fetched by ``snapshot_download``), or a ``Dataset`` / list of dicts given in Python.
+- Public preference schemas (Pick-a-Pic, VideoReward, VideoDPO, GenAI-Bench, per-clip scores) become pairs in
+  :mod:`huvidpo.data.preferences`; ``PreferencePairs.load(..., data_format=...)`` reads them through it.
 - Both kinds of data are checked when loaded, before any model work: wrong columns, empty prompts and
   missing files raise a ``ValueError`` that names the row and what to do. Unreadable or too-short
   videos are reported the same way when they are first decoded.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from huvidpo.data.preferences import STUDIO, is_url, read_preference_pairs
 from huvidpo.data.video import read_video
 from huvidpo.locations import is_hub_id
+
+logger = logging.getLogger(__name__)
 
 METADATA_NAME = "metadata.jsonl"
 
@@ -91,7 +97,9 @@ def load_rows(source: Any, what: str) -> tuple[Any, Path | str]:
         if "train" not in source:
             raise ValueError(f"The {what} DatasetDict has splits {list(source)}; give one split (e.g. dataset['train']).")
         source = source["train"]
-    if isinstance(source, (datasets.Dataset, list, tuple)):
+    if isinstance(source, datasets.Dataset):
+        return _undecoded(source), Path.cwd()
+    if isinstance(source, (list, tuple)):
         return source, Path.cwd()
     if not isinstance(source, (str, os.PathLike)) or not str(source):
         raise ValueError(f"No {what} data given: set data to a folder with {METADATA_NAME} or a Hub dataset id.")
@@ -99,19 +107,43 @@ def load_rows(source: Any, what: str) -> tuple[Any, Path | str]:
     if path.is_dir():
         if not (path / METADATA_NAME).is_file():
             raise ValueError(f"{path} has no {METADATA_NAME}: the {what} folder needs one row per example (JSON lines).")
-        return _read_json_lines(path / METADATA_NAME), path.resolve()
+        return _file_name_columns(_read_json_lines(path / METADATA_NAME)), path.resolve()
     if path.is_file() and path.suffix == ".jsonl":
-        return _read_json_lines(path), path.parent.resolve()
+        return _file_name_columns(_read_json_lines(path)), path.parent.resolve()
     if not is_hub_id(str(source)):
         raise ValueError(f"No {what} data at {source}: give an existing folder with {METADATA_NAME} or a Hub dataset id 'owner/name'.")
     try:
-        return datasets.load_dataset(str(source), split="train"), str(source)
+        return _undecoded(datasets.load_dataset(str(source), split="train")), str(source)
     except Exception as err:  # noqa: BLE001 - offline, missing repo, no access, no train split: all need the same advice
         raise ValueError(
             f"'{source}' is not a local folder, and the Hub dataset '{source}' could not be loaded ({type(err).__name__}: "
             f"{err}). Check the id and the network, or download it (`hf download --repo-type dataset {source} "
             "--local-dir DIR`) and point data at DIR."
         ) from err
+
+
+def _file_name_columns(rows):
+    """The ``datasets`` folder convention: a ``video_w_file_name`` column is the ``video_w`` column (what
+    ``load_dataset`` on the folder shows as a ``Video`` feature)."""
+    names = _column_names(rows)
+    renames = {name: name.removesuffix("_file_name") for name in names
+               if name.endswith("_file_name") and name.removesuffix("_file_name") not in names}
+    if not renames:
+        return rows
+    if isinstance(rows, (list, tuple)):
+        return [{renames.get(key, key): value for key, value in row.items()} for row in rows]
+    return rows.rename_columns(renames)
+
+
+def _undecoded(dataset):
+    """A Hub dataset with its ``Video`` columns as ``{"path", "bytes"}``: the trainer decodes clips itself
+    (decoding through ``datasets`` needs torchcodec)."""
+    import datasets
+
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Video):
+            dataset = dataset.cast_column(name, datasets.Video(decode=False))
+    return dataset
 
 
 def _read_json_lines(path: Path):
@@ -152,9 +184,12 @@ def video_paths(values: list[Any], origin: Path | str, where: list[str]) -> list
             value = value["path"]
         if not isinstance(value, (str, os.PathLike)) or not str(value):
             raise ValueError(f"{place}: expected the path of a video file, got {type(value).__name__} {value!r:.60}.")
+        if is_url(value):
+            raise ValueError(f"{place}: {value!r:.80} is a web address; download the videos and give their local paths.")
         names.append(Path(value).expanduser())
-    if isinstance(origin, str):
-        origin = _fetch_files(origin, sorted({name.as_posix() for name in names if not name.is_absolute()}))
+    relative = sorted({name.as_posix() for name in names if not name.is_absolute()})
+    if isinstance(origin, str) and relative:  # a Video column's files are already local: nothing to fetch
+        origin = _fetch_files(origin, relative)
     paths = []
     for name, place in zip(names, where):
         path = name if name.is_absolute() else origin / name
@@ -242,11 +277,22 @@ class PreferencePairs:
         prompt_column: str = "prompt",
         chosen_column: str = "video_w",
         rejected_column: str = "video_l",
+        data_format: str = STUDIO,
+        **reader_options: Any,
     ) -> "PreferencePairs":
         """From any :func:`load_rows` source: a HuViDPO Studio export folder (``metadata.jsonl`` with paths
         relative to it), a folder or ``.jsonl`` with prompt / winner / loser columns, a ``datasets.Dataset``, a
-        list of dicts, or a Hub dataset id with those columns."""
-        rows, origin = load_rows(source, "preference pair")
+        list of dicts, or a Hub dataset id with those columns.
+
+        Any other ``data_format`` (pickapic, videoreward, videodpo, genai-bench, scores) is read by
+        :func:`huvidpo.data.preferences.read_preference_pairs` with ``reader_options`` (criterion, ties,
+        both_bad, min_score_gap, split, subset); the column names then are that format's own."""
+        if data_format != STUDIO:
+            rows, origin, report = read_preference_pairs(source, data_format, **reader_options)
+            logger.info("Read %s", report.summary())
+            prompt_column, chosen_column, rejected_column = "prompt", "video_w", "video_l"
+        else:
+            rows, origin = load_rows(source, "preference pair")
         columns = {"prompt_column": prompt_column, "chosen_column": chosen_column, "rejected_column": rejected_column}
         _check_columns(rows, columns, "preference pair")
         where = [f"Pair {index}" for index in range(len(rows))]

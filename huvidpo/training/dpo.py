@@ -182,7 +182,8 @@ class DPOTrainer(Trainer):
 
     def load_data(self, source: Any) -> PreferencePairs:
         config = self.config
-        return PreferencePairs.load(source, config.prompt_column, config.chosen_column, config.rejected_column)
+        return PreferencePairs.load(source, config.prompt_column, config.chosen_column, config.rejected_column,
+                                    config.data_format, **config.reader_options)
 
     def prepare(self, pipe) -> None:
         config = self.config

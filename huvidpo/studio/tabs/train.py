@@ -10,6 +10,7 @@ What is unusual here:
 
 import gradio as gr
 
+from huvidpo.data.preferences import PREFERENCE_FORMATS, STUDIO
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
@@ -31,8 +32,15 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             with gr.Column(scale=1, min_width=300):
                 dataset_box = gr.Dropdown(
                     choices=training.dataset_choices(), value="votes", allow_custom_value=True,
-                    label="Pairs: 'votes' (export the votes now), an earlier export, or a Hub dataset id",
+                    label="Pairs: 'votes' (export the votes now), an earlier export, a folder of DATA_DIR/imports, "
+                          "or a Hub dataset id",
                 )
+                format_box = gr.Dropdown(
+                    choices=list(PREFERENCE_FORMATS), value=STUDIO, elem_id="train-data-format",
+                    label="Format of the pairs: the studio's, or a public schema of a Hub dataset (ties are dropped)",
+                )
+                exclude_box = gr.Checkbox(value=False, label="Leave out labelers flagged by gold checks ('votes')",
+                                          elem_id="train-exclude-flagged")
                 base_model_box = gr.Textbox(value=config.model, label="Base model (empty: the one this app serves)",
                                             placeholder=config.model_name)
                 with gr.Row():
@@ -96,12 +104,13 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
 
     @handler(config)
     def start_training(dataset, base_model, beta=None, learning_rate=None, max_steps=None, lora_rank=None, frames=None,
-                       user: User = None):
+                       user: User = None, data_format=STUDIO, exclude_flagged=False):
         """Start a DPO run in the background (maintainers only); returns its status. Settings left out take the
-        Train tab's presets and DPOConfig's defaults."""
+        Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`)."""
         require_maintainer(config, user, "Training")
         training.start(user, TrainRequest(
-            dataset=text(dataset, "dataset") or "votes", model=text(base_model, "base model"),
+            dataset=text(dataset, "dataset") or "votes", data_format=text(data_format, "format") or STUDIO,
+            exclude_flagged=bool(flag(exclude_flagged, "exclude flagged")), model=text(base_model, "base model"),
             beta=number(beta, "beta"), learning_rate=number(learning_rate, "learning rate"),
             steps=whole(max_steps, "steps"), lora_rank=whole(lora_rank, "LoRA rank"), frames=whole(frames, "frames"),
         ))
@@ -153,7 +162,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
                *(video for row in comparison_videos for video in row), timer, runs_table, resume_box]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
-    start.click(start_training, [*settings, page.name], outputs, api_name="start_training", **limits)
+    start.click(start_training, [*settings, page.name, format_box, exclude_box], outputs, api_name="start_training", **limits)
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
     timer.tick(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     tab.select(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
