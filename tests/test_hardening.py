@@ -508,3 +508,57 @@ def test_9_a_lora_that_does_not_load_is_named_as_picked_not_by_its_server_path(t
         with pytest.raises(ValueError) as error:
             service.generate(GenerationSettings(prompt="a red circle", frames=2, steps=1, image_steps=1, lora=reference))
         assert reference in str(error.value) and str(config.root) not in str(error.value), str(error.value)
+
+
+# ------------------------------------------------------------------------------- the campaign's vote path
+
+
+def test_votes_are_not_queued_behind_another_labelers_disk_write_and_stay_single(tmp_path, monkeypatch):
+    """A vote's fsync runs outside the sampler's lock (64 labelers would queue behind each other's writes), yet
+    the same labeler voting on the same pair from two sessions at once is still refused once, and a write that
+    fails leaves the pair on screen to vote again."""
+    import errno
+
+    from huvidpo.studio import LabelingService, StudioConfig
+    from test_studio import clip_file
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, sampler_seed=0)
+    labeling = LabelingService(config)
+    labeling.add_clips([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.6)])
+    store_append = labeling.store.append
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_append(vote):
+        if vote.labeler == "ada":
+            entered.set()
+            assert release.wait(10)
+        return store_append(vote)
+
+    monkeypatch.setattr(labeling.store, "append", slow_append)
+    first = labeling.next_pair("ada", "s1")
+    other = labeling.next_pair("bob", "s1")
+    results = {}
+    writer = threading.Thread(target=lambda: results.setdefault("ada", labeling.vote("ada", "s1", first["token"], "left")))
+    writer.start()
+    assert entered.wait(10)
+    started = time.monotonic()
+    assert labeling.vote("bob", "s1", other["token"], "right")["choice"] == "right"  # not behind ada's write
+    assert time.monotonic() - started < 5
+    second = labeling.next_pair("ada", "s2")  # another tab: the only pair again, its first vote still being written
+    assert second["pair_id"] == first["pair_id"]
+    with pytest.raises(ValueError, match="already judged"):
+        labeling.vote("ada", "s2", second["token"], "right")
+    release.set()
+    writer.join(10)
+    assert [(v.labeler, v.choice.value) for v in labeling.store.effective_votes()] == [("bob", "right"), ("ada", "left")]
+
+    def full_disk(vote):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(labeling.store, "append", full_disk)
+    labeling.undo("ada", "s1")
+    again = labeling.next_pair("ada", "s1")
+    with pytest.raises(OSError):
+        labeling.vote("ada", "s1", again["token"], "right")
+    monkeypatch.setattr(labeling.store, "append", store_append)
+    assert labeling.vote("ada", "s1", again["token"], "right")["choice"] == "right"  # the same pair, still on screen
