@@ -165,15 +165,17 @@ def launch(config):
 
 @pytest.fixture(scope="module")
 def public_app(tmp_path_factory):
-    """A public studio (Generate and Label, nobody a maintainer, no model loaded) whose data dir holds a finished
-    run, an export, a published LoRA, a generated clip and a pool clip."""
+    """A public studio (every tab, nobody a maintainer, a model given by its path but not loaded) whose data dir
+    holds a finished run, an export, a published LoRA, a generated clip and a pool clip."""
     from gradio_client import Client
 
     from huvidpo.studio import StudioConfig
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     root = tmp_path_factory.mktemp("public") / "data"
-    config = StudioConfig(data_dir=str(root), oauth=False, tabs="generate,label", preload_model=False)
+    model = root.parent / "models" / "secret-model"
+    model.mkdir(parents=True)
+    config = StudioConfig(model=str(model), data_dir=str(root), oauth=False, preload_model=False)
     config.make_dirs()
     run = config.runs_dir / "dpo-20261202-101500"
     for name in ("pytorch_lora_weights.safetensors", "config.yaml", "metrics.jsonl", "checkpoints/step-2/optimizer.bin",
@@ -211,8 +213,9 @@ def test_1_9_the_page_names_no_server_path_and_no_run(public_app):
 
     demo, config, client, url = public_app
     page = httpx.get(f"{url}config").text
-    assert str(config.root) not in page and str(REPO_ROOT) not in page
-    assert "dpo-20261202-101500" not in page and "loras/published" in page
+    assert str(config.root) not in page and str(REPO_ROOT) not in page and str(Path(config.model).parent) not in page
+    assert "secret-model" in page, "the model is named, by its folder's name"
+    assert "dpo-20261202-101500" not in page and "votes-1" not in page and "loras/published" in page
 
 
 def test_7_names_longer_than_64_characters_are_refused_not_cut(public_app):

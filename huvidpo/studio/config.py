@@ -31,6 +31,7 @@ from huvidpo.locations import (
     check_hub_id,
     default_model_path,
     is_embedded_default,
+    is_hub_id,
 )
 
 TABS = ("generate", "label", "train")
@@ -276,9 +277,8 @@ class StudioConfig:
 
     @property
     def model_name(self) -> str:
-        """How clips name their model in the pool and the leaderboard."""
+        """How clips name their model in the pool and the leaderboard: a Hub id, or a folder's name (never its path)."""
         model = self.model or default_model_path()
         if is_embedded_default(model):
             return DEFAULT_MODEL_DIR.name
-        path = Path(model).expanduser()
-        return path.name if path.is_dir() else model
+        return model if is_hub_id(model) else Path(model).expanduser().name

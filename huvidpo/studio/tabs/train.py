@@ -31,7 +31,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 dataset_box = gr.Dropdown(
-                    choices=training.dataset_choices(), value="votes", allow_custom_value=True,
+                    choices=["votes"], value="votes", allow_custom_value=True,  # the exports: on load, for maintainers
                     label="Pairs: 'votes' (export the votes now), an earlier export, a folder of DATA_DIR/imports, "
                           "or a Hub dataset id",
                 )
@@ -41,8 +41,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 )
                 exclude_box = gr.Checkbox(value=False, label="Leave out labelers flagged by gold checks ('votes')",
                                           elem_id="train-exclude-flagged")
-                base_model_box = gr.Textbox(value=config.model, label="Base model (empty: the one this app serves)",
-                                            placeholder=config.model_name)
+                base_model_box = gr.Textbox(label="Base model (empty: the one this app serves)", placeholder=config.model_name)
                 with gr.Row():
                     beta_box = checked_by_handler(gr.Number(label="beta", elem_id="train-beta"))
                     learning_rate_box = checked_by_handler(gr.Number(label="Learning rate", elem_id="train-learning-rate"))
@@ -142,7 +141,11 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
 
     @handler(config)
     def on_load(user: User):
-        """Per visitor: the tab for maintainers (polling while a run is active), DPOConfig's defaults in the inputs."""
+        """Per visitor: the tab for maintainers (polling while a run is active), DPOConfig's defaults and bounds in
+        the inputs, the exports in the dataset box; nothing of it for anyone else (the page itself names no export)."""
+        if not user.maintainer:
+            return {tab: gr.Tab(visible=False), timer: gr.Timer(active=False),
+                    **{box: gr.skip() for box in (beta_box, learning_rate_box, rank_box, steps_box, frames_box, dataset_box)}}
         defaults, bounds = training.setting_defaults(), training.setting_bounds()
 
         def bounded(name: str, **value) -> gr.Number:
@@ -157,6 +160,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             rank_box: bounded("lora_rank", value=defaults["lora_rank"]),
             steps_box: bounded("steps"),
             frames_box: bounded("frames"),
+            dataset_box: gr.Dropdown(choices=training.dataset_choices()),
         }
 
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
@@ -169,9 +173,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     cancel.click(cancel_training, [page.name], outputs, api_name="cancel_training", **limits)
     resume.click(resume_training, [resume_box, page.name], outputs, api_name="resume_training", **limits)
     push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
-    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box],
-                   api_visibility="private",
-                   show_progress="hidden")
+    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box,
+                                          dataset_box], api_visibility="private", show_progress="hidden")
 
     def refresh_choices(status: dict):
         """When a run ends, its LoRA appears in the picker and its export in the dataset list."""
