@@ -50,7 +50,7 @@ def data_with_a_vote(folder: Path) -> Path:
 # ------------------------------------------------------------------------------- 3. a stalled Hub endpoint
 
 
-def test_a_stalled_hub_fails_the_push_in_bounded_time_and_stop_returns(online, tmp_path):
+def test_3_a_stalled_hub_fails_the_push_in_bounded_time_and_stop_returns(online, tmp_path):
     with fake_hub("stall") as url:
         sync = HubSync(data_with_a_vote(tmp_path / "data"), "me/votes", hf_api=HfApi(endpoint=url, token=FAKE_TOKEN),
                        every_minutes=0.01 / 60, stop_timeout=3, autostart=False)
@@ -65,7 +65,7 @@ def test_a_stalled_hub_fails_the_push_in_bounded_time_and_stop_returns(online, t
         assert time.monotonic() - started < 8, "stop() waited on the stalled Hub"
 
 
-def test_a_failed_push_is_retried_with_backoff_not_after_the_whole_interval(tmp_path):
+def test_3_a_failed_push_is_retried_with_backoff_not_after_the_whole_interval(tmp_path):
     from test_annotation_sync_export import FolderHubApi
 
     api = FolderHubApi(tmp_path / "remote", failures=2)
@@ -78,7 +78,7 @@ def test_a_failed_push_is_retried_with_backoff_not_after_the_whole_interval(tmp_
     assert status["pushes_failed"] == 2 and status["pushes_ok"] == 1 and status["pending"] == 0
 
 
-def test_ctrl_c_ends_the_app_promptly_when_the_hub_stalls(tmp_path):
+def test_3_ctrl_c_ends_the_app_promptly_when_the_hub_stalls(tmp_path):
     data = data_with_a_vote(tmp_path / "data")
     with fake_hub("stall") as url:
         env = {**os.environ, "HF_ENDPOINT": url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": FAKE_TOKEN,
@@ -113,7 +113,7 @@ def test_ctrl_c_ends_the_app_promptly_when_the_hub_stalls(tmp_path):
 # ------------------------------------------------------------------------------- 8. tokens in Hub errors
 
 
-def test_scrub_tokens_removes_known_and_token_shaped_secrets(monkeypatch):
+def test_8_scrub_tokens_removes_known_and_token_shaped_secrets(monkeypatch):
     from huvidpo.hub_calls import scrub_tokens
 
     monkeypatch.setenv("HF_TOKEN", "plain-env-token")
@@ -126,7 +126,7 @@ def test_scrub_tokens_removes_known_and_token_shaped_secrets(monkeypatch):
         assert scrub_tokens(harmless) == harmless
 
 
-def test_a_push_whose_error_echoes_the_token_shows_and_logs_no_token(online, monkeypatch, tmp_path, caplog):
+def test_8_a_push_whose_error_echoes_the_token_shows_and_logs_no_token(online, monkeypatch, tmp_path, caplog):
     from huvidpo.training.config import DPOConfig
     from huvidpo.training.trainer import push_output
 
@@ -142,7 +142,7 @@ def test_a_push_whose_error_echoes_the_token_shows_and_logs_no_token(online, mon
     assert FAKE_TOKEN not in error and FAKE_TOKEN not in caplog.text
 
 
-def test_sync_errors_that_echo_the_token_hide_it(online, tmp_path, caplog):
+def test_8_sync_errors_that_echo_the_token_hide_it(online, tmp_path, caplog):
     with fake_hub("echo") as url:
         sync = HubSync(data_with_a_vote(tmp_path / "data"), "me/votes", hf_api=HfApi(endpoint=url, token=FAKE_TOKEN),
                        autostart=False)
