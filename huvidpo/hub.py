@@ -43,6 +43,7 @@ def _offline_message(model: str) -> str:
 
 def read_model_json(model: str, filename: str) -> dict | None:
     """``filename`` of a local folder or a Hub repo as a dict; None when the repo has no such file."""
+    use_hub_timeouts()  # the first Hub call of any load: none of them may hang on a stalled endpoint
     path = Path(model).expanduser()
     if not is_hub_id(model):
         if not path.is_dir():
@@ -133,6 +134,7 @@ def load_pipeline(
 def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name: str = DEFAULT_ADAPTER) -> None:
     """Load a diffusers-format LoRA (folder, file or Hub id) into the video UNet and activate it at ``scale``; HuViDPO's
     stage-2 ``.pth`` is converted on the way (``huvidpo.convert``)."""
+    use_hub_timeouts()
     if convert.is_original_lora(lora):
         with tempfile.TemporaryDirectory() as folder:
             convert.convert_lora(lora, folder)
