@@ -4,13 +4,11 @@ The embedded default runs on any CPU::
 
     python app.py --maintainer          # http://127.0.0.1:7860, data in ./data (the same as `huvidpo-studio`)
 
-The app itself is ``huvidpo.studio.app`` (``build_demo`` and ``main``), one module per tab in
-``huvidpo/studio/tabs``; this file is the entry point ``python app.py`` runs.
+The app itself is ``huvidpo.studio.app`` (``build_demo``), one module per tab in ``huvidpo/studio/tabs``, and its
+command line ``huvidpo.studio.cli`` (``main``), which this file runs.
 """
 
-from huvidpo.studio.app import build_demo, build_parser, config_from_args, main
-
-__all__ = ["build_demo", "build_parser", "config_from_args", "main"]
+from huvidpo.studio.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

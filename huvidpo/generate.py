@@ -2,12 +2,12 @@
 
 On a CPU with the embedded default this takes seconds::
 
-    python -m huvidpo.generate --prompt "a red circle moving left on a blue background" --frames 16 --steps 25 --seed 0 --out clip.mp4
+    python -m huvidpo.generate --prompt "a red circle moving left slowly on a blue background" --frames 16 --steps 25 --seed 0 --out clip.mp4
 
 Video-to-video re-draws a clip from part-way through the schedule, its first frame kept (``--frames``
 follows the clip)::
 
-    python -m huvidpo.generate --prompt "a red circle moving left on a blue background" --video clip.mp4 --strength 0.4 --out redrawn.mp4
+    python -m huvidpo.generate --prompt "a red circle moving left slowly on a blue background" --video clip.mp4 --strength 0.4 --out redrawn.mp4
 
 The same settings can come from a YAML file (its keys are the flags' names); flags win over it::
 

@@ -8,6 +8,7 @@ UNet-only repository such as ``mhdang/dpo-sdxl-text2image-v1`` put on its base p
 
 from __future__ import annotations
 
+import importlib
 import json
 import tempfile
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Any
 import torch
 from diffusers import AutoPipelineForText2Image, DDIMScheduler, DiffusionPipeline, StableDiffusionPipeline, UNet2DConditionModel
 from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
 
 from . import convert
 from .hub_calls import scrub_tokens, use_hub_timeouts
@@ -33,9 +41,25 @@ class ModelLoadError(ValueError):
     """A model could not be found or read; the message says what to do."""
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What huggingface_hub raises when the Hub cannot be reached: its offline mode, and the connection errors of
+    the HTTP client it is built on (httpx, or httpx2 in recent releases), which it lets through (e.g. from
+    ``model_info``, which diffusers calls to find a LoRA's weight file)."""
+    errors: list[type[BaseException]] = [OfflineModeIsEnabled, ConnectionError, TimeoutError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+NETWORK_ERRORS = _network_errors()
+
+
 def _offline_message(model: str) -> str:
     return (
-        f"Could not load '{model}': it is not a local folder and is not in the Hugging Face cache, and the Hub "
+        f"No network: could not load '{model}': it is not a local folder and is not in the Hugging Face cache, and the Hub "
         "could not be reached. Download it on a machine with a network (`hf download "
         f"{model}`), point to a local folder, or use the embedded default (leave the model empty)."
     )
@@ -58,7 +82,7 @@ def read_model_json(model: str, filename: str) -> dict | None:
         return None
     except RepositoryNotFoundError as err:
         raise ModelLoadError(f"'{model}' is neither a local folder nor a model repo on the Hub.") from err
-    except (HfHubHTTPError, OSError, ValueError) as err:
+    except (HfHubHTTPError, OSError, ValueError, *NETWORK_ERRORS) as err:
         raise ModelLoadError(_offline_message(model)) from err
 
 
@@ -72,7 +96,7 @@ def load_image_pipeline(
         if read_model_json(model, "unet/config.json") is not None:
             unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", dtype=torch_dtype)
             return AutoPipelineForText2Image.from_pretrained(base, unet=unet, dtype=torch_dtype)
-    except (LocalEntryNotFoundError, OSError) as err:
+    except (LocalEntryNotFoundError, OSError, *NETWORK_ERRORS) as err:
         raise ModelLoadError(_offline_message(model)) from err
     raise ModelLoadError(f"'{model}' holds neither a pipeline (model_index.json) nor a UNet (unet/config.json).")
 
@@ -123,7 +147,7 @@ def load_pipeline(
             pipe = inflate_image_pipeline(sd, image_pipeline)
         else:
             raise ModelLoadError(f"'{model}' is a {index.get('_class_name')}, not a HuViDPO or Stable Diffusion 1.x pipeline.")
-    except (LocalEntryNotFoundError, OSError) as err:
+    except (LocalEntryNotFoundError, OSError, *NETWORK_ERRORS) as err:
         raise ModelLoadError(_offline_message(model)) from err
     for pipeline in (pipe, pipe.image_pipeline):
         if pipeline is not None:
@@ -143,14 +167,26 @@ def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name
         pipe.delete_adapters(adapter_name)
     try:
         pipe.load_lora_weights(lora, adapter_name=adapter_name)
+    except NETWORK_ERRORS as err:
+        raise ModelLoadError(_no_network_for_lora(lora, type(err).__name__)) from err
     except (LocalEntryNotFoundError, OSError) as err:
         raise ModelLoadError(
             f"Could not load the LoRA '{lora}': expected a folder with {LORA_WEIGHT_NAME}, the file itself, "
             "or a Hub model id reachable from here."
         ) from err
     except (KeyError, ValueError, RuntimeError) as err:
+        if is_hub_id(lora) and hf_constants.HF_HUB_OFFLINE:  # diffusers will not look a Hub LoRA's files up offline
+            raise ModelLoadError(_no_network_for_lora(lora, "HF_HUB_OFFLINE is set")) from err
         raise ModelLoadError(f"'{lora}' is not a LoRA for this model ({err}). Was it trained on a different base model?") from err
     pipe.set_adapters([adapter_name], adapter_weights=[scale])
+
+
+def _no_network_for_lora(lora: str, why: str) -> str:
+    return (
+        f"No network: the LoRA '{lora}' is not in the Hugging Face cache and the Hub cannot be reached ({why}). Use a "
+        "local folder (a trained run, or the LoRA's folder copied to this machine), or download it where there is a "
+        f"network (`hf download {lora}`)."
+    )
 
 
 def unload_lora(pipe: HuViDPOPipeline) -> None:

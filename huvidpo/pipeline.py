@@ -189,7 +189,7 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     ) -> None:
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
-            raise ValueError("The prompt is empty: describe the video you want, e.g. 'a red circle moving left on a blue background'.")
+            raise ValueError("The prompt is empty: describe the video you want, e.g. 'a red circle moving left slowly on a blue background'.")
         if negative_prompt is not None:
             negatives = [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
             if len(negatives) != len(prompts):

@@ -101,7 +101,7 @@ def test_labeler_stats_and_pool_progress(pool, tmp_path):
 
     stats = {row["labeler"]: row for row in labeler_stats(store)}
     assert stats["alice"] | {"median_response_ms": None} == {
-        "labeler": "alice", "votes": 3, "left": 1, "right": 0, "tie": 1, "both_bad": 0, "skip": 1,
+        "labeler": "alice", "votes": 2, "left": 1, "right": 0, "tie": 1, "both_bad": 0, "skip": 1,  # a skip is no vote
         "undone": 0, "sessions": 1, "median_response_ms": None, "left_share": 1.0, "gold": 0, "gold_accuracy": None,
         "flagged": False,
     }

@@ -1,6 +1,7 @@
 """The Gradio app through its named endpoints, as scripts and browsers reach it (``gradio_client``, loopback only)."""
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -19,6 +21,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from huvidpo.annotation import Choice  # noqa: E402
 from huvidpo.data.video import probe_video, read_video  # noqa: E402
 from huvidpo.generate import GenerationSettings  # noqa: E402
+from huvidpo.generate import build_parser as generate_parser  # noqa: E402
 from huvidpo.studio import StudioConfig  # noqa: E402
 from huvidpo.studio.app import build_demo, build_parser, config_from_args, main  # noqa: E402
 from huvidpo.studio.training import ACTIVE_STATES  # noqa: E402
@@ -68,7 +71,7 @@ def test_generate_returns_a_playable_mp4(studio):
     assert Path(first_frame).is_file()
     assert info["settings"]["seed"] == 7 and info["settings"]["frames"] == 4
     assert info["settings"]["model"] == Path(config.model).name
-    assert command.startswith("python -m huvidpo.generate --prompt")
+    assert command.startswith("huvidpo-generate --prompt") and info["notes"] == []
     assert list(config.generated_dir.glob("*.mp4")), "clips are written into the data dir"
 
 
@@ -92,7 +95,11 @@ def test_examples_state_only_what_differs_from_the_defaults_and_fit_the_app(tmp_
     rows = {row[0]: row[1:] for row in load_examples(config)}
     guidance = GenerationSettings.spec("guidance").default
     assert rows["a red circle moving left slowly on a blue background"] == [4, config.default_steps, guidance, 0]
+    assert "a horse running on the grassland" not in rows  # the embedded default cannot draw the paper's prompts
+    real = StudioConfig(data_dir=str(tmp_path), oauth=False, max_steps=30, default_frames=4, model=str(tmp_path))
+    rows = {row[0]: row[1:] for row in load_examples(real)}
     assert rows["a horse running on the grassland"] == [4, 30, 12.5, 42]  # 50 steps, clamped to this app's 30
+    assert "a red circle moving left slowly on a blue background" not in rows
 
 
 @pytest.mark.parametrize(
@@ -137,14 +144,21 @@ def test_a_vote_lands_in_the_store_and_undo_serves_the_pair_again(studio, voted)
     assert [v.choice for v in store.effective_votes()] == [Choice.LEFT]
     stats = client.predict("ada", api_name="/label_stats")
     assert stats[0]["pairs_judged"] == 1
+    floats = [value for value in (*stats[0].values(), *stats[1].values()) if isinstance(value, float)]
+    assert floats and all(value == round(value, 3) for value in floats)  # 0.667, not 16 digits
 
 
-def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny_model_dir):
+def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny_model_dir, tmp_path_factory):
     from huvidpo.hub import load_lora, load_pipeline
 
     demo, config, client = studio
     client.predict("ada", api_name="/label_stats")  # the vote is in (voted), so the export has one pair
-    started = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "ada", api_name="/start_training")[0]
+    for bad, message in ((2.5, "max_steps must be an integer, got 2.5"), (0, "max_steps must be an integer from 1")):
+        with pytest.raises(AppError, match=message):  # named as in the CLI and the tab's label, never rounded
+            client.predict("votes", "", 50.0, 1e-3, bad, 4, 4, "ada", api_name="/start_training")
+    with pytest.raises(AppError, match="num_frames must be an integer from 2"):
+        client.predict("votes", "", 50.0, 1e-3, 2, 4, 1, "ada", api_name="/start_training")
+    started = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "ada", api_name="/start_training")
     assert started["state"] in ACTIVE_STATES and started["started_by"] == "ada"
     assert started["settings"]["learning_rate"] == 1e-3 and started["settings"]["lora_rank"] == 4
     with pytest.raises(AppError, match="already in progress"):
@@ -169,13 +183,30 @@ def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny
     assert pipe.get_list_adapters()["unet"] == ["huvidpo"]
 
     # The new LoRA is usable from the Generate tab, in compare mode too.
-    video, base, _, info, _, _ = client.predict(prompt=PROMPT, lora=status["lora"], compare=True, api_name="/generate")
+    video, base, _, info, command, _ = client.predict(prompt=PROMPT, lora=status["lora"], compare=True, api_name="/generate")
     assert info["settings"]["lora"] == status["lora"] and info["clips"] == 2
     assert read_video(video).shape == read_video(base).shape
 
-    # Offline, a push fails with a message, and the run folder is untouched.
+    # Its command line makes the same clip from another folder ('huvidpo-generate' is `python -m huvidpo.generate`).
+    words = shlex.split(command)
+    assert words[0] == "huvidpo-generate"
+    out = Path(generate_parser().parse(words[1:])[1].out)
+    assert out.parent == config.root / "reproduced"
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "huvidpo.generate", *words[1:]], cwd=elsewhere, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    reproduced, tuned, untuned = (read_video(path).astype(np.float32) for path in (out, video, base))
+    print("reproduced vs LoRA / base clip:", np.abs(reproduced - tuned).mean(), np.abs(reproduced - untuned).mean())
+    assert np.abs(reproduced - tuned).mean() < 1.0 < np.abs(reproduced - untuned).mean()  # 0-255; CPU threads differ
+    assert list(elsewhere.iterdir()) == []
+
+    # Without a token, a push says so, and the run folder is untouched.
+    from huggingface_hub import get_token
+
     files_before = sorted(p.relative_to(lora_dir) for p in lora_dir.rglob("*"))
-    with pytest.raises(AppError, match="failed"):
+    with pytest.raises(AppError, match="no Hub token. Set HF_TOKEN" if get_token() is None else "failed"):
         client.predict("ada/huvidpo-lora", True, "ada", api_name="/push_lora")
     with pytest.raises(AppError, match="model repo 'a/b/c' is not a Hub repo id"):
         client.predict("a/b/c", True, "ada", api_name="/push_lora")
@@ -237,12 +268,17 @@ def test_python_app_py_serves_and_keeps_its_data(tiny_model_dir, tmp_path):
     lines: list[str] = []
     serving = threading.Event()
 
+    loaded = threading.Event()
+
     def read() -> None:
         for line in process.stdout:
             lines.append(line)
             if "serving at" in line:
                 serving.set()
+            if "Loaded the video model" in line:
+                loaded.set()
         serving.set()  # the process ended: stop waiting
+        loaded.set()
 
     threading.Thread(target=read, daemon=True).start()
     try:
@@ -252,9 +288,24 @@ def test_python_app_py_serves_and_keeps_its_data(tiny_model_dir, tmp_path):
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
         for folder in ("pool", "runs", "exports"):
             assert (data_dir / folder).is_dir()
+        # The console stays readable: the model loads without progress bars or library warnings.
+        assert loaded.wait(timeout=300) and any("Loaded the video model" in line for line in lines), "".join(lines)
+        noise = [line for line in lines if "it/s" in line or "%|" in line or "warn" in line.lower()]
+        assert noise == [], "".join(noise)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_help_answers_at_once_without_gradio_or_the_model_stack():
+    """`python app.py --help` lists the flags and imports neither Gradio, torch nor datasets (seconds each)."""
+    result = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--model" in result.stdout and "--maintainer" in result.stdout
+    assert result.stderr == ""
+    script = ("import sys; from huvidpo.studio.cli import build_parser; build_parser().format_help(); "
+              "print(sorted(m for m in ('gradio', 'torch', 'diffusers', 'datasets') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert imported.stdout.strip().splitlines()[-1] == "[]", imported.stderr
 
 
 def test_the_page_is_built_without_the_model_stack(tmp_path):

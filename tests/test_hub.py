@@ -53,6 +53,38 @@ def test_offline_hub_id_gives_a_clear_error():
         hub.load_pipeline("someone/not-cached-model")
 
 
+def test_a_hub_lora_in_offline_mode_says_so(tiny_pipe):
+    assert hub.hf_constants.HF_HUB_OFFLINE  # tests run offline (conftest)
+    with pytest.raises(hub.ModelLoadError, match="No network: the LoRA 'someone/huvidpo-lora'.*HF_HUB_OFFLINE"):
+        hub.load_lora(tiny_pipe, "someone/huvidpo-lora")
+
+
+def test_a_hub_lora_without_a_network_says_so_and_what_to_do(tiny_model_dir, tmp_path):
+    """The real failure, not HF_HUB_OFFLINE: the Hub's address refuses connections (huggingface_hub then lets the
+    HTTP client's ConnectError through). huggingface_hub reads HF_ENDPOINT at import: a fresh interpreter."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as sock:  # a port nothing listens on: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    script = (
+        "import sys; from huvidpo import hub\n"
+        f"pipe = hub.load_pipeline({str(tiny_model_dir)!r})\n"
+        "try:\n    hub.load_lora(pipe, 'someone/huvidpo-lora')\n"
+        "except hub.ModelLoadError as err:\n    print('ModelLoadError:', err)\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{closed}", "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path)}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ModelLoadError: No network: the LoRA 'someone/huvidpo-lora'"), result.stdout
+    assert "Use a local folder" in result.stdout and "Traceback" not in result.stderr
+
+
 def test_missing_local_folder_gives_a_clear_error(tmp_path):
     with pytest.raises(hub.ModelLoadError, match="No model folder"):
         hub.load_pipeline(str(tmp_path / "nope"))

@@ -178,6 +178,96 @@ def test_lora_references_resolve_inside_the_app_folders_only(tmp_path):
     assert list_loras(config)[0] == "loras/mine" and not any(ref.startswith("runs/") for ref in list_loras(config))
 
 
+def test_a_bad_lora_reference_says_what_to_pick_in_words_a_browser_shows(tmp_path):
+    """The message is shown as HTML: no '<folder>' placeholder for the browser to swallow."""
+    config = make_config(tmp_path)
+    with pytest.raises(ValueError) as error:
+        resolve_lora("/etc", config)
+    assert "'loras/' followed by the folder's name" in str(error.value)
+    assert "<" not in str(error.value) and ">" not in str(error.value)
+
+
+def test_the_app_proposes_prompts_the_served_model_draws(tmp_path, tiny_model_dir):
+    """The placeholder, the empty-prompt example, the before/after prompts and the examples: canonical world
+    prompts with a speed word for the embedded default, the paper's categories for any other model."""
+    from huvidpo.annotation.pool import CATEGORY_PRESETS
+    from huvidpo.studio.tabs.generate import load_examples
+    from huvidpo.world.prompts import parse_prompt, word_prompt
+
+    embedded = make_config(tmp_path)
+    assert embedded.serves_embedded_default
+    for prompt in (*embedded.suggested_prompts, *(row[0] for row in load_examples(embedded))):
+        spec = parse_prompt(prompt)
+        assert None not in (spec.shape, spec.color, spec.background, spec.direction, spec.speed), prompt
+        assert prompt == word_prompt(spec.shape, spec.color, spec.background, spec.direction, spec.speed), prompt
+    assert embedded.comparison_prompts == list(embedded.suggested_prompts)
+    with pytest.raises(ValueError, match=f"e.g. '{embedded.suggested_prompts[0]}'"):
+        check_settings(GenerationSettings(prompt=" "), embedded)
+
+    real = make_config(tmp_path, model=str(tiny_model_dir))
+    paper = {prompt for prompts in CATEGORY_PRESETS.values() for prompt in prompts}
+    assert not real.serves_embedded_default
+    assert set(real.suggested_prompts) <= paper and set(real.comparison_prompts) <= paper
+    assert {row[0] for row in load_examples(real)} <= paper and load_examples(real)
+    with pytest.raises(ValueError, match=f"e.g. '{real.suggested_prompts[0]}'"):
+        check_settings(GenerationSettings(prompt=""), real)
+    assert make_config(tmp_path, comparison_prompts=["a blue square"]).comparison_prompts == ["a blue square"]
+
+
+def _assert_the_oracle_reads_right(settings: list[GenerationSettings]) -> None:
+    """Generate each with the embedded default; the oracle reads shape, colour, background and direction right."""
+    from huvidpo.generate import generate
+    from huvidpo.hub import load_pipeline
+    from huvidpo.world.oracle import score_clip
+
+    pipe = load_pipeline()
+    for setting in {repr(setting.to_dict()): setting for setting in settings}.values():  # each clip once
+        frames, _ = generate(pipe, setting)
+        score = score_clip(frames, setting.prompt)
+        read = (score.reading.shape, score.reading.color, score.reading.background, score.reading.direction)
+        assert (score.shape_match, score.color_match, score.background_match) == (1, 1, 1), (setting, read)
+        assert score.direction_match >= 0.5, (setting, read)
+
+
+def test_the_embedded_default_draws_the_placeholder_and_the_before_after_prompts(tmp_path, one_torch_thread):
+    """What a newcomer meets first: the placeholder at the Generate tab's settings, and the Train tab's before/after
+    prompts at the comparison's settings, drawn right."""
+    config = make_config(tmp_path)
+    _assert_the_oracle_reads_right(
+        [GenerationSettings(prompt=config.suggested_prompts[0], frames=config.default_frames, steps=config.default_steps)]
+        + [GenerationSettings(prompt=prompt, frames=config.comparison_frames, steps=config.comparison_steps,
+                              image_steps=config.comparison_steps, seed=config.comparison_seed)
+           for prompt in config.comparison_prompts]
+    )
+
+
+@pytest.mark.slow
+def test_the_embedded_default_draws_every_example(tmp_path, one_torch_thread):
+    from huvidpo.studio.tabs.generate import load_examples
+
+    _assert_the_oracle_reads_right([
+        GenerationSettings(prompt=prompt, frames=frames, steps=steps, guidance=guidance, seed=seed)
+        for prompt, frames, steps, guidance, seed in load_examples(make_config(tmp_path))
+    ])
+
+
+def test_the_embedded_vocabulary_is_shown_and_unknown_words_get_a_gentle_note(tmp_path, tiny_model_dir):
+    from huvidpo.studio.generation import prompt_notes, vocabulary_text
+    from huvidpo.world.prompts import COLORS, DIRECTIONS, SHAPES, SPEEDS
+
+    embedded = make_config(tmp_path)
+    text = vocabulary_text(embedded)
+    for word in (*COLORS, *SHAPES, *DIRECTIONS, *SPEEDS, "64×64", "--model"):
+        assert word in text, word
+    assert prompt_notes(embedded.suggested_prompts[0], embedded) == []
+    [colour_note, shape_note] = prompt_notes("a purple hexagon moving left slowly on a blue background", embedded)
+    assert "purple" in colour_note and all(colour in colour_note for colour in COLORS)
+    assert "hexagon" in shape_note and all(shape in shape_note for shape in SHAPES)
+    # A real model knows more words: no vocabulary, no notes.
+    real = make_config(tmp_path, model=str(tiny_model_dir))
+    assert vocabulary_text(real) == "" and prompt_notes("a purple hexagon", real) == []
+
+
 def test_settings_outside_the_limits_are_refused(tmp_path):
     config = make_config(tmp_path, max_frames=8, default_frames=8)
     check_settings(GenerationSettings(prompt=PROMPT, frames=8, steps=2), config)
@@ -199,14 +289,37 @@ def test_settings_outside_the_limits_are_refused(tmp_path):
         GenerationSettings(prompt=PROMPT, frames=8, guidance=guidance["max"] + 0.5)
 
 
-def test_reproduce_command_lists_only_what_differs_from_the_defaults():
+def test_reproduce_command_lists_only_what_differs_from_the_defaults(tmp_path):
+    config = make_config(tmp_path)
     settings = {**GenerationSettings(prompt="it's red", frames=6, adain=False).to_dict(), "model": "tiny"}
-    command = reproduce_command(settings)
-    assert command.startswith("python -m huvidpo.generate --prompt 'it'\"'\"'s red'")
+    command = reproduce_command(settings, config, server_paths=True)
+    assert command.startswith("huvidpo-generate --prompt 'it'\"'\"'s red'")  # the installed command: runs from anywhere
     assert "--frames 6" in command and "--no-adain" in command and "--steps" not in command
-    # The CLI reads the command back into the same settings.
-    parsed, _, _ = build_parser().parse(shlex.split(command)[3:])
+    assert "--model" not in command  # the embedded default is the command's default too
+    # The CLI reads the command back into the same settings; the clip goes to a folder of the data dir.
+    parsed, command_settings, _ = build_parser().parse(shlex.split(command)[1:])
     assert parsed == GenerationSettings(prompt="it's red", frames=6, adain=False)
+    assert Path(command_settings.out) == config.root / "reproduced" / "clip.mp4"
+
+
+def test_reproduce_command_names_the_model_and_the_lora_by_absolute_paths(tmp_path, tiny_model_dir):
+    """A run's LoRA is 'runs/<id>' in the app, relative to the data dir: the maintainer's command names it by its
+    absolute path, so it is not read as a Hub id from the repository root (nor missing from anywhere else). A
+    visitor's command names no server path (issue 24)."""
+    config = make_config(tmp_path, model=str(tiny_model_dir))
+    run = fake_lora(config.runs_dir / "dpo-1")
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    clip = GeneratedClip(config.generated_dir / "20261202-abc.mp4", config.generated_dir / "20261202-abc.png", {})
+    settings = {**GenerationSettings(prompt=PROMPT, lora="runs/dpo-1").to_dict(), "first_frame": "uploaded"}
+    words = shlex.split(reproduce_command(settings, config, clip, server_paths=True))
+    flags = dict(zip(words[1::2], words[2::2]))
+    assert flags["--model"] == str(tiny_model_dir.resolve()) and flags["--lora"] == str(run.resolve())
+    assert flags["--image"] == str(clip.first_frame) and flags["--out"] == str(config.root / "reproduced" / "20261202-abc.mp4")
+    assert all(Path(flags[flag]).is_absolute() for flag in ("--model", "--lora", "--image", "--out"))
+    visitor = reproduce_command({**settings, "lora": "loras/mine"}, config, clip)
+    assert str(tmp_path) not in visitor and str(tiny_model_dir) not in visitor
+    flags = dict(zip(shlex.split(visitor)[1::2], shlex.split(visitor)[2::2]))
+    assert (flags["--model"], flags["--lora"], flags["--out"]) == (tiny_model_dir.name, "loras/mine", "20261202-abc.mp4")
 
 
 def test_session_state_copies_get_their_own_id():
@@ -305,7 +418,7 @@ def test_labeling_service_serves_records_undoes_and_survives_a_restart(tmp_path)
     assert labeling.next_pair("ada", "s1") is None
     done = labeling.view("ada", None, last_vote=vote)
     assert done["pair"]["done"] and done["pair"]["last_vote"] == vote and done["left_video"] is None
-    assert done["headline"].startswith("You have judged every pair") and "**1** votes by ada" in done["counter"]
+    assert done["headline"].startswith("You have judged every pair") and "**1 vote** by ada" in done["counter"]
     again = labeling.undo("ada", "s1")
     assert again["pair_id"] == pair["pair_id"] and labeling.progress("ada")["your_votes"] == 0
     labeling.vote("ada", "s1", again["token"], "right")
@@ -316,6 +429,41 @@ def test_labeling_service_serves_records_undoes_and_survives_a_restart(tmp_path)
     assert restarted.stats()["progress"]["pairs_judged"] == 1
     folder, pairs = restarted.export()
     assert pairs == 1 and folder.parent == config.exports_dir
+
+
+def test_a_skip_is_not_a_vote_and_skipped_pairs_are_not_called_judged(tmp_path):
+    config = make_config(tmp_path, sampler_seed=0)
+    labeling = LabelingService(config)
+    labeling.add_clips([clip_file(tmp_path, name, shade) for name, shade in (("a", 0.2), ("b", 0.5), ("c", 0.8))])
+    first = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", first["token"], "left")
+    second = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", second["token"], "skip")
+    third = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", third["token"], "tie")
+    assert labeling.next_pair("ada", "s1") is None
+    view = labeling.view("ada", None, session_id="s1")
+    assert "**2 votes** by ada (1 skipped)" in view["counter"] and "**2/3** pairs judged" in view["counter"]
+    assert "judged every pair" not in view["headline"]
+    assert "you judged 2 of the 3 pairs and skipped 1" in view["headline"] and "next session" in view["headline"]
+    assert view["pair"]["progress"]["your_votes"] == 2
+    # The skipped pair comes back in a new session; judged, it makes the pool complete for ada.
+    again = labeling.next_pair("ada", "s2")
+    assert again["pair_id"] == second["pair_id"]
+    labeling.vote("ada", "s2", again["token"], "right")
+    assert labeling.view("ada", None, session_id="s2")["headline"] == "You have judged every pair in the pool. Thank you!"
+
+
+def test_sending_a_clip_again_says_it_is_already_in_the_pool(tmp_path):
+    labeling = LabelingService(make_config(tmp_path))
+    first = labeling.send_to_pool([clip_file(tmp_path, "a", 0.2)])
+    assert first.startswith("Added to the pool: ") and "1 clip and 0 pairs" in first
+    assert "send another seed" in first
+    again = labeling.send_to_pool([clip_file(tmp_path, "a", 0.2)])
+    assert "Added" not in again and "Already in the pool, not added again" in again and "1 clip and 0 pairs" in again
+    both = labeling.send_to_pool([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.8)])
+    assert "Added to the pool" in both and "Already in the pool" in both and "2 clips and 1 pair to judge" in both
+    assert len(labeling.pool) == 2
 
 
 def test_annotation_sync_pushes_votes_and_pool_but_not_runs_or_generated(tmp_path):
@@ -406,3 +554,55 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
     assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": default.learning_rate,
                                           "lora_rank": default.lora_rank}
+
+
+def test_before_clips_are_made_once_per_model_and_cancel_stops_a_run_at_any_point(tmp_path, tiny_model_dir,
+                                                                                    monkeypatch, one_torch_thread):
+    from huvidpo.studio import training as training_module
+
+    config = make_config(tmp_path, model=str(tiny_model_dir), train_frames=4, comparison_frames=4, comparison_steps=2,
+                         sampler_seed=0)
+    labeling = LabelingService(config)
+    labeling.add_clips([clip_file(tmp_path, "a", 0.2), clip_file(tmp_path, "b", 0.8)])
+    pair = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", pair["token"], "left")
+    manager, boss = TrainingManager(config, labeling), User(maintainer=True)
+
+    def run(patches: dict | None = None) -> dict:
+        with monkeypatch.context() as patched:
+            for (owner, name), value in (patches or {}).items():
+                patched.setattr(owner, name, value)
+            manager.start(boss, TrainRequest(steps=1, lora_rank=4))
+            assert manager.wait(300)
+        status = manager.status()
+        status["log"] = manager.view()["log"]
+        return status
+
+    first = run()
+    assert first["state"] == "finished" and "4/4 made" in first["log"]  # two prompts: before and after each
+    second = run()  # same model, same settings: the "before" clips are the first run's
+    assert second["state"] == "finished" and "2/2 made" in second["log"] and "before, prompt" not in second["log"]
+    for old, new in zip(first["comparison"], second["comparison"]):
+        assert Path(old["before"]).read_bytes() == Path(new["before"]).read_bytes() and old["after"] != new["after"]
+
+    # Cancel pressed while a before/after clip is being drawn: the clip stops at its next step, the run ends cancelled.
+    real_generate = training_module.generate
+
+    def generate_then_cancel(*args, **kwargs):
+        manager.cancel(boss)
+        return real_generate(*args, **kwargs)
+
+    third = run({(training_module, "generate"): generate_then_cancel})
+    assert third["state"] == "cancelled" and third["comparison"] == [] and third["lora"]
+    assert "cancelled during the before/after clips" in third["log"]
+
+    # Cancel pressed during the last step: the step ends, the LoRA is saved, no before/after clips are made.
+    real_on_metrics = training_module.TrainingRun.on_metrics
+
+    def metrics_then_cancel(run_self, row):
+        real_on_metrics(run_self, row)
+        manager.cancel(boss)
+
+    fourth = run({(training_module.TrainingRun, "on_metrics"): metrics_then_cancel})
+    assert fourth["state"] == "cancelled" and fourth["comparison"] == [] and fourth["step"] == 1
+    assert "made" not in fourth["log"]

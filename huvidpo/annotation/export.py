@@ -30,9 +30,8 @@ import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from huvidpo.annotation.pool import MANIFEST_NAME, CandidatePool, ClipRecord
@@ -40,6 +39,9 @@ from huvidpo.annotation.provenance import video_first_frame_sha256
 from huvidpo.annotation.stats import GOLD_THRESHOLD, labeler_pseudonym, labeler_quality
 from huvidpo.annotation.votes import Choice, Vote, VoteStore, apply_undos, data_votes
 from huvidpo.locations import is_hub_id
+
+if TYPE_CHECKING:
+    import datasets
 
 METADATA_NAME = "metadata.jsonl"
 CARD_NAME = "README.md"
@@ -51,23 +53,23 @@ REPLICAS_DIR = "replicas"  # a votes repo: replicas/<name>/{votes.jsonl, pool/}
 FILE_NAME_SUFFIX = "_file_name"  # the datasets folder convention for a column of files
 VIDEO_COLUMNS = ("video_w", "video_l")
 
-PREFERENCE_FEATURES = datasets.Features(
-    {
-        "pair_id": datasets.Value("string"),
-        "prompt": datasets.Value("string"),
-        "video_w": datasets.Value("string"),
-        "video_l": datasets.Value("string"),
-        "clip_w": datasets.Value("string"),
-        "clip_l": datasets.Value("string"),
-        "n_w": datasets.Value("int64"),
-        "n_l": datasets.Value("int64"),
-        "n_tie": datasets.Value("int64"),
-        "n_both_bad": datasets.Value("int64"),
-        "agreement": datasets.Value("float64"),
-        "settings_w": datasets.Value("string"),
-        "settings_l": datasets.Value("string"),
-    }
-)
+# The export's columns and their `datasets` dtypes. Plain names, not `datasets.Features`: importing `datasets` costs
+# seconds, and the studio imports this module before it serves its page (`datasets` loads with the first export).
+PREFERENCE_COLUMNS: dict[str, str] = {
+    "pair_id": "string",
+    "prompt": "string",
+    "video_w": "string",
+    "video_l": "string",
+    "clip_w": "string",
+    "clip_l": "string",
+    "n_w": "int64",
+    "n_l": "int64",
+    "n_tie": "int64",
+    "n_both_bad": "int64",
+    "agreement": "float64",
+    "settings_w": "string",
+    "settings_l": "string",
+}
 
 
 VOTE_COLUMNS = {  # the per-vote table: column -> (type, meaning)
@@ -307,8 +309,11 @@ def _first_frame_hash(path: Path) -> str | None:
 
 def _preference_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
     """Rows as a `datasets.Dataset` with the fixed schema (column-wise, so an empty export still has columns)."""
-    columns = {name: [row[name] for row in rows] for name in PREFERENCE_FEATURES}
-    return datasets.Dataset.from_dict(columns, features=PREFERENCE_FEATURES)
+    import datasets
+
+    features = datasets.Features({name: datasets.Value(dtype) for name, dtype in PREFERENCE_COLUMNS.items()})
+    columns = {name: [row[name] for row in rows] for name in PREFERENCE_COLUMNS}
+    return datasets.Dataset.from_dict(columns, features=features)
 
 
 def _preference_row(
@@ -376,7 +381,7 @@ def _dataset_card(
     data = data_votes(kept)
     choices = Counter(vote.choice.value for vote in data)
     ties_policy = "included" if include_ties else "excluded"
-    pair_types = {**{name: feature.dtype for name, feature in PREFERENCE_FEATURES.items()}, "video_w": "Video", "video_l": "Video"}
+    pair_types = {**PREFERENCE_COLUMNS, "video_w": "Video", "video_l": "Video"}
     pair_schema = "\n".join(f"| `{name}` | {dtype} |" for name, dtype in pair_types.items())
     vote_schema = "\n".join(f"| `{name}` | {dtype} | {meaning} |" for name, (dtype, meaning) in VOTE_COLUMNS.items())
     quality = labeler_quality(all_votes)

@@ -73,8 +73,9 @@ def flagged_labelers(store: VoteStore, gold_threshold: float = GOLD_THRESHOLD, m
 def labeler_stats(
     store: VoteStore, gold_threshold: float = GOLD_THRESHOLD, min_gold: int = MIN_GOLD
 ) -> list[dict[str, Any]]:
-    """Per labeler: data votes by choice, undone votes, sessions, median response time, share of left choices,
-    gold answers and accuracy, and the flag; busiest first."""
+    """Per labeler: data votes (judgements: left, right, tie, both bad; skips are counted apart) by choice, undone
+    votes, sessions, median response time, share of left choices, gold answers and accuracy, and the flag; busiest
+    first."""
     records = store.read()
     undone_by = Counter(record.labeler for record in records if record.choice is Choice.UNDO)
     effective = store.effective_votes()
@@ -90,7 +91,7 @@ def labeler_stats(
         rows.append(
             {
                 "labeler": labeler,
-                "votes": len(votes),
+                "votes": sum(1 for vote in votes if vote.choice is not Choice.SKIP),
                 **{choice.value: choices[choice.value] for choice in Choice.judgements()},
                 "undone": undone_by[labeler],
                 "sessions": len({vote.session_id for vote in own}),

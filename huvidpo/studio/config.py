@@ -5,11 +5,13 @@ Everything the app writes lives under ``data_dir`` and survives restarts::
     data_dir/
       votes.jsonl        every vote (append-only; the only copy that matters)
       pool/              the candidate clips labelers compare (manifest.jsonl + videos/)
-      runs/<run>/        DPO runs started from the Train tab (LoRA, model card, metrics, before/after clips)
+      runs/<run>/        DPO runs started from the Train tab (LoRA, model card, metrics, checkpoints, run.json)
       exports/<name>/    preference datasets exported from the votes (what a run trains on)
-      generated/         clips made in the Generate tab (pruned to the newest ``keep_generated``), and the
-                         before/after clips of each run in generated/comparison/<run>/
+      generated/         clips made in the Generate tab (pruned to the newest ``keep_generated``), the
+                         before/after clips of each run in generated/comparison/<run>/, and the base model's
+                         "before" clips, made once per model and settings, in generated/comparison/before-clips/
       loras/             LoRA folders a maintainer copies in by hand, offered in the LoRA picker
+      reproduced/        where the Generate tab's "command line" writes the clip it makes again
 
 On a Space the environment sets what a maintainer would set with flags locally (see ``from_env``).
 """
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from huvidpo.annotation.pool import CATEGORY_PRESETS
 from huvidpo.generate import GenerationSettings
 from huvidpo.locations import (
     ASSETS_DIR,
@@ -33,6 +36,7 @@ from huvidpo.locations import (
     is_embedded_default,
     is_hub_id,
 )
+from huvidpo.world.prompts import word_prompt
 
 TABS = ("generate", "label", "train")
 
@@ -44,10 +48,15 @@ ENV_IMAGE_MODEL = "HUVIDPO_IMAGE_MODEL"
 ENV_TABS = "HUVIDPO_TABS"
 ENV_REPLICA = "HUVIDPO_REPLICA"
 
-DEFAULT_COMPARISON_PROMPTS = (
-    "a red circle moving right on a blue background",
-    "a yellow square moving up on a black background",
+# What the app itself proposes (the prompt box's placeholder, the empty-prompt message, the Train tab's before/after
+# clips, the Examples) is chosen per model: canonical sentences of the synthetic world, speed included, for the
+# embedded default, which draws those well (and not the paper's subjects); the paper's categories for a real model.
+# The oracle checks the world's ones at seed 0 (tests/test_studio.py).
+WORLD_PROMPTS = (
+    word_prompt("circle", "red", "blue", "left", "slowly"),
+    word_prompt("triangle", "yellow", "blue", "right", "quickly"),
 )
+PAPER_PROMPTS = (CATEGORY_PRESETS["horse run"][0], CATEGORY_PRESETS["firework"][0])
 
 
 def on_space() -> bool:
@@ -116,9 +125,10 @@ class StudioConfig:
     keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
     train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (the CLI's default is DPOConfig's)."))
     train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (the CLI's default is DPOConfig's)."))
-    comparison_prompts: list[str] = field(
-        default_factory=lambda: list(DEFAULT_COMPARISON_PROMPTS),
-        metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes."),
+    comparison_prompts: list[str] | None = field(
+        default=None,
+        metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes (None: two prompts "
+                       "the served model draws well, see ``suggested_prompts``)."),
     )
     comparison_seed: int = field(default=0, metadata=_help("Seed of the before/after comparison."))
     comparison_frames: int = field(default=8, metadata=_help("Frames of the before/after clips."))
@@ -175,6 +185,8 @@ class StudioConfig:
                 raise ValueError(f"{name} is a share of the pairs served, from 0 to below 1; got {getattr(self, name)}.")
         if not 0 <= self.gold_threshold <= 1:
             raise ValueError(f"gold_threshold is an accuracy from 0 to 1, got {self.gold_threshold}.")
+        if self.comparison_prompts is None:
+            self.comparison_prompts = list(self.suggested_prompts)
         if not self.comparison_prompts or self.comparison_frames < 2 or self.comparison_steps < 1:
             raise ValueError("The before/after comparison needs at least one prompt, >= 2 frames and >= 1 step.")
 
@@ -274,6 +286,16 @@ class StudioConfig:
     def make_dirs(self) -> None:
         for folder in (self.root, self.pool_dir, self.exports_dir, self.loras_dir, self.runs_dir, *self.served_dirs):
             folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def serves_embedded_default(self) -> bool:
+        """Whether the app serves the embedded default (the synthetic world's tiny model)."""
+        return is_embedded_default(self.model or None)
+
+    @property
+    def suggested_prompts(self) -> tuple[str, ...]:
+        """Prompts the app proposes, ones the served model draws well (the first is the prompt box's placeholder)."""
+        return WORLD_PROMPTS if self.serves_embedded_default else PAPER_PROMPTS
 
     @property
     def model_name(self) -> str:

@@ -31,10 +31,18 @@ from typing import TYPE_CHECKING, Any, Callable
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.settings import check_settings as check_ranges
-from huvidpo.locations import ASSETS_DIR, DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_hub_id
+from huvidpo.locations import (
+    ASSETS_DIR,
+    DEFAULT_MODEL_DIR,
+    LORA_WEIGHT_NAME,
+    default_model_path,
+    is_hub_id,
+)
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.runs import trained_run
 from huvidpo.studio.zerogpu import gpu
+from huvidpo.world.clips import REFERENCE_SIZE
+from huvidpo.world.prompts import COLORS, DIRECTIONS, SHAPES, SPEEDS, vocabulary, vocabulary_warnings
 
 if TYPE_CHECKING:  # the model stack (torch, diffusers) is imported when the model loads, not with the app
     import PIL.Image
@@ -73,12 +81,37 @@ def setting_range(name: str, config: StudioConfig) -> tuple[float, float | None]
 def check_settings(settings: GenerationSettings, config: StudioConfig) -> None:
     """Raise a ValueError a visitor can act on for settings outside what this app allows."""
     if not settings.prompt or not settings.prompt.strip():
-        raise ValueError("The prompt is empty: describe the video, e.g. 'a red circle moving left on a blue background'.")
+        raise ValueError(f"The prompt is empty: describe the video, e.g. '{config.suggested_prompts[0]}'.")
     for name, text in (("prompt", settings.prompt), ("negative prompt", settings.negative_prompt)):
         if len(text) > MAX_PROMPT_CHARS:
             raise ValueError(f"The {name} is {len(text)} characters long; keep it to {MAX_PROMPT_CHARS}.")
     limits = {spec.name: setting_range(spec.name, config) for spec in fields(GenerationSettings) if "min" in spec.metadata}
     check_ranges(settings, limits)
+
+
+def vocabulary_text(config: StudioConfig) -> str:
+    """What the embedded default can draw, shown beside the prompt box ("" when the app serves another model)."""
+    if not config.serves_embedded_default:
+        return ""
+    words = vocabulary()
+
+    def kind(name: str, canonical: tuple[str, ...]) -> str:
+        others = [word for word in words[name] if word not in canonical]
+        others = [word for word in others if not (word.endswith("s") and word[:-1] in others)]  # leftward(s)
+        return f"{name} {', '.join(canonical)}" + (f" (or {', '.join(others)})" if others else "")
+
+    kinds = " · ".join(kind(name, canonical) for name, canonical in (
+        ("colours", COLORS), ("shapes", SHAPES), ("directions", tuple(DIRECTIONS)), ("speeds", tuple(SPEEDS))))
+    return (
+        f"**The embedded model** draws {REFERENCE_SIZE}×{REFERENCE_SIZE} clips of one shape moving on a plain "
+        f"background, and knows these words: {kinds}. Real models load with `python app.py --model <folder or Hub id>`."
+    )
+
+
+def prompt_notes(prompt: str, config: StudioConfig) -> list[str]:
+    """Gentle notes on words of ``prompt`` the served model cannot draw (the embedded default's vocabulary only:
+    larger models know more). Never an error: the clip is made anyway."""
+    return vocabulary_warnings(prompt or "") if config.serves_embedded_default else []
 
 
 def _has_lora(folder: Path) -> bool:
@@ -120,7 +153,8 @@ def resolve_lora(reference: str | None, config: StudioConfig, maintainer: bool =
         return reference
     raise ValueError(
         f"'{reference}' is not a LoRA this app can use: pick one from the list, give a Hub model id "
-        "('user/name'), or (maintainers) copy the LoRA folder into the data dir's loras/ folder and pick 'loras/<folder>'."
+        "('user/name'), or (maintainers) copy the LoRA folder into the data dir's loras/ folder and pick 'loras/' "
+        "followed by the folder's name."
     )
 
 
@@ -179,6 +213,13 @@ def import_model_stack(training: bool = False) -> None:
     with _MODEL_STACK_LOCK:
         for module in modules:
             importlib.import_module(module)
+        # The server's console is its log: no loading bars from diffusers and transformers ("Loading pipeline
+        # components", "Loading weights") each time the studio loads a model.
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
 
 
 @gpu(duration=120)
@@ -289,21 +330,38 @@ class GenerationService:
             video.with_suffix(".png").unlink(missing_ok=True)
 
 
-def reproduce_command(settings: dict[str, Any]) -> str:
-    """The CLI command that makes the same clip (the model's name stands in for its path)."""
+def reproduce_command(settings: dict[str, Any], config: StudioConfig, clip: GeneratedClip | None = None,
+                      server_paths: bool = False) -> str:
+    """The command that makes the same clip again with the installed ``huvidpo-generate``. With ``server_paths``
+    (maintainers, who can run it on this server, from any folder): the model and the LoRA as absolute paths (or
+    Hub ids) and the mp4 written to ``data_dir/reproduced/``. Without (visitors): no server path, the model by its
+    Hub id or name, the LoRA as picked, files by their names."""
     defaults = GenerationSettings(prompt="").to_dict()
-    parts = ["python -m huvidpo.generate"]
+    parts = ["huvidpo-generate", f"--prompt {_quote(settings['prompt'])}"]
+
+    def model_reference(model: str) -> str:
+        if is_hub_id(model):
+            return model
+        return str(Path(model).expanduser().resolve()) if server_paths else Path(model).name
+
+    if not config.serves_embedded_default:
+        parts.append(f"--model {_quote(model_reference(config.model or default_model_path()))}")
+    if config.image_model:
+        parts.append(f"--image-model {_quote(model_reference(config.image_model))}")
     for name, value in settings.items():
         if name not in defaults or name == "prompt" or value == defaults[name] or value is None:
             continue
+        if name == "lora" and server_paths:
+            value = resolve_lora(value, config, maintainer=True)  # runs/<run> is the data dir's, not the working folder's
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             parts.append(flag if value else f"--no-{name.replace('_', '-')}")
         else:
             parts.append(f"{flag} {_quote(value)}")
-    parts.insert(1, f"--prompt {_quote(settings['prompt'])}")
     if settings.get("first_frame") == "uploaded":
-        parts.append("--image first_frame.png")
+        parts.append(f"--image {_quote(clip.first_frame if clip is not None and server_paths else 'first_frame.png')}")
+    name = clip.video.stem if clip is not None else "clip"
+    parts.append(f"--out {_quote(config.root / 'reproduced' / f'{name}.mp4' if server_paths else f'{name}.mp4')}")
     return " ".join(parts)
 
 

@@ -31,6 +31,7 @@ from huvidpo.annotation import (
 from huvidpo.annotation.export import REPLICAS_DIR
 from huvidpo.annotation.gold import GOLD_OF, GoldMaker
 from huvidpo.annotation.stats import flagged_labelers
+from huvidpo.annotation.votes import data_votes
 from huvidpo.annotation.provenance import image_sha256, revision_of
 from huvidpo.locations import default_model_path
 from huvidpo.studio.config import StudioConfig
@@ -123,18 +124,23 @@ class LabelingService:
         served = self.sampler.undo_last(labeler, session_id)
         return pair_payload(served) if served is not None else None
 
-    def view(self, labeler: str, pair: dict[str, Any] | None, message: str = "", last_vote: dict[str, Any] | None = None) -> dict[str, Any]:
+    def view(
+        self, labeler: str, pair: dict[str, Any] | None, message: str = "", last_vote: dict[str, Any] | None = None,
+        session_id: str = "",
+    ) -> dict[str, Any]:
         """What a labeler sees after next pair, vote or undo, as plain data: ``pair`` (the payload scripts read:
         the pair, or ``done`` with why), both videos, the headline (the prompt, or why there is nothing to judge)
-        and the progress line."""
-        progress = self.progress(labeler)
+        and the progress line. Skips are not votes: they are counted apart."""
+        progress = self.progress(labeler, session_id)
+        skipped = progress.get("your_skips", 0)
         counter = (
-            f"**{progress.get('your_votes', 0)}** votes by {labeler} · **{progress['pairs_judged']}/{progress['pairs_total']}** "
-            f"pairs judged ({progress['share_judged']:.0%}) · {progress['clips']} clips"
+            f"**{plural(progress.get('your_votes', 0), 'vote')}** by {labeler}"
+            + (f" ({skipped} skipped)" if skipped else "")
+            + f" · **{progress['pairs_judged']}/{progress['pairs_total']}** pairs judged ({progress['share_judged']:.0%})"
+            f" · {plural(progress['clips'], 'clip')}"
         )
         if pair is None:
-            done = "The pool has no two clips with the same prompt yet." if progress["pairs_total"] == 0 else (
-                "You have judged every pair in the pool. Thank you!")
+            done = self._nothing_to_show(progress)
             payload = {"token": None, "done": True, "message": done, "progress": progress, "last_vote": last_vote}
             return {"pair": payload, "left_video": None, "right_video": None, "headline": done, "counter": counter}
         return {
@@ -150,12 +156,35 @@ class LabelingService:
         pool = self.pool if clip_id in self.pool else self.gold.gold_pool
         return pool.video_path(clip_id)
 
-    def progress(self, labeler: str | None = None) -> dict[str, Any]:
-        """Pool coverage, and this labeler's effective votes."""
+    def progress(self, labeler: str | None = None, session_id: str = "") -> dict[str, Any]:
+        """Pool coverage; with ``labeler``, their votes (judgements: left, right, tie, both bad; gold checks left
+        out) and the pairs they judged, and the pairs they skipped (in ``session_id`` when given: a skipped pair
+        comes back next session)."""
         progress = pool_progress(self.pool, self.store)
         if labeler:
-            progress["your_votes"] = len(self.store.effective_votes(labeler))
+            votes = data_votes(self.store.effective_votes(labeler))
+            judged = [vote for vote in votes if vote.choice is not Choice.SKIP]
+            progress["your_votes"] = len(judged)
+            progress["your_pairs_judged"] = len({vote.pair_id for vote in judged})
+            progress["your_skips"] = len({
+                vote.pair_id for vote in votes
+                if vote.choice is Choice.SKIP and (not session_id or vote.session_id == session_id)
+            } - {vote.pair_id for vote in judged})
         return progress
+
+    @staticmethod
+    def _nothing_to_show(progress: dict[str, Any]) -> str:
+        """Why a labeler gets no pair: an empty pool, every pair judged, or the rest skipped or being judged."""
+        total = progress["pairs_total"]
+        if total == 0:
+            return "The pool has no two clips with the same prompt yet."
+        judged = progress.get("your_pairs_judged", 0)
+        if judged >= total:
+            return "You have judged every pair in the pool. Thank you!"
+        said = f"Nothing more to show you for now: you judged {judged} of the {plural(total, 'pair')}"
+        if progress.get("your_skips"):
+            said += f" and skipped {progress['your_skips']} (skipped pairs come back in your next session; Undo shows the last one again)"
+        return said + ". Other labelers may be judging the rest; new clips in the pool bring new pairs."
 
     def add_clips(self, clips: list[GeneratedClip]) -> list[ClipRecord]:
         """Put generated clips into the candidate pool (an identical clip is not added twice), with their provenance:
@@ -185,6 +214,23 @@ class LabelingService:
             "lora_revision": revision_of(lora),
             "first_frame_sha256": image_sha256(clip.first_frame),
         }
+
+    def send_to_pool(self, clips: list[GeneratedClip]) -> str:
+        """Add clips to the pool; returns what to tell whoever sent them (a clip sent again is not added twice)."""
+        known = {record.clip_id for record in self.pool.clips()}
+        records = self.add_clips(clips)
+        added = [record.clip_id for record in records if record.clip_id not in known]
+        already = [record.clip_id for record in records if record.clip_id in known]
+        progress = self.progress()
+        said = []
+        if added:
+            said.append(f"Added to the pool: {', '.join(added)}.")
+        if already:
+            said.append(f"Already in the pool, not added again: {', '.join(already)}.")
+        said.append(f"The pool holds {plural(progress['clips'], 'clip')} and {plural(progress['pairs_total'], 'pair')} to judge.")
+        if progress["pairs_total"] == 0:
+            said.append("A pair is two clips of the same prompt: send another seed of this prompt to make one.")
+        return " ".join(said)
 
     def stats(self) -> dict[str, Any]:
         """Per-labeler counts, pool progress (with the vote-log lines that could not be read), agreement, the
@@ -250,3 +296,8 @@ class LabelingService:
     def close(self) -> None:
         if self.sync is not None:
             self.sync.stop()
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 clip', '2 clips'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -7,6 +7,8 @@ What is unusual here:
 - Every entry point checks the user server-side (``require_maintainer``); hiding the tab is cosmetic.
 - The before/after clips come from the trained pipeline through ``huvidpo.generate``: "after" loads the
   LoRA back from the run folder exactly as the LoRA picker will, so a LoRA that does not load fails here.
+  "Before" clips depend only on the base model and the fixed settings, so they are made once per model and
+  kept in ``generated/comparison/before-clips/``. Cancel stops a run at any time, the before/after clips included.
 - Hub tokens are never typed into the page: pushes use ``HF_TOKEN`` or the machine's login.
 - Several studios may share one data dir: a run claims its folder by creating it, holds ``runs/.training.lock``
   (one run at a time per data dir) and its own lock for its life, and keeps ``run.json`` (:mod:`.runs`) up to
@@ -15,7 +17,10 @@ What is unusual here:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import threading
 import time
 import traceback
@@ -28,7 +33,7 @@ from huvidpo.data.preferences import STUDIO
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.hub_calls import scrub_tokens
-from huvidpo.locations import check_hub_id, is_hub_id
+from huvidpo.locations import check_hub_id, default_model_path, is_hub_id
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import MODEL_BUILD_LOCK, import_model_stack
@@ -52,6 +57,7 @@ IMPORTS = "imports"  # data_dir/imports/<name>: public datasets a maintainer dow
 LOG_LINES = 200
 CHECKPOINTS_KEPT = 2  # a studio run keeps its last two checkpoints: enough to resume, little disk
 TAB_DPO_SETTINGS = ("beta", "learning_rate", "lora_rank")  # what the Train tab shows with DPOConfig's defaults
+BEFORE_CLIPS_DIR = "before-clips"  # in generated/comparison/: the base model's comparison clips, made once per model
 
 
 @dataclass
@@ -101,6 +107,7 @@ class TrainingRun:
     hub_url: str | None = None
     dpo_config: Any = None
     stop_event: threading.Event = field(default_factory=threading.Event)
+    clips_done: tuple[int, int] | None = None  # (made, total) before/after clips while comparing
     locks: list = field(default_factory=list)  # released when the worker ends
 
     def record(self) -> dict[str, Any]:
@@ -126,6 +133,10 @@ class TrainingRun:
             f"step {row['step']}/{self.max_steps}  loss {row.get('loss', float('nan')):.4f}  "
             f"accuracy {row.get('rewards/accuracies', float('nan')):.2f}  margin {row.get('rewards/margins', float('nan')):.4f}"
         )
+
+
+class Cancelled(Exception):
+    """A cancel request reached the run while it was making its before/after clips."""
 
 
 class _RunLogHandler(logging.Handler):
@@ -402,6 +413,8 @@ class TrainingManager:
         else:
             summary = (f"**{status['run_id']}** · {status['state']} · step {status['step']}/{status['max_steps']} · "
                        f"{status['seconds']:.0f} s · data `{status['dataset']}` · started by {status['started_by']}")
+            if run.state == "comparing" and run.clips_done is not None:
+                summary += f"\n\nBefore/after clips: {run.clips_done[0]}/{run.clips_done[1]} made"
             if status["error"]:
                 summary += f"\n\n**Error:** {status['error']}"
             if status["lora"] and status["step"] > 0 and status["state"] in ("finished", "cancelled"):
@@ -493,7 +506,7 @@ class TrainingManager:
             result = train_dpo(run.dpo_config, callbacks=[built, run.on_metrics], stop_event=run.stop_event, pipe=pipe)
             built()
             run.lora_path = result.lora_path
-            if result.cancelled:
+            if result.cancelled or run.stop_event.is_set():  # a cancel during the last step counts too
                 run.finished_at = time.time()
                 run.set_state("cancelled")
                 run.say(f"cancelled at step {result.steps}; " + (
@@ -501,8 +514,14 @@ class TrainingManager:
                 return
             run.say(f"trained {result.steps} steps; LoRA saved in runs/{run.run_id}")
             run.set_state("comparing")
-            with MODEL_BUILD_LOCK:  # swaps LoRAs in and out
-                self._compare(run, pipe)
+            try:
+                with MODEL_BUILD_LOCK:  # swaps LoRAs in and out
+                    self._compare(run, pipe)
+            except Cancelled:
+                run.finished_at = time.time()
+                run.set_state("cancelled")
+                run.say(f"cancelled during the before/after clips; the LoRA is saved in runs/{run.run_id}")
+                return
             run.finished_at = time.time()
             run.set_state("finished")
             run.say("finished: the LoRA is in the Generate tab's picker")
@@ -525,10 +544,14 @@ class TrainingManager:
                 lock.release()
 
     def _compare(self, run: TrainingRun, pipe) -> None:
-        """Before/after clips on the fixed prompts and seed, written to the run's comparison/ folder."""
-        folder = self.config.comparisons_dir / run.run_id  # served like generated clips; the run folder is not
+        """Before/after clips on the fixed prompts and seed, written to ``generated/comparison/<run>/`` (served like
+        generated clips; the run folder is not); "before" clips come from the per-model cache when made already.
+        Raises ``Cancelled`` as soon as a cancel is requested."""
+        folder = self.config.comparisons_dir / run.run_id
         folder.mkdir(parents=True, exist_ok=True)
-        for index, prompt in enumerate(self.config.comparison_prompts):
+        prompts = self.config.comparison_prompts
+        jobs = []
+        for index, prompt in enumerate(prompts):
             settings = GenerationSettings(
                 prompt=prompt,
                 frames=self.config.comparison_frames,
@@ -536,12 +559,44 @@ class TrainingManager:
                 image_steps=self.config.comparison_steps,
                 seed=self.config.comparison_seed,
             )
-            row = {"prompt": prompt, "seed": settings.seed}
-            for name, lora in (("after", str(run.output_dir)), ("before", None)):
-                frames, _ = generate(pipe, replace(settings, lora=lora))
-                row[name] = str(write_video(frames, folder / f"{index}-{name}.mp4", fps=settings.fps))
+            cached = self._before_clip_path(run, settings)
+            jobs.append((index, settings, cached))
+        total = len(prompts) + sum(1 for _, _, cached in jobs if not cached.is_file())
+        run.clips_done = (0, total)
+
+        def check(_step: int = 0, _total: int = 0) -> None:
+            if run.stop_event.is_set():
+                raise Cancelled()
+
+        def made(what: str) -> None:
+            run.clips_done = (run.clips_done[0] + 1, total)
+            run.say(f"before/after clips: {run.clips_done[0]}/{total} made ({what})")
+
+        for index, settings, cached in jobs:
+            row = {"prompt": settings.prompt, "seed": settings.seed}
+            check()
+            frames, _ = generate(pipe, replace(settings, lora=str(run.output_dir)), step_callback=check)
+            row["after"] = str(write_video(frames, folder / f"{index}-after.mp4", fps=settings.fps))
+            made(f"after, prompt {index + 1}")
+            if not cached.is_file():
+                check()
+                frames, _ = generate(pipe, settings, step_callback=check)
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                partial = write_video(frames, cached.with_name(f"{cached.stem}-{run.run_id}.mp4"), fps=settings.fps)
+                partial.replace(cached)  # whole or absent: a crash never leaves a broken clip to reuse
+                made(f"before, prompt {index + 1}")
+            row["before"] = str(shutil.copyfile(cached, folder / f"{index}-before.mp4"))
             run.comparison.append(row)
-            run.say(f"before/after clip {index + 1}/{len(self.config.comparison_prompts)} done")
+
+    def _before_clip_path(self, run: TrainingRun, settings: GenerationSettings) -> Path:
+        """Where the base model's clip for ``settings`` is kept: named by the model (and, for a folder, the time its
+        weights were written, so a rebuilt model gets new clips) and the settings."""
+        model = run.dpo_config.model or default_model_path()
+        identity = model if is_hub_id(model) else str(Path(model).expanduser().resolve())
+        index = Path(identity) / "model_index.json"
+        written = index.stat().st_mtime_ns if index.is_file() else None
+        key = json.dumps({"model": identity, "written": written, "settings": settings.to_dict()}, sort_keys=True)
+        return self.config.comparisons_dir / BEFORE_CLIPS_DIR / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.mp4"
 
 
 def metrics_frame(history: list[dict[str, Any]]):

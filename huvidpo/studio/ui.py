@@ -100,7 +100,9 @@ def checked_by_handler(component: gr.components.Component) -> gr.components.Comp
     """A number box or slider whose value reaches the handler as sent. Gradio's own check would round 2.5 to 2
     silently, and refuse an out-of-range value with a message that names no field (and a traceback in the server
     log); the handler checks it instead (:func:`whole`, :func:`number`, the settings' ranges) and says which field
-    and what it allows. (Set on the instance: a subclass of a Gradio component writes a ``.pyi`` beside its module.)"""
+    and what it allows. (Set on the instance: a subclass of a Gradio component writes a ``.pyi`` beside its module.
+    An update that returns a new component gives the session a copy with Gradio's own check: such updates must not
+    set ``minimum``, ``maximum`` or ``precision``.)"""
     component.preprocess = lambda payload: payload
     return component
 

@@ -20,27 +20,32 @@ from huvidpo.studio.generation import (
     GenerationService,
     import_model_stack,
     list_loras,
+    prompt_notes,
     reproduce_command,
     setting_range,
+    vocabulary_text,
 )
 from huvidpo.studio.labeling import LabelingService
 from huvidpo.studio.session import SessionState
 from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, image_input, text, whole
 
-PLACEHOLDER = "a red circle moving left on a blue background"
 MAX_FIRST_FRAME_PIXELS = 16_000_000  # an uploaded first frame is decoded whole before it is resized
 
 
 def load_examples(config: StudioConfig) -> list[list]:
-    """Example rows (assets/examples.json): what an example leaves out takes the settings' default, clamped to
-    this app's limits."""
+    """Example rows (assets/examples.json) for the served model ("for": "embedded" rows for the embedded default,
+    "real" rows for any other model): what an example leaves out takes the settings' default, clamped to this
+    app's limits."""
     path = ASSETS_DIR / "examples.json"
     if not path.is_file():
         return []
     defaults = {"frames": config.default_frames, "steps": config.default_steps,
                 "guidance": GenerationSettings.spec("guidance").default, "seed": GenerationSettings.spec("seed").default}
+    served = "embedded" if config.serves_embedded_default else "real"
     rows = []
     for example in json.loads(path.read_text(encoding="utf-8")):
+        if example.get("for", served) != served:
+            continue
         values = {name: example.get(name, default) for name, default in defaults.items()}
         rows.append([
             example["prompt"],
@@ -74,21 +79,25 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
     with gr.Tab("Generate", id="generate"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                prompt_box = gr.Textbox(label="Prompt", lines=2, placeholder=PLACEHOLDER, elem_id="gen-prompt",
+                prompt_box = gr.Textbox(label="Prompt", lines=2, placeholder=config.suggested_prompts[0], elem_id="gen-prompt",
                                         max_length=MAX_PROMPT_CHARS)
+                notes_md = gr.Markdown(elem_id="gen-prompt-notes")
+                vocabulary = vocabulary_text(config)
+                gr.Markdown(vocabulary, elem_id="gen-vocabulary", visible=bool(vocabulary))
                 with gr.Row():
                     frames_slider = setting_slider(page, "frames", "Frames", value=config.default_frames)
                     steps_slider = setting_slider(page, "steps", "Denoising steps", value=config.default_steps)
                 with gr.Row():
-                    guidance_slider = setting_slider(page, "guidance", "Guidance")
-                    seed_box = checked_by_handler(gr.Number(value=GenerationSettings.spec("seed").default, precision=0,
-                                                            minimum=seed_low, maximum=seed_high, label="Seed", scale=2))
-                    random_seed = gr.Button("Random", scale=0, min_width=72, size="sm", elem_id="gen-random-seed")
+                    guidance_slider = setting_slider(page, "guidance", "Guidance", scale=2, min_width=220)
+                    with gr.Column(scale=1, min_width=160, elem_id="gen-seed"), gr.Group():  # Random in the Seed box
+                        seed_box = checked_by_handler(gr.Number(value=GenerationSettings.spec("seed").default, precision=0,
+                                                                minimum=seed_low, maximum=seed_high, label="Seed"))
+                        random_seed = gr.Button("Random", size="sm", elem_id="gen-random-seed")
                 with gr.Accordion("LoRA", open=True):
                     with gr.Row():
                         lora_box = gr.Dropdown(
                             choices=lora_choices(config, config.local_maintainer), value="", allow_custom_value=True, scale=3,
-                            label="LoRA: a trained run, loras/<folder>, or a Hub model id (empty: base model)",
+                            label="LoRA: a trained run, a folder in loras/, or a Hub model id (empty: base model)",
                         )
                         lora_scale_slider = setting_slider(page, "lora_scale", "Scale", scale=2)
                     compare_box = gr.Checkbox(label="Compare: base and base + LoRA side by side, same seed", value=False)
@@ -160,12 +169,15 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
             clips = [generation.generate(settings, image, on_step, user.maintainer)]
         state.last_clips = [clip.to_dict() for clip in clips]
         main = clips[-1]
+        notes = prompt_notes(settings.prompt, config)
+        for note in notes:  # gentle: the clip is made anyway (a larger model knows more words)
+            gr.Warning(note, title="Unknown word")
         return {
             video_out: str(main.video),
             base_video_out: str(clips[0].video) if len(clips) == 2 else None,
             first_frame_out: str(main.first_frame),
-            details_out: {"settings": main.settings, "seconds": main.seconds, "clips": len(clips)},
-            command_out: reproduce_command(main.settings),
+            details_out: {"settings": main.settings, "seconds": main.seconds, "clips": len(clips), "notes": notes},
+            command_out: reproduce_command(main.settings, config, main, server_paths=user.maintainer),
             pool_md: "",
             page.state: state,
         }
@@ -181,6 +193,13 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
         return {video_out: gr.update(label="Base + LoRA" if compared else "Video"), base_video_out: gr.update(visible=compared)}
 
     generated.success(show_compare, details_out, [video_out, base_video_out], api_visibility="private", queue=False)
+
+    def show_notes(prompt: str):
+        """As the prompt is typed: which of its words the served model will not draw."""
+        return {notes_md: "\n\n".join(f"⚠ {note}" for note in prompt_notes(prompt, config))}
+
+    prompt_box.change(show_notes, prompt_box, notes_md, api_visibility="private", queue=False, show_progress="hidden",
+                      trigger_mode="always_last")
     random_seed.click(lambda: {seed_box: random.randint(seed_low, seed_high)}, None, [seed_box], queue=False,
                       api_visibility="private")
     @handler(config)
@@ -198,10 +217,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
             require_labeler(config, user)
             if not state.last_clips:
                 raise ValueError("Generate a clip first, then send it to the pool.")
-            records = labeling.add_clips([GeneratedClip.from_dict(clip) for clip in state.last_clips])
-            ids = ", ".join(record.clip_id for record in records)
-            pairs = labeling.progress()["pairs_total"]
-            return {pool_md: f"Added to the pool: {ids} ({len(labeling.pool)} clips, {pairs} pairs to judge)."}
+            return {pool_md: labeling.send_to_pool([GeneratedClip.from_dict(clip) for clip in state.last_clips])}
 
         to_pool.click(send_to_pool, [page.name, page.state], [pool_md], api_name="send_to_pool",
                       concurrency_limit=config.label_concurrency, concurrency_id="label")

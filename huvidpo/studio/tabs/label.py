@@ -38,10 +38,25 @@ KEYBOARD_SHORTCUTS = """
 """
 
 
+STATS_EVERY_SECONDS = 5.0  # how often the open stats panel refreshes itself
+DECIMALS = 3
+
+
+def rounded(value):
+    """Numbers as people read them (0.667, not 0.6666666666666666), in plain dicts and lists."""
+    if isinstance(value, float):
+        return round(value, DECIMALS)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item) for item in value]
+    return value
+
+
 def table(rows: list[dict], empty: str = "no votes yet"):
     import pandas as pd
 
-    return pd.DataFrame(rows) if rows else pd.DataFrame({"": [empty]})
+    return pd.DataFrame(rounded(rows)) if rows else pd.DataFrame({"": [empty]})
 
 
 def build_label_tab(page: Page, labeling: LabelingService) -> None:
@@ -73,19 +88,21 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
             token_box = gr.Textbox(label="Token", visible=False)
             choice_box = gr.Textbox(label="Choice", visible=False)
             vote_trigger = gr.Button(visible=False)
-        with gr.Accordion("Labelers, agreement and leaderboard", open=False):
+        with gr.Accordion("Labelers, agreement and leaderboard", open=False) as stats_panel:
             stats_button = gr.Button("Refresh", size="sm")
             with gr.Row():
                 progress_json = gr.JSON(label="Pool progress")
                 agreement_json = gr.JSON(label="Agreement between labelers")
             sync_md = gr.Markdown(label="Hub sync", elem_id="label-sync")
-            labelers_table = gr.Dataframe(label="Votes per labeler", interactive=False)
-            leaderboard_table = gr.Dataframe(label="Leaderboard of model versions", interactive=False)
+            labelers_table = gr.Dataframe(label="Votes per labeler", interactive=False, wrap=True, elem_id="label-labelers")
+            leaderboard_table = gr.Dataframe(label="Leaderboard of model versions", interactive=False, wrap=True,
+                                             elem_id="label-leaderboard")
+        stats_timer = gr.Timer(STATS_EVERY_SECONDS, active=False)
 
     def show(labeler: str, state: SessionState, pair: dict | None, message: str = "", last_vote: dict | None = None):
         """The pair on screen, after next pair, vote or undo."""
         state.serve(pair)
-        view = labeling.view(labeler, pair, message, last_vote)
+        view = labeling.view(labeler, pair, message, last_vote, session_id=state.ensure_id())
         return {
             pair_json: view["pair"],
             left_video: view["left_video"],
@@ -139,12 +156,19 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
         require_stats_reader(config, user)
         stats = labeling.stats()
         return {
-            progress_json: stats["progress"],
-            agreement_json: stats["agreement"],
+            progress_json: rounded(stats["progress"]),
+            agreement_json: rounded(stats["agreement"]),
             sync_md: labeling.sync_summary() if user.maintainer else "",
             labelers_table: table(stats["labelers"]),
             leaderboard_table: table(stats["leaderboard"]),
         }
+
+    def stats_while_open(labeler_name: str | None, profile: gr.OAuthProfile | None = None):
+        """The open panel's periodic refresh: the stats for whoever may read them, silently nothing for others."""
+        try:
+            return label_stats(labeler_name, profile)
+        except gr.Error:
+            return {component: gr.skip() for component in stats_outputs}
 
     outputs = [pair_json, left_video, right_video, prompt_md, progress_md, page.state]
     next_button.click(next_pair, [page.name, page.state], outputs, api_name="next_pair", **limits)
@@ -152,5 +176,13 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
     for choice, button in buttons.items():
         button.click(vote_on_screen(choice), [page.name, page.state], outputs, api_visibility="private", **limits)
     undo_button.click(undo, [page.name, page.state], outputs, api_name="undo", **limits)
-    stats_button.click(label_stats, [page.name], [progress_json, agreement_json, labelers_table, leaderboard_table, sync_md],
-                       api_name="label_stats", concurrency_limit=2, concurrency_id="stats")
+    stats_outputs = [progress_json, agreement_json, labelers_table, leaderboard_table, sync_md]
+    stats_limits = {"concurrency_limit": 2, "concurrency_id": "stats"}
+    stats_button.click(label_stats, [page.name], stats_outputs, api_name="label_stats", **stats_limits)
+    # While the panel is open the stats follow the votes (everyone's): a refresh when it opens, then on a timer.
+    stats_panel.expand(lambda: gr.Timer(active=True), None, stats_timer, api_visibility="private", queue=False)
+    stats_panel.expand(stats_while_open, [page.name], stats_outputs, api_visibility="private", show_progress="hidden",
+                       **stats_limits)
+    stats_panel.collapse(lambda: gr.Timer(active=False), None, stats_timer, api_visibility="private", queue=False)
+    stats_timer.tick(stats_while_open, [page.name], stats_outputs, api_visibility="private", show_progress="hidden",
+                     **stats_limits)

@@ -6,6 +6,10 @@ What is unusual here:
   page is built: importing the trainers imports torch, and the app serves its page before that. An endpoint call
   that leaves them out gets the same defaults (``TrainRequest``'s None).
 - Every endpoint answers with what ``TrainingManager.view`` computes; a timer polls it while a run is active.
+- Starting a run outputs only the (hidden) status, then the view follows: a refused start (a bad setting, a run
+  already going) shows its message and leaves the plots, log and clips of the last run as they were.
+- The number boxes take any number and the server says what is wrong, naming the setting as the CLI and the
+  config file do (Gradio's own bounds would say "Value 0 is less than minimum value 1", and round 2.5 to 2).
 """
 
 import gradio as gr
@@ -18,6 +22,10 @@ from huvidpo.studio.tabs.label import table
 from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, number, text, whole
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
+FOLLOW_LOG = """() => requestAnimationFrame(() => {
+  const box = document.querySelector('#train-log textarea');
+  if (box) box.scrollTop = box.scrollHeight;
+})"""
 
 
 def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown | None) -> None:
@@ -44,23 +52,27 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 base_model_box = gr.Textbox(label="Base model (empty: the one this app serves)", placeholder=config.model_name)
                 with gr.Row():
                     beta_box = checked_by_handler(gr.Number(label="beta", elem_id="train-beta"))
-                    learning_rate_box = checked_by_handler(gr.Number(label="Learning rate", elem_id="train-learning-rate"))
+                    learning_rate_box = checked_by_handler(gr.Number(label="Learning rate (learning_rate)",
+                                                                     elem_id="train-learning-rate"))
                 with gr.Row():
-                    steps_box = checked_by_handler(gr.Number(value=config.train_steps, precision=0, label="Steps"))
-                    rank_box = checked_by_handler(gr.Number(precision=0, label="LoRA rank", elem_id="train-lora-rank"))
-                    frames_box = checked_by_handler(gr.Number(value=config.train_frames, precision=0, label="Frames per clip"))
+                    steps_box = checked_by_handler(gr.Number(value=config.train_steps, label="Steps (max_steps)",
+                                                             elem_id="train-steps"))
+                    rank_box = checked_by_handler(gr.Number(label="LoRA rank (lora_rank)", elem_id="train-lora-rank"))
+                    frames_box = checked_by_handler(gr.Number(value=config.train_frames, label="Frames per clip (num_frames)",
+                                                              elem_id="train-frames"))
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
                     refresh = gr.Button("Refresh", size="sm")
             with gr.Column(scale=2, min_width=400):
                 summary_md = gr.Markdown("No run yet.", label="summary", elem_id="train-status")
-                with gr.Row():
-                    loss_plot = gr.LinePlot(x="step", y="loss", label="loss", title="DPO loss", height=220)
-                    accuracy_plot = gr.LinePlot(x="step", y="accuracy", label="accuracy", title="Implicit accuracy",
-                                                height=220, y_lim=[0, 1])
-                    margin_plot = gr.LinePlot(x="step", y="margin", label="margin", title="Reward margin", height=220)
-                log_box = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
+                with gr.Row():  # on a narrow screen the plots stack
+                    plot = {"x": "step", "min_width": 240}  # the default height keeps the x-axis title
+                    loss_plot = gr.LinePlot(y="loss", label="DPO loss", elem_id="train-loss-plot", **plot)
+                    accuracy_plot = gr.LinePlot(y="accuracy", label="Implicit accuracy", y_lim=[0, 1], **plot)
+                    margin_plot = gr.LinePlot(y="margin", label="Reward margin", **plot)
+                log_box = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False,
+                                     elem_id="train-log")
                 with gr.Accordion("Runs on this data dir", open=False):
                     runs_table = gr.Dataframe(label="Runs (newest first)", interactive=False, elem_id="train-runs")
                     with gr.Row(equal_height=True):
@@ -86,12 +98,15 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     def show() -> dict:
         """Every Train tab output from the manager's view (the status dict first: that is what scripts read)."""
         view = training.view()
+        # No points yet: an empty plot, not an empty table (a chart first drawn from an empty table keeps the empty
+        # chart's margins and clips its axes once points arrive).
+        metrics = None if view["metrics"].empty else view["metrics"]
         updates = {
             status_json: view["status"],
             summary_md: view["summary"],
-            loss_plot: view["metrics"],
-            accuracy_plot: view["metrics"],
-            margin_plot: view["metrics"],
+            loss_plot: metrics,
+            accuracy_plot: metrics,
+            margin_plot: metrics,
             log_box: view["log"],
             runs_table: table(view["runs"], empty="no runs yet"),
             resume_box: gr.Dropdown(choices=[row["run"] for row in view["runs"] if row["state"] == "interrupted"]),
@@ -107,13 +122,13 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         """Start a DPO run in the background (maintainers only); returns its status. Settings left out take the
         Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`)."""
         require_maintainer(config, user, "Training")
-        training.start(user, TrainRequest(
+        status = training.start(user, TrainRequest(
             dataset=text(dataset, "dataset") or "votes", data_format=text(data_format, "format") or STUDIO,
             exclude_flagged=bool(flag(exclude_flagged, "exclude flagged")), model=text(base_model, "base model"),
-            beta=number(beta, "beta"), learning_rate=number(learning_rate, "learning rate"),
-            steps=whole(max_steps, "steps"), lora_rank=whole(lora_rank, "LoRA rank"), frames=whole(frames, "frames"),
+            beta=number(beta, "beta"), learning_rate=number(learning_rate, "learning_rate"),
+            steps=whole(max_steps, "max_steps"), lora_rank=whole(lora_rank, "lora_rank"), frames=whole(frames, "num_frames"),
         ))
-        return show()
+        return {status_json: status}
 
     @handler(config)
     def resume_training(run_id: str, user: User):
@@ -149,8 +164,10 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         defaults, bounds = training.setting_defaults(), training.setting_bounds()
 
         def bounded(name: str, **value) -> gr.Number:
+            # the range as text only: an update setting minimum/maximum would bring back Gradio's own check (a
+            # message naming no field); the server checks the range and names the setting
             low, high = bounds[name]
-            return gr.Number(minimum=low, maximum=high, info=f"from {low:g} to {high:g}" if high is not None else None, **value)
+            return gr.Number(info=f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}", **value)
 
         return {
             tab: gr.Tab(visible=user.maintainer),
@@ -166,9 +183,13 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
                *(video for row in comparison_videos for video in row), timer, runs_table, resume_box]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
-    start.click(start_training, [*settings, page.name, format_box, exclude_box], outputs, api_name="start_training", **limits)
+    started = start.click(start_training, [*settings, page.name, format_box, exclude_box], [status_json],
+                          api_name="start_training", **limits)
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
+    started.success(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     timer.tick(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
+    # The log shows its newest line (a read-only box does not follow its value by itself).
+    log_box.change(None, None, None, js=FOLLOW_LOG, queue=False)
     tab.select(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     cancel.click(cancel_training, [page.name], outputs, api_name="cancel_training", **limits)
     resume.click(resume_training, [resume_box, page.name], outputs, api_name="resume_training", **limits)
