@@ -27,6 +27,7 @@ from huggingface_hub.errors import (
 )
 
 from . import convert
+from .hub_calls import scrub_tokens, use_hub_timeouts
 from .locations import DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_embedded_default, is_hub_id
 from .models import VideoUNet
 from .pipeline import HuViDPOPipeline
@@ -66,6 +67,7 @@ def _offline_message(model: str) -> str:
 
 def read_model_json(model: str, filename: str) -> dict | None:
     """``filename`` of a local folder or a Hub repo as a dict; None when the repo has no such file."""
+    use_hub_timeouts()  # the first Hub call of any load: none of them may hang on a stalled endpoint
     path = Path(model).expanduser()
     if not is_hub_id(model):
         if not path.is_dir():
@@ -156,6 +158,7 @@ def load_pipeline(
 def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name: str = DEFAULT_ADAPTER) -> None:
     """Load a diffusers-format LoRA (folder, file or Hub id) into the video UNet and activate it at ``scale``; HuViDPO's
     stage-2 ``.pth`` is converted on the way (``huvidpo.convert``)."""
+    use_hub_timeouts()
     if convert.is_original_lora(lora):
         with tempfile.TemporaryDirectory() as folder:
             convert.convert_lora(lora, folder)
@@ -274,6 +277,7 @@ def push_folder_to_hub(
             f"Pushing to {repo_id} failed: no Hub token. Set HF_TOKEN or run `hf auth login` with a token that can "
             "write, then push again. The local files are intact."
         )
+    use_hub_timeouts()
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
@@ -282,9 +286,10 @@ def push_folder_to_hub(
             commit_message="Upload from HuViDPO Studio",
         )
     except Exception as err:  # noqa: BLE001 - any failure must leave local files and say why
+        reason = scrub_tokens(f"{type(err).__name__}: {err}", token)  # a Hub error body may echo the token
         raise ModelLoadError(
-            f"Pushing {Path(folder).name} to {repo_id} failed ({type(err).__name__}: {err}). The local files are intact; "
+            f"Pushing {Path(folder).name} to {repo_id} failed ({reason}). The local files are intact; "
             "check the token (HF_TOKEN or `hf auth login`), the repo name and the network, then push again."
-        ) from err
+        ) from None
     prefix = "datasets/" if repo_type == "dataset" else ""
     return f"https://huggingface.co/{prefix}{repo_id}"

@@ -1,6 +1,8 @@
 """VoteStore: nothing lost, nothing duplicated, under threads, processes, kills, torn lines and restarts."""
 
+import errno
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -8,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -143,7 +146,7 @@ def test_process_killed_while_writing_leaves_a_readable_log(tmp_path):
     assert json.loads(raw_lines(path)[-1])["labeler"] == "survivor"
 
 
-def test_torn_last_line_is_skipped_and_the_next_append_starts_a_fresh_line(tmp_path):
+def test_torn_last_line_is_skipped_by_readers_and_truncated_on_open(tmp_path, caplog):
     path = tmp_path / "votes.jsonl"
     first_store = VoteStore(path)
     kept = [first_store.append(make_vote(index=index)) for index in range(3)]
@@ -152,16 +155,71 @@ def test_torn_last_line_is_skipped_and_the_next_append_starts_a_fresh_line(tmp_p
     torn = data[: last_line_start + (len(data) - last_line_start) // 2]
     path.write_bytes(torn)
 
-    restarted = VoteStore(path)
+    assert [vote.vote_id for vote in first_store.read()] == [vote.vote_id for vote in kept[:2]]
+    assert first_store.skipped_lines == 1
+    assert path.read_bytes() == torn, "a plain read never modifies the file"
+
+    with caplog.at_level(logging.WARNING, logger="huvidpo.annotation.votes"):
+        restarted = VoteStore(path)
+    assert restarted.repaired_bytes == len(torn) - last_line_start
+    assert f"({len(torn) - last_line_start} bytes)" in caplog.text
+    assert path.read_bytes() == data[:last_line_start]
     assert [vote.vote_id for vote in restarted.read()] == [vote.vote_id for vote in kept[:2]]
-    assert restarted.skipped_lines == 1
-    assert path.read_bytes() == torn, "reading must not repair the file"
+    assert restarted.skipped_lines == 0
 
     new_vote = restarted.append(make_vote(labeler="bob"))
     votes = VoteStore(path).read()
     assert [vote.vote_id for vote in votes] == [kept[0].vote_id, kept[1].vote_id, new_vote.vote_id]
-    lines = raw_lines(path)
-    assert len(lines) == 4 and json.loads(lines[-1])["vote_id"] == new_vote.vote_id
+    assert len(raw_lines(path)) == 3
+
+
+def test_a_line_cut_just_before_its_newline_never_counts(tmp_path):
+    """The whole record but not its newline reached the disk, and the writer was told the write failed."""
+    path = tmp_path / "votes.jsonl"
+    store = VoteStore(path)
+    kept = store.append(make_vote(index=0))
+    whole_line = json.dumps(make_vote(index=1).to_dict(), sort_keys=True).encode()
+    with open(path, "ab") as log:
+        log.write(whole_line)
+    assert [vote.vote_id for vote in store.read()] == [kept.vote_id]
+    assert store.skipped_lines == 1
+
+
+class ShortWrites:
+    """Fault injection: ``os.write`` that writes ``budget`` bytes in total, then fails as a full disk does."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+
+    def __call__(self, fd: int, data: bytes) -> int:
+        if self.budget <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = os.write(fd, data[: self.budget])
+        self.budget -= written
+        return written
+
+
+@pytest.mark.parametrize("missing", [1, 40])
+def test_a_vote_whose_write_fails_leaves_nothing_behind(tmp_path, monkeypatch, missing):
+    """A full disk mid-line (``missing`` bytes short, 1: only the newline): the writer gets the error, the file is
+    cut back, and neither this store nor a later one counts the vote."""
+    from huvidpo.annotation import votes as votes_module
+
+    path = tmp_path / "votes.jsonl"
+    store = VoteStore(path)
+    kept = store.append(make_vote(index=0))
+    before = path.read_bytes()
+    failing = make_vote(index=1)
+    line_length = len((json.dumps(failing.to_dict(), ensure_ascii=False, sort_keys=True) + "\n").encode())
+    fake_os = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os) if not name.startswith("__")})
+    fake_os.write = ShortWrites(line_length - missing)
+    monkeypatch.setattr(votes_module, "os", fake_os)
+    with pytest.raises(OSError, match="No space left"):
+        store.append(failing)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [vote.vote_id for vote in store.read()] == [kept.vote_id]
+    assert [vote.vote_id for vote in VoteStore(path).read()] == [kept.vote_id]
 
 
 def test_restart_resumes_from_the_file(tmp_path):

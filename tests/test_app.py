@@ -176,6 +176,8 @@ def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny
 
     lora_dir = config.root / status["lora"]
     assert (lora_dir / "pytorch_lora_weights.safetensors").is_file() and (lora_dir / "README.md").is_file()
+    card = (lora_dir / "README.md").read_text(encoding="utf-8")
+    assert str(config.root) not in card and str(REPO_ROOT) not in card, "the model card names no server path"
     pipe = load_pipeline(str(tiny_model_dir))
     load_lora(pipe, str(lora_dir))
     assert pipe.get_list_adapters()["unet"] == ["huvidpo"]

@@ -156,15 +156,26 @@ def test_the_role_line_says_who_you_are_and_what_you_may_do(tmp_path):
 def test_lora_references_resolve_inside_the_app_folders_only(tmp_path):
     config = make_config(tmp_path)
     run = fake_lora(config.runs_dir / "dpo-1")
-    fake_lora(config.loras_dir / "mine")
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.69}\n')
+    fake_lora(config.runs_dir / "dpo-0")  # cancelled before its first step: its LoRA learnt nothing
+    mine = fake_lora(config.loras_dir / "mine")
     outside = fake_lora(tmp_path / "elsewhere")
     assert resolve_lora("", config) is None
-    assert resolve_lora("runs/dpo-1", config) == str(run.resolve())
+    assert resolve_lora("runs/dpo-1", config, maintainer=True) == str(run.resolve())
+    assert resolve_lora("loras/mine", config) == str(mine.resolve())
     assert resolve_lora("someone/huvidpo-lora", config) == "someone/huvidpo-lora"
     for bad in (str(outside), "runs/../../elsewhere", "runs/", "loras/missing", "../elsewhere", "someone/..", "~/x"):
         with pytest.raises(ValueError):
-            resolve_lora(bad, config)
-    assert list_loras(config)[:2] == ["runs/dpo-1", "loras/mine"]
+            resolve_lora(bad, config, maintainer=True)
+    with pytest.raises(ValueError, match="maintainers only"):
+        resolve_lora("runs/dpo-1", config)
+    with pytest.raises(ValueError, match="No trained LoRA"):
+        resolve_lora("runs/dpo-0", config, maintainer=True)
+    with pytest.raises(ValueError, match="lora must be text"):
+        resolve_lora(["runs/dpo-1"], config)
+    assert list_loras(config, maintainer=True)[:2] == ["runs/dpo-1", "loras/mine"]
+    assert "runs/dpo-0" not in list_loras(config, maintainer=True)
+    assert list_loras(config)[0] == "loras/mine" and not any(ref.startswith("runs/") for ref in list_loras(config))
 
 
 def test_a_bad_lora_reference_says_what_to_pick_in_words_a_browser_shows(tmp_path):
@@ -281,7 +292,7 @@ def test_settings_outside_the_limits_are_refused(tmp_path):
 def test_reproduce_command_lists_only_what_differs_from_the_defaults(tmp_path):
     config = make_config(tmp_path)
     settings = {**GenerationSettings(prompt="it's red", frames=6, adain=False).to_dict(), "model": "tiny"}
-    command = reproduce_command(settings, config)
+    command = reproduce_command(settings, config, server_paths=True)
     assert command.startswith("huvidpo-generate --prompt 'it'\"'\"'s red'")  # the installed command: runs from anywhere
     assert "--frames 6" in command and "--no-adain" in command and "--steps" not in command
     assert "--model" not in command  # the embedded default is the command's default too
@@ -292,17 +303,23 @@ def test_reproduce_command_lists_only_what_differs_from_the_defaults(tmp_path):
 
 
 def test_reproduce_command_names_the_model_and_the_lora_by_absolute_paths(tmp_path, tiny_model_dir):
-    """A run's LoRA is 'runs/<id>' in the app, relative to the data dir: the command names it by its absolute path,
-    so it is not read as a Hub id from the repository root (nor missing from anywhere else)."""
+    """A run's LoRA is 'runs/<id>' in the app, relative to the data dir: the maintainer's command names it by its
+    absolute path, so it is not read as a Hub id from the repository root (nor missing from anywhere else). A
+    visitor's command names no server path (issue 24)."""
     config = make_config(tmp_path, model=str(tiny_model_dir))
     run = fake_lora(config.runs_dir / "dpo-1")
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
     clip = GeneratedClip(config.generated_dir / "20261202-abc.mp4", config.generated_dir / "20261202-abc.png", {})
     settings = {**GenerationSettings(prompt=PROMPT, lora="runs/dpo-1").to_dict(), "first_frame": "uploaded"}
-    words = shlex.split(reproduce_command(settings, config, clip))
+    words = shlex.split(reproduce_command(settings, config, clip, server_paths=True))
     flags = dict(zip(words[1::2], words[2::2]))
     assert flags["--model"] == str(tiny_model_dir.resolve()) and flags["--lora"] == str(run.resolve())
     assert flags["--image"] == str(clip.first_frame) and flags["--out"] == str(config.root / "reproduced" / "20261202-abc.mp4")
     assert all(Path(flags[flag]).is_absolute() for flag in ("--model", "--lora", "--image", "--out"))
+    visitor = reproduce_command({**settings, "lora": "loras/mine"}, config, clip)
+    assert str(tmp_path) not in visitor and str(tiny_model_dir) not in visitor
+    flags = dict(zip(shlex.split(visitor)[1::2], shlex.split(visitor)[2::2]))
+    assert (flags["--model"], flags["--lora"], flags["--out"]) == (tiny_model_dir.name, "loras/mine", "20261202-abc.mp4")
 
 
 def test_session_state_copies_get_their_own_id():

@@ -18,7 +18,10 @@ What is unusual here:
   against its degraded copy from `gold`, one a labeler has not judged yet), whose votes carry the clip that
   should win; with `overlap_share`, that share of the pairs served are pairs someone else already judged, so
   agreement is measured while coverage grows (without it, a pair is judged twice only once all were judged once).
-- One lock makes `next_pair` / `record_vote` / `undo_last` safe to call from Gradio's worker threads.
+- One lock makes `next_pair` / `record_vote` / `undo_last` safe to call from Gradio's worker threads. A vote's
+  write (an fsync) happens outside it, so labelers do not queue behind each other's disk writes: under the lock
+  the vote is checked and its pair taken off screen and marked in flight (a second vote of the same labeler on
+  that pair is refused meanwhile); a write that fails puts the pair back on screen.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class PairSampler:
         self._clock = clock
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._in_flight: set[tuple[str, str]] = set()  # (labeler, pair_id) of votes being written
         self._served: dict[tuple[str, str], ServedPair] = {}
 
     def candidate_pairs(self) -> list[tuple[ClipRecord, ClipRecord]]:
@@ -210,7 +214,10 @@ class PairSampler:
                 )
             if not _shows(served, left_clip, right_clip):
                 raise ValueError(f"stale pair {token!r}: the clips shown are not the ones served; fetch the next pair")
-            if choice is not Choice.SKIP and served.pair_id in self._judged_by(labeler, self.store.effective_votes()):
+            if choice is not Choice.SKIP and (
+                served.pair_id in self._judged_by(labeler, self.store.effective_votes())
+                or (labeler, served.pair_id) in self._in_flight
+            ):
                 del self._served[(labeler, session_id)]
                 raise ValueError(f"stale pair {served.pair_id!r}: {labeler!r} already judged it; fetch the next pair")
             vote = Vote(
@@ -229,9 +236,21 @@ class PairSampler:
                 served_at=served.served_at,
                 gold=served.gold,
             )
-            self.store.append(vote)
             del self._served[(labeler, session_id)]
-            return vote
+            in_flight = (labeler, served.pair_id) if choice is not Choice.SKIP else None
+            if in_flight:
+                self._in_flight.add(in_flight)
+        try:
+            self.store.append(vote)
+        except BaseException:
+            with self._lock:  # not recorded: the pair stays on screen (unless another was served meanwhile)
+                self._served.setdefault((labeler, session_id), served)
+            raise
+        finally:
+            if in_flight:
+                with self._lock:
+                    self._in_flight.discard(in_flight)
+        return vote
 
     def undo_last(self, labeler: str, session_id: str = "") -> ServedPair | None:
         """Undo the labeler's last vote in this session and serve that pair again (same sides); None if nothing."""

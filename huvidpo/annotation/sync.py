@@ -4,12 +4,14 @@ Why not `huggingface_hub.CommitScheduler` as is: its constructor calls `create_r
 fails), its thread only notices `stop()` after a full interval, and it exposes no status. `HubSync` keeps its
 upload strategy (append-only folder, upload only files changed since the last successful push, JSON-lines
 capped at their size when listed) and adds what maintainers need:
-- a push that fails is simply retried at the next tick (files are only marked uploaded after a successful
-  commit), and the error is visible in `status()`;
+- a push that fails is retried with backoff (after `retry_seconds`, then twice as long each time, up to the
+  interval; files are only marked uploaded after a successful commit), and the error is visible in `status()`;
+- every Hub request has a timeout (`huvidpo.hub_calls.use_hub_timeouts`) and `stop()` waits for the final push
+  at most `stop_timeout` seconds, so a stalled Hub endpoint never hangs the sync nor the app's shutdown;
 - local files are only ever read: a `*.jsonl` file is read into memory up to its last complete line, so a
   vote being appended during a push is never uploaded half written;
 - the token comes from the argument or the usual login (`HfApi` resolves it) and lives only inside the
-  `HfApi` client: it is never logged nor put in `status()` (it is also scrubbed from error messages).
+  `HfApi` client: it is never logged nor put in `status()`, and error texts go through `scrub_tokens`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,12 +28,15 @@ from typing import Any, Protocol
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 
 from huvidpo.annotation.votes import utc_now_iso
+from huvidpo.hub_calls import scrub_tokens, use_hub_timeouts
 
 logger = logging.getLogger(__name__)
 
 REPO_TYPE = "dataset"
 SKIPPED_NAME_PREFIXES = (".", "__pycache__")
 SKIPPED_NAME_SUFFIXES = (".lock", ".tmp")
+RETRY_SECONDS = 10.0  # first retry after a failed push; doubles up to the interval
+STOP_TIMEOUT = 30.0  # the most `stop()` waits for the final push
 
 
 class CommitApi(Protocol):
@@ -75,9 +81,14 @@ class HubSync:
         private: bool = True,
         revision: str | None = None,
         autostart: bool = True,
+        retry_seconds: float = RETRY_SECONDS,
+        stop_timeout: float = STOP_TIMEOUT,
     ) -> None:
         if not every_minutes > 0:
             raise ValueError(f"every_minutes must be positive, got {every_minutes}")
+        use_hub_timeouts()
+        self.retry_seconds = min(retry_seconds, every_minutes * 60)
+        self.stop_timeout = stop_timeout
         self.folder = Path(folder).expanduser().resolve()
         self.repo_id = repo_id
         self.every_minutes = every_minutes
@@ -93,6 +104,8 @@ class HubSync:
         self._status_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failures = 0
+        self._next_attempt_at = time.monotonic() + every_minutes * 60
         if autostart:
             self.start()
 
@@ -100,20 +113,37 @@ class HubSync:
         """Start the background thread (idempotent); pushes happen every interval and once at interpreter exit."""
         if self._thread is None or not self._thread.is_alive():
             self._stop_event.clear()
+            self._next_attempt_at = time.monotonic() + self.every_minutes * 60
             self._thread = threading.Thread(target=self._run, name=f"HubSync({self.repo_id})", daemon=True)
             self._thread.start()
-            atexit.register(self.push_now)
+            atexit.register(self._final_push)
         return self
 
-    def stop(self, final_push: bool = True) -> None:
-        """Stop the background thread, then push once more (unless `final_push=False`)."""
+    def stop(self, final_push: bool = True) -> bool:
+        """Stop the background thread, then push once more (unless `final_push=False`), waiting at most
+        `stop_timeout` seconds in all; False if a push was still running then (it ends with its HTTP timeout)."""
         self._stop_event.set()
-        atexit.unregister(self.push_now)
+        atexit.unregister(self._final_push)
+        deadline = time.monotonic() + self.stop_timeout
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(self.stop_timeout)
+            if self._thread.is_alive():
+                logger.warning("Hub sync to %s: a push is still running after %.0f s; not waiting for it.",
+                               self.repo_id, self.stop_timeout)
+                return False
             self._thread = None
-        if final_push:
-            self.push_now()
+        return self._final_push(max(0.0, deadline - time.monotonic())) if final_push else True
+
+    def _final_push(self, timeout: float | None = None) -> bool:
+        """One last push in a daemon thread, waited for at most ``timeout`` seconds (default `stop_timeout`)."""
+        worker = threading.Thread(target=self.push_now, name=f"HubSync-final({self.repo_id})", daemon=True)
+        worker.start()
+        worker.join(self.stop_timeout if timeout is None else timeout)
+        if worker.is_alive():
+            logger.warning("Hub sync to %s: the final push did not finish in time; the votes stay local and are pushed "
+                           "at the next start.", self.repo_id)
+            return False
+        return True
 
     def __enter__(self) -> "HubSync":
         return self.start()
@@ -127,14 +157,16 @@ class HubSync:
             attempt_at = utc_now_iso()
             try:
                 pushed = self._push_changed_files()
-            except Exception as error:  # any failure (network, auth, quota) is reported and retried next tick
-                message = self._scrub(f"{type(error).__name__}: {error}")
+            except Exception as error:  # any failure (network, auth, quota) is reported and retried with backoff
+                message = scrub_tokens(f"{type(error).__name__}: {error}", self._secret, getattr(self._api, "token", None))
                 logger.warning("Hub sync of %s to %s failed: %s", self.folder, self.repo_id, message)
                 with self._status_lock:
                     self._status.last_attempt_at = attempt_at
                     self._status.pushes_failed += 1
                     self._status.last_error = message
+                self._schedule_next(ok=False)
                 return False
+            self._schedule_next(ok=True)
             with self._status_lock:
                 self._status.last_attempt_at = attempt_at
                 self._status.last_error = None
@@ -152,8 +184,23 @@ class HubSync:
         return asdict(status)
 
     def _run(self) -> None:
-        while not self._stop_event.wait(self.every_minutes * 60):
+        while True:
+            wait = self._next_attempt_at - time.monotonic()
+            if wait > 0:  # checked every second: a push failing meanwhile (push_now) brings the next attempt forward
+                if self._stop_event.wait(min(wait, 1.0)):
+                    return
+                continue
+            if self._stop_event.is_set():
+                return
             self.push_now()
+
+    def _schedule_next(self, ok: bool) -> None:
+        """After a push: the next one an interval later, or, after ``n`` failures in a row, ``retry_seconds * 2**(n-1)``
+        later (at most an interval)."""
+        interval = self.every_minutes * 60
+        self._failures = 0 if ok else self._failures + 1
+        delay = interval if ok else min(interval, self.retry_seconds * 2 ** (self._failures - 1))
+        self._next_attempt_at = time.monotonic() + delay
 
     def _push_changed_files(self) -> bool:
         changed = self._changed_files()
@@ -205,12 +252,6 @@ class HubSync:
         with open(path, "rb") as log:
             data = log.read(signature[0])
         return data[: data.rfind(b"\n") + 1]
-
-    def _scrub(self, message: str) -> str:
-        secret = self._secret or getattr(self._api, "token", None)
-        if isinstance(secret, str) and secret:
-            message = message.replace(secret, "***")
-        return message
 
 
 def _is_skipped(relative: Path) -> bool:

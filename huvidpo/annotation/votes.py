@@ -6,9 +6,12 @@ What is unusual here:
   `<log>.lock` file (several processes; the OS drops it when a holder dies, even by kill -9). Readers take
   the same lock, so they never see a line being written. Lines therefore never interleave and a returned
   `append` is on disk. A log nobody here can write to (a read-only copy) is read without the lock.
-- Readers never repair the file. A torn last line (power loss, a truncated copy) is skipped and counted in
-  `skipped_lines`; the next append first checks the last byte and starts on a fresh line, so the torn
-  fragment stays a single unparsable line instead of corrupting the new vote.
+- A record counts only when its whole line, newline included, is on disk: a write cut short (a full disk, a
+  kill -9 mid-write) never counts, even when the bytes before the newline parse, since its writer was told it
+  failed. A writer whose write fails truncates the file back to where it started; a torn tail left by a dead
+  writer is truncated, with a logged count of the bytes dropped, when a `VoteStore` opens the log and before
+  the next append (both under the lock, so no writer is mid-line). Plain readers never modify the file: they
+  skip a torn tail and count it, with any other unparsable line, in `skipped_lines`.
 - Undo is a record too (`choice="undo"` with `undone_vote_id`): nothing is ever rewritten or deleted, and
   `effective_votes()` replays the log with the undos applied.
 - Reads are incremental: only bytes appended since the previous read are parsed.
@@ -18,7 +21,9 @@ What is unusual here:
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import threading
 import uuid
@@ -31,6 +36,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from filelock import FileLock
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_SCORE = 10
@@ -172,6 +179,7 @@ class JsonLinesLog(Generic[RecordT]):
         self._cached_offset = 0
         self._cached_skipped = 0
         self._cached_file_identity: tuple[int, int] | None = None
+        self._resets = 0  # times the cache started over (a new file, or one cut shorter)
         self.skipped_lines = 0
 
     def append(self, records: list[dict[str, Any]]) -> None:
@@ -181,13 +189,19 @@ class JsonLinesLog(Generic[RecordT]):
 
     def read(self) -> list[RecordT]:
         """All parsable records in file order (a torn or bad line is skipped, see `skipped_lines`)."""
+        return self.read_versioned()[0]
+
+    def read_versioned(self) -> tuple[list[RecordT], tuple[int, int]]:
+        """`read()` and a version of what was read: equal versions mean equal records (the log only grows), so
+        a caller may keep what it computed from them."""
         if not self.path.exists():
             self.skipped_lines = 0
-            return []
+            return [], (-1, 0)
         with self._thread_lock, self._process_lock(reading=True):
             fd = os.open(self.path, os.O_RDONLY)
             try:
-                return self._read_locked(fd)
+                records = self._read_locked(fd)
+                return records, (self._resets, len(records))
             finally:
                 os.close(fd)
 
@@ -227,16 +241,15 @@ class JsonLinesLog(Generic[RecordT]):
         if identity != self._cached_file_identity or stat.st_size < self._cached_offset:
             self._cached_records, self._cached_offset, self._cached_skipped = [], 0, 0
             self._cached_file_identity = identity
+            self._resets += 1
         new_bytes = _pread_all(fd, self._cached_offset, stat.st_size - self._cached_offset)
         complete_end = new_bytes.rfind(b"\n") + 1
         for line in new_bytes[:complete_end].split(b"\n"):
             self._parse_line_into(line, self._cached_records)
         self._cached_offset += complete_end
-        records = list(self._cached_records)
-        unterminated_tail = new_bytes[complete_end:]
-        tail_skipped = 0 if self._parse_line_into(unterminated_tail, records) else 1
+        tail_skipped = 1 if new_bytes[complete_end:].strip() else 0  # a torn line never counts, even if it parses
         self.skipped_lines = self._cached_skipped + tail_skipped
-        return records
+        return list(self._cached_records)
 
     def _parse_line_into(self, line: bytes, records: list[RecordT]) -> bool:
         """Append the parsed line to `records`; blank lines are ignored. False if the line is unparsable."""
@@ -250,19 +263,58 @@ class JsonLinesLog(Generic[RecordT]):
                 self._cached_skipped += 1
             return False
 
+    def repair(self) -> int:
+        """Truncate a torn last line (left by a writer that died or whose disk filled mid-line); returns the bytes
+        dropped (0: the log was whole, missing, or nobody here may write it)."""
+        if not self.path.exists() or not os.access(self.path, os.W_OK):
+            return 0
+        with self.transaction() as transaction:
+            return transaction.repair()
+
+    def _repair_locked(self, fd: int) -> int:
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return 0
+        whole = size
+        while whole > 0:  # back to the end of the last complete line
+            start = max(0, whole - 65536)
+            newline = _pread_all(fd, start, whole - start).rfind(b"\n")
+            if newline >= 0:
+                whole = start + newline + 1
+                break
+            whole = start
+        os.ftruncate(fd, whole)
+        os.fsync(fd)
+        logger.warning("%s: dropped a torn last line (%d bytes) that a failed or killed writer left", self.path, size - whole)
+        return size - whole
+
     def _append_locked(self, fd: int, records: list[dict[str, Any]]) -> None:
         payload = b"".join(
             (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8") for record in records
         )
+        self._repair_locked(fd)
         size = os.fstat(fd).st_size
-        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
-            payload = b"\n" + payload  # the last line is torn: keep the fragment on its own line
         written = 0
-        while written < len(payload):
-            written += os.write(fd, payload[written:])
-        os.fsync(fd)
+        try:
+            while written < len(payload):
+                count = os.write(fd, payload[written:])
+                if count == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+                written += count
+            os.fsync(fd)
+        except OSError:
+            self._undo_append(fd, size)
+            raise
         if size == 0:
             _fsync_directory(self.path.parent)
+
+    def _undo_append(self, fd: int, size: int) -> None:
+        """After a failed write: cut the file back to ``size``, so a record the caller was told failed never counts."""
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError as err:  # the next append or open truncates the torn tail instead
+            logger.error("%s: could not remove a failed write's partial line: %r", self.path, err)
 
 
 class _LogTransaction(Generic[RecordT]):
@@ -277,6 +329,9 @@ class _LogTransaction(Generic[RecordT]):
 
     def append(self, records: list[dict[str, Any]]) -> None:
         self._log._append_locked(self._fd, records)
+
+    def repair(self) -> int:
+        return self._log._repair_locked(self._fd)
 
 
 def _pread_all(fd: int, offset: int, length: int) -> bytes:
@@ -304,6 +359,8 @@ class VoteStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self._log: JsonLinesLog[Vote] = JsonLinesLog(path, Vote.from_dict)
+        self._effective: tuple[tuple[int, int] | None, list[Vote]] = (None, [])
+        self.repaired_bytes = self._log.repair()  # a torn tail from a crash before this start
 
     @property
     def path(self) -> Path:
@@ -331,8 +388,14 @@ class VoteStore:
         ]
 
     def effective_votes(self, labeler: str | None = None) -> list[Vote]:
-        """Judgements with the undos applied: what the labelers currently stand by."""
-        return apply_undos(self.read(), labeler)
+        """Judgements with the undos applied: what the labelers currently stand by (computed once per new record:
+        every vote, page and stats view asks for them)."""
+        records, version = self._log.read_versioned()
+        cached_version, effective = self._effective
+        if cached_version != version:
+            effective = apply_undos(records, None)
+            self._effective = (version, effective)
+        return [vote for vote in effective if labeler is None or vote.labeler == labeler]
 
     def undo_last(self, labeler: str, session_id: str) -> Vote | None:
         """Undo this labeler's latest effective vote in this session; returns the undone vote (None if none)."""

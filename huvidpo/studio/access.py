@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from huvidpo.studio.config import StudioConfig
 
 
+MAX_NAME_CHARS = 64
+
+
 class AccessError(ValueError):
     """The user may not do this; the message says who may, and how to get there."""
 
@@ -40,7 +43,10 @@ def resolve_user(config: StudioConfig, oauth_username: str | None, typed_name: s
         if not oauth_username:
             return User()
         return User(name=oauth_username, signed_in=True, maintainer=oauth_username.lower() in config.maintainers)
-    return User(name=(typed_name or "").strip()[:64], maintainer=config.local_maintainer)
+    name = typed_name.strip() if isinstance(typed_name, str) else ""
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"Your name is {len(name)} characters long; keep it to {MAX_NAME_CHARS} (votes are recorded under it).")
+    return User(name=name, maintainer=config.local_maintainer)
 
 
 def require_labeler(config: StudioConfig, user: User) -> str:

@@ -13,8 +13,9 @@ os.environ.setdefault("MPLBACKEND", "agg")
 
 import gradio as gr  # noqa: E402
 
+from huvidpo.hub_calls import use_hub_timeouts  # noqa: E402
 from huvidpo.locations import ASSETS_DIR  # noqa: E402
-from huvidpo.studio.access import User, role_text  # noqa: E402
+from huvidpo.studio.access import MAX_NAME_CHARS, User, role_text  # noqa: E402
 from huvidpo.studio.cli import build_parser, config_from_args, main  # noqa: E402,F401 - the entry point's home
 from huvidpo.studio.config import StudioConfig  # noqa: E402
 from huvidpo.studio.generation import GenerationService  # noqa: E402
@@ -39,6 +40,8 @@ class StudioBlocks(gr.Blocks):
             "css": css_path.read_text(encoding="utf-8") if css_path.is_file() else None,
             "head": KEYBOARD_SHORTCUTS,
             "allowed_paths": [str(folder) for folder in config.served_dirs],
+            "blocked_paths": [str(path) for path in config.blocked_paths],
+            "max_file_size": config.max_upload_bytes,
         }
 
     def launch(self, *args, **kwargs):
@@ -51,6 +54,7 @@ class StudioBlocks(gr.Blocks):
 def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
     """The studio as a Gradio Blocks app; the model loads once, in the background from here (or on first use)."""
     config = config or StudioConfig.from_env()
+    use_hub_timeouts()  # every Hub call of the app (model downloads, vote sync, pushes) fails in bounded time
     config.make_dirs()
     generation = GenerationService(config) if "generate" in config.tabs else None
     if generation is not None and config.preload_model:
@@ -72,7 +76,8 @@ def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
                     gr.LoginButton()
                     name = gr.Textbox(visible=False)
                 else:
-                    name = gr.Textbox(label="Your name (for labeling)", placeholder="e.g. ada", elem_id="labeler-name", max_lines=1)
+                    name = gr.Textbox(label="Your name (for labeling)", placeholder="e.g. ada", elem_id="labeler-name", max_lines=1,
+                                      max_length=MAX_NAME_CHARS)
                 role_md = gr.Markdown(elem_id="studio-role")
         page = Page(config=config, demo=demo, name=name, state=gr.State(SessionState()))
         lora_box = None
@@ -83,7 +88,7 @@ def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
                 build_label_tab(page, labeling)
             if training is not None:
                 build_train_tab(page, training, lora_box)
-        gr.Markdown(f"Model: `{config.model_name}` · data: `{config.root}`", elem_id="studio-footer")
+        gr.Markdown(f"Model: `{config.model_name}`", elem_id="studio-footer")
 
         @handler(config)
         def show_role(user: User):

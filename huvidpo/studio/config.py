@@ -5,10 +5,11 @@ Everything the app writes lives under ``data_dir`` and survives restarts::
     data_dir/
       votes.jsonl        every vote (append-only; the only copy that matters)
       pool/              the candidate clips labelers compare (manifest.jsonl + videos/)
-      runs/<run>/        DPO runs started from the Train tab (LoRA, model card, metrics, before/after clips)
-      runs/before-clips/ the base model's "before" clips, made once per model and settings
+      runs/<run>/        DPO runs started from the Train tab (LoRA, model card, metrics, checkpoints, run.json)
       exports/<name>/    preference datasets exported from the votes (what a run trains on)
-      generated/         clips made in the Generate tab (pruned to the newest ``keep_generated``)
+      generated/         clips made in the Generate tab (pruned to the newest ``keep_generated``), the
+                         before/after clips of each run in generated/comparison/<run>/, and the base model's
+                         "before" clips, made once per model and settings, in generated/comparison/before-clips/
       loras/             LoRA folders a maintainer copies in by hand, offered in the LoRA picker
       reproduced/        where the Generate tab's "command line" writes the clip it makes again
 
@@ -33,6 +34,7 @@ from huvidpo.locations import (
     check_hub_id,
     default_model_path,
     is_embedded_default,
+    is_hub_id,
 )
 from huvidpo.world.prompts import word_prompt
 
@@ -119,6 +121,7 @@ class StudioConfig:
     )
     max_frames: int = field(default=32, metadata=_help("Most frames a visitor may ask for."))
     max_steps: int = field(default=100, metadata=_help("Most denoising steps a visitor may ask for."))
+    max_upload_mb: int = field(default=10, metadata=_help("Largest upload (a first frame) in MB; an app without the Generate tab takes none."))
     keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
     train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (on the embedded default the taste plan, world.taste.TASTE_DPO; the CLI's default is DPOConfig's)."))
     train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (on the embedded default the taste plan's; the CLI's default is DPOConfig's)."))
@@ -163,7 +166,8 @@ class StudioConfig:
             self.replica = os.environ.get("SPACE_ID", "").replace("/", "--") or socket.gethostname() or "local"
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", self.replica):
             raise ValueError(f"replica must be letters, digits, '.', '_' or '-' (a folder name), got {self.replica!r}.")
-        for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "keep_generated", "train_steps"):
+        for name in ("generate_concurrency", "label_concurrency", "max_queue", "max_frames", "max_steps", "max_upload_mb",
+                     "keep_generated", "train_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for name, settings_name, most in (("default_frames", "frames", self.max_frames), ("default_steps", "steps", self.max_steps)):
@@ -242,13 +246,45 @@ class StudioConfig:
         return self.root / "loras"
 
     @property
+    def imports_dir(self) -> Path:
+        """Public preference datasets a maintainer downloaded (offered in the Train tab's dataset box)."""
+        return self.root / "imports"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """Gradio's ``max_file_size``: ``max_upload_mb``, or 1 byte when no tab takes an upload."""
+        return self.max_upload_mb * 1024 * 1024 if "generate" in self.tabs else 1
+
+    @property
+    def comparisons_dir(self) -> Path:
+        """The before/after clips of the Train tab's runs (``<run>/<i>-before.mp4``): clips, like the generated ones."""
+        return self.generated_dir / "comparison"
+
+    @property
     def served_dirs(self) -> list[Path]:
-        """The only folders whose files the app hands to a browser (Gradio's ``allowed_paths``): media, never
-        votes.jsonl, manifests or exports."""
-        return [self.generated_dir, self.pool_dir / "videos", self.gold_dir / "videos", self.runs_dir, ASSETS_DIR]
+        """The allow-list of what the app hands to a browser (Gradio's ``allowed_paths``; the one home of it): the
+        clips visitors watch (generated, pool, and the pool's gold copies). Never votes.jsonl, manifests, exports, nor anything of a run
+        (LoRA weights, checkpoints, config, metrics): those stay on the server (``blocked_paths``)."""
+        return [self.generated_dir, self.pool_dir / "videos", self.gold_dir / "videos"]
+
+    @property
+    def blocked_paths(self) -> list[Path]:
+        """What Gradio must never serve nor hand out, even when the data dir lies inside the working directory."""
+        return [self.votes_path, self.pool_dir / "manifest.jsonl", self.gold_dir / "manifest.jsonl", self.runs_dir,
+                self.exports_dir, self.loras_dir, self.imports_dir]
+
+    def shown_path(self, path: str | os.PathLike) -> str:
+        """A server path as users and model cards see it: relative to the data dir (``runs/x``), the model's name
+        for the embedded default's folder, else the bare name, never the server's absolute path."""
+        path = Path(path)
+        for root, name in ((self.root, ""), (ASSETS_DIR, "assets")):
+            if path.is_absolute() and path.is_relative_to(root):
+                relative = path.relative_to(root).as_posix()
+                return f"{name}/{relative}" if name else (relative or ".")
+        return path.name if path.is_absolute() else str(path)
 
     def make_dirs(self) -> None:
-        for folder in (self.root, self.pool_dir, self.exports_dir, self.loras_dir, *self.served_dirs):
+        for folder in (self.root, self.pool_dir, self.exports_dir, self.loras_dir, self.runs_dir, *self.served_dirs):
             folder.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -263,9 +299,8 @@ class StudioConfig:
 
     @property
     def model_name(self) -> str:
-        """How clips name their model in the pool and the leaderboard."""
+        """How clips name their model in the pool and the leaderboard: a Hub id, or a folder's name (never its path)."""
         model = self.model or default_model_path()
         if is_embedded_default(model):
             return DEFAULT_MODEL_DIR.name
-        path = Path(model).expanduser()
-        return path.name if path.is_dir() else model
+        return model if is_hub_id(model) else Path(model).expanduser().name

@@ -39,6 +39,7 @@ from huvidpo.locations import (
     is_hub_id,
 )
 from huvidpo.studio.config import StudioConfig
+from huvidpo.studio.runs import trained_run
 from huvidpo.studio.zerogpu import gpu
 from huvidpo.world.clips import REFERENCE_SIZE
 from huvidpo.world.prompts import COLORS, DIRECTIONS, SHAPES, SPEEDS, vocabulary, vocabulary_warnings
@@ -81,8 +82,9 @@ def check_settings(settings: GenerationSettings, config: StudioConfig) -> None:
     """Raise a ValueError a visitor can act on for settings outside what this app allows."""
     if not settings.prompt or not settings.prompt.strip():
         raise ValueError(f"The prompt is empty: describe the video, e.g. '{config.suggested_prompts[0]}'.")
-    if len(settings.prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"The prompt is {len(settings.prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
+    for name, text in (("prompt", settings.prompt), ("negative prompt", settings.negative_prompt)):
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ValueError(f"The {name} is {len(text)} characters long; keep it to {MAX_PROMPT_CHARS}.")
     limits = {spec.name: setting_range(spec.name, config) for spec in fields(GenerationSettings) if "min" in spec.metadata}
     check_ranges(settings, limits)
 
@@ -116,44 +118,54 @@ def _has_lora(folder: Path) -> bool:
     return (folder / LORA_WEIGHT_NAME).is_file()
 
 
-def _local_lora_roots(config: StudioConfig) -> dict[str, Path]:
-    return {"runs/": config.runs_dir, "loras/": config.loras_dir, "assets/": ASSETS_DIR}
+def _local_lora_roots(config: StudioConfig, maintainer: bool) -> dict[str, Path]:
+    """Where local LoRAs come from: ``loras/`` (what a maintainer published on this server) and ``assets/`` for
+    everyone; the Train tab's ``runs/`` only for maintainers (a run is not published until a maintainer copies it
+    into loras/ or pushes it)."""
+    roots = {"loras/": config.loras_dir, "assets/": ASSETS_DIR}
+    return {"runs/": config.runs_dir, **roots} if maintainer else roots
 
 
-def resolve_lora(reference: str | None, config: StudioConfig) -> str | None:
+def resolve_lora(reference: str | None, config: StudioConfig, maintainer: bool = False) -> str | None:
     """A LoRA reference from the picker -> what ``load_lora`` reads: a folder inside the app, or a Hub id.
 
-    ``runs/<run>``, ``loras/<name>`` (both in the data dir) and ``assets/<name>`` name local folders; any
-    other ``owner/name`` is a Hub model id. Paths outside these folders are refused.
+    ``loras/<name>`` (in the data dir), ``assets/<name>`` and, for maintainers, ``runs/<run>`` name local folders;
+    any other ``owner/name`` is a Hub model id. Paths outside these folders are refused.
     """
+    if reference is not None and not isinstance(reference, str):
+        raise ValueError(f"lora must be text (a LoRA from the list or a Hub id), got {type(reference).__name__}.")
     reference = (reference or "").strip()
     if not reference:
         return None
-    for prefix, root in _local_lora_roots(config).items():
+    if reference.startswith("runs/") and not maintainer:
+        raise ValueError(f"'{reference}' is an unpublished training run (maintainers only); pick a LoRA from the list.")
+    for prefix, root in _local_lora_roots(config, maintainer).items():
         if reference.startswith(prefix):
             folder = (root / reference[len(prefix):]).resolve()
             if not folder.is_relative_to(root.resolve()) or folder == root.resolve():
                 raise ValueError(f"'{reference}' leaves the {prefix.rstrip('/')} folder; pick a LoRA from the list.")
-            if not _has_lora(folder):
-                raise ValueError(f"No LoRA at '{reference}' (expected {LORA_WEIGHT_NAME} in it); pick one from the list.")
+            if not _has_lora(folder) or (prefix == "runs/" and not trained_run(folder)):
+                raise ValueError(f"No trained LoRA at '{reference}' (expected {LORA_WEIGHT_NAME} in it); pick one from the list.")
             return str(folder)
     # A Hub id is 'owner/name'. One that is also a folder here (relative to the working directory) would be
     # read from disk by diffusers, so is_hub_id refuses it like any other path.
     if is_hub_id(reference):
         return reference
     raise ValueError(
-        f"'{reference}' is not a LoRA this app can use: pick a trained run from the list, give a Hub model id "
-        f"('user/name'), or copy the LoRA folder into {config.loras_dir} and pick 'loras/' followed by the folder's name."
+        f"'{reference}' is not a LoRA this app can use: pick one from the list, give a Hub model id "
+        "('user/name'), or (maintainers) copy the LoRA folder into the data dir's loras/ folder and pick 'loras/' "
+        "followed by the folder's name."
     )
 
 
-def list_loras(config: StudioConfig) -> list[str]:
-    """Local LoRA references for the picker, newest runs first."""
+def list_loras(config: StudioConfig, maintainer: bool = False) -> list[str]:
+    """Local LoRA references for the picker, newest runs first (trained runs for maintainers only)."""
     found = []
-    for prefix, root in _local_lora_roots(config).items():
+    for prefix, root in _local_lora_roots(config, maintainer).items():
         if not root.is_dir():
             continue
-        folders = [folder for folder in root.iterdir() if folder.is_dir() and _has_lora(folder)]
+        folders = [folder for folder in root.iterdir() if folder.is_dir() and _has_lora(folder)
+                   and (prefix != "runs/" or trained_run(folder))]
         folders.sort(key=lambda folder: folder.stat().st_mtime, reverse=prefix == "runs/")
         found += [prefix + folder.name for folder in folders]
     return found
@@ -254,16 +266,23 @@ class GenerationService:
         settings: GenerationSettings,
         image: PIL.Image.Image | None = None,
         step_callback: StepCallback | None = None,
+        maintainer: bool = False,
     ) -> GeneratedClip:
-        """One clip; ``step_callback(step, total)`` after every denoising step."""
+        """One clip; ``step_callback(step, total)`` after every denoising step. Maintainers may also use the LoRAs
+        of training runs."""
         check_settings(settings, self.config)
-        run_settings = replace(settings, lora=resolve_lora(settings.lora, self.config))
+        run_settings = replace(settings, lora=resolve_lora(settings.lora, self.config, maintainer))
         started = time.perf_counter()
         with self._lock:
             pipe = self.pipeline()
             swaps_lora = bool(run_settings.lora) or bool(pipe.get_list_adapters())
             with MODEL_BUILD_LOCK if swaps_lora else contextlib.nullcontext():
-                frames, first_frame = render(pipe, run_settings, image, step_callback)
+                try:
+                    frames, first_frame = render(pipe, run_settings, image, step_callback)
+                except ValueError as err:  # a LoRA that does not load: name it as the user did, not by its server path
+                    if run_settings.lora and run_settings.lora != settings.lora:
+                        raise ValueError(str(err).replace(run_settings.lora, settings.lora)) from None
+                    raise
         seconds = time.perf_counter() - started
         stem = self.config.generated_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -283,6 +302,7 @@ class GenerationService:
         settings: GenerationSettings,
         image: PIL.Image.Image | None = None,
         step_callback: StepCallback | None = None,
+        maintainer: bool = False,
     ) -> tuple[GeneratedClip, GeneratedClip]:
         """The base model and the base model with ``settings.lora``, same seed: (base, with LoRA)."""
         if not settings.lora:
@@ -297,8 +317,9 @@ class GenerationService:
             if step_callback:
                 step_callback(settings.steps + step, total)
 
+        resolve_lora(settings.lora, self.config, maintainer)  # a LoRA that cannot be used fails before the base clip
         base = self.generate(replace(settings, lora=None), image, first_half)
-        tuned = self.generate(settings, image, second_half)
+        tuned = self.generate(settings, image, second_half, maintainer)
         return base, tuned
 
     def _prune(self) -> None:
@@ -309,31 +330,38 @@ class GenerationService:
             video.with_suffix(".png").unlink(missing_ok=True)
 
 
-def reproduce_command(settings: dict[str, Any], config: StudioConfig, clip: GeneratedClip | None = None) -> str:
-    """The command that makes the same clip again, from any folder: the installed ``huvidpo-generate`` with the
-    model and the LoRA as absolute paths (or Hub ids), and the mp4 written to ``data_dir/reproduced/``."""
+def reproduce_command(settings: dict[str, Any], config: StudioConfig, clip: GeneratedClip | None = None,
+                      server_paths: bool = False) -> str:
+    """The command that makes the same clip again with the installed ``huvidpo-generate``. With ``server_paths``
+    (maintainers, who can run it on this server, from any folder): the model and the LoRA as absolute paths (or
+    Hub ids) and the mp4 written to ``data_dir/reproduced/``. Without (visitors): no server path, the model by its
+    Hub id or name, the LoRA as picked, files by their names."""
     defaults = GenerationSettings(prompt="").to_dict()
     parts = ["huvidpo-generate", f"--prompt {_quote(settings['prompt'])}"]
+
+    def model_reference(model: str) -> str:
+        if is_hub_id(model):
+            return model
+        return str(Path(model).expanduser().resolve()) if server_paths else Path(model).name
+
     if not config.serves_embedded_default:
-        model = config.model or default_model_path()
-        parts.append(f"--model {_quote(model if is_hub_id(model) else Path(model).expanduser().resolve())}")
+        parts.append(f"--model {_quote(model_reference(config.model or default_model_path()))}")
     if config.image_model:
-        image_model = config.image_model
-        parts.append(f"--image-model {_quote(image_model if is_hub_id(image_model) else Path(image_model).expanduser().resolve())}")
+        parts.append(f"--image-model {_quote(model_reference(config.image_model))}")
     for name, value in settings.items():
         if name not in defaults or name == "prompt" or value == defaults[name] or value is None:
             continue
-        if name == "lora":
-            value = resolve_lora(value, config)  # runs/<run> is the data dir's, not the working folder's
+        if name == "lora" and server_paths:
+            value = resolve_lora(value, config, maintainer=True)  # runs/<run> is the data dir's, not the working folder's
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             parts.append(flag if value else f"--no-{name.replace('_', '-')}")
         else:
             parts.append(f"{flag} {_quote(value)}")
     if settings.get("first_frame") == "uploaded":
-        parts.append(f"--image {_quote(clip.first_frame if clip is not None else 'first_frame.png')}")
+        parts.append(f"--image {_quote(clip.first_frame if clip is not None and server_paths else 'first_frame.png')}")
     name = clip.video.stem if clip is not None else "clip"
-    parts.append(f"--out {_quote(config.root / 'reproduced' / f'{name}.mp4')}")
+    parts.append(f"--out {_quote(config.root / 'reproduced' / f'{name}.mp4' if server_paths else f'{name}.mp4')}")
     return " ".join(parts)
 
 

@@ -6,6 +6,9 @@ service adds the payloads the UI and scripted labelers receive (plain dicts) and
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +36,12 @@ from huvidpo.annotation.provenance import image_sha256, revision_of
 from huvidpo.locations import default_model_path
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import GeneratedClip, resolve_lora
+from huvidpo.studio.runs import claim_dir
 
-SYNCED_FILES = ("votes.jsonl",)
+VOTES_FILE = "votes.jsonl"
+SYNCED_FILES = (VOTES_FILE,)
 SYNCED_FOLDERS = ("pool/",)
+EXPORT_SOURCE = "source.json"  # in an export: the digests of the votes and pool it was made from
 
 
 class AnnotationSync(HubSync):
@@ -52,6 +58,18 @@ class AnnotationSync(HubSync):
             for path, signature in super()._changed_files().items()
             if path in SYNCED_FILES or path.startswith(SYNCED_FOLDERS)
         }
+
+    def status(self) -> dict[str, Any]:
+        """``HubSync.status`` and ``pending_votes``: the vote-log lines written since the last successful push."""
+        status = super().status()
+        pushed_size = self._uploaded.get(VOTES_FILE, (0, 0))[0]
+        try:
+            with open(self.folder / VOTES_FILE, "rb") as log:
+                log.seek(pushed_size)
+                status["pending_votes"] = log.read().count(b"\n")
+        except OSError:
+            status["pending_votes"] = 0
+        return status
 
 
 def pair_payload(served: ServedPair) -> dict[str, Any]:
@@ -188,7 +206,7 @@ class LabelingService:
 
     def _provenance(self, clip: GeneratedClip) -> dict[str, Any]:
         try:
-            lora = resolve_lora(clip.settings.get("lora"), self.config)
+            lora = resolve_lora(clip.settings.get("lora"), self.config, maintainer=True)  # server-side: any LoRA
         except ValueError:  # the LoRA was removed since the clip was made: its revision is unknown
             lora = None
         return {
@@ -215,36 +233,69 @@ class LabelingService:
         return " ".join(said)
 
     def stats(self) -> dict[str, Any]:
-        """Per-labeler counts, pool progress, agreement and the model leaderboard."""
+        """Per-labeler counts, pool progress (with the vote-log lines that could not be read), agreement, the
+        model leaderboard and the Hub sync's status (None without a votes repo)."""
+        progress = pool_progress(self.pool, self.store)
+        progress["unreadable_vote_lines"] = self.store.skipped_lines
         return {
             "labelers": labeler_stats(self.store, gold_threshold=self.config.gold_threshold),
-            "progress": pool_progress(self.pool, self.store),
+            "progress": progress,
             "agreement": inter_annotator_agreement(self.store),
             "leaderboard": leaderboard(self.store, self.pool),
             "sync": self.sync.status() if self.sync is not None else None,
         }
 
+    def sync_summary(self) -> str:
+        """The Hub sync for maintainers, in one line: last push, votes not pushed yet, and the last error."""
+        if self.sync is None:
+            return "Votes stay on this server: no Hub dataset is set (`--votes-repo` or `HUVIDPO_VOTES_REPO`)."
+        status = self.sync.status()
+        line = (f"Hub sync to `{status['repo_id']}`: last push {status['last_push_at'] or 'never'} · "
+                f"{status['pending_votes']} votes not pushed yet · {status['pushes_ok']} pushes, {status['pushes_failed']} failed")
+        if status["last_error"]:
+            line += f"\n\n**Last error** ({status['last_attempt_at']}): {status['last_error']}"
+        return line
+
     def export(self, min_votes: int = 1, exclude_flagged: bool = False) -> tuple[Path, int]:
         """Export the decided pairs to ``exports/votes-<time>``: (folder, number of pairs); ``exclude_flagged``
-        leaves out the votes of labelers flagged by their gold accuracy."""
-        out_dir = unique_dir(self.config.exports_dir, f"votes-{time.strftime('%Y%m%d-%H%M%S')}")
+        leaves out the votes of labelers flagged by their gold accuracy. The newest export of the very same votes,
+        pool and choices is reused instead (the vote log and the manifest only grow, so equal contents mean
+        nothing changed)."""
         excluded = flagged_labelers(self.store, self.config.gold_threshold) if exclude_flagged else []
-        dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes, exclude_labelers=excluded,
-                                     replica=self.config.replica)
+        source = {**self._contents_digest(), "min_votes": min_votes, "excluded": sorted(excluded),
+                  "replica": self.config.replica}
+        folders = sorted(self.config.exports_dir.glob("votes-*"), key=lambda folder: folder.stat().st_mtime, reverse=True)
+        for folder in folders:
+            try:
+                if json.loads((folder / EXPORT_SOURCE).read_text(encoding="utf-8")) == source:
+                    with open(folder / "metadata.jsonl", "rb") as metadata:
+                        return folder, sum(1 for line in metadata if line.strip())
+            except (OSError, ValueError):
+                continue
+        out_dir = claim_dir(self.config.exports_dir, f"votes-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            dataset = export_preferences(self.store, self.pool, out_dir, min_votes=min_votes, exclude_labelers=excluded,
+                                         replica=self.config.replica)
+            (out_dir / EXPORT_SOURCE).write_text(json.dumps(source), encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
         return out_dir, len(dataset)
+
+    def _contents_digest(self) -> dict[str, str]:
+        """sha256 of the vote log and the pool manifest, up to their last complete line."""
+        digests = {}
+        for name, path in (("votes_sha256", self.config.votes_path), ("pool_sha256", self.pool.root / "manifest.jsonl")):
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                data = b""
+            digests[name] = hashlib.sha256(data[: data.rfind(b"\n") + 1]).hexdigest()
+        return digests
 
     def close(self) -> None:
         if self.sync is not None:
             self.sync.stop()
-
-
-def unique_dir(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``parent/name-2``, ``-3``... if taken."""
-    candidate, number = parent / name, 1
-    while candidate.exists():
-        number += 1
-        candidate = parent / f"{name}-{number}"
-    return candidate
 
 
 def plural(count: int, noun: str) -> str:

@@ -8,8 +8,11 @@ What is unusual here:
 - The before/after clips come from the trained pipeline through ``huvidpo.generate``: "after" loads the
   LoRA back from the run folder exactly as the LoRA picker will, so a LoRA that does not load fails here.
   "Before" clips depend only on the base model and the fixed settings, so they are made once per model and
-  kept in ``runs/before-clips/``. Cancel stops a run at any time, the before/after clips included.
+  kept in ``generated/comparison/before-clips/``. Cancel stops a run at any time, the before/after clips included.
 - Hub tokens are never typed into the page: pushes use ``HF_TOKEN`` or the machine's login.
+- Several studios may share one data dir: a run claims its folder by creating it, holds ``runs/.training.lock``
+  (one run at a time per data dir) and its own lock for its life, and keeps ``run.json`` (:mod:`.runs`) up to
+  date, so every studio lists every run with its state, and sees a killed run as interrupted and resumable.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import shutil
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -28,21 +32,35 @@ from typing import Any, Callable
 from huvidpo.data.preferences import STUDIO
 from huvidpo.data.video import write_video
 from huvidpo.generate import GenerationSettings, generate
+from huvidpo.hub_calls import scrub_tokens
 from huvidpo.locations import check_hub_id, default_model_path, is_hub_id
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import MODEL_BUILD_LOCK, import_model_stack
-from huvidpo.studio.labeling import LabelingService, unique_dir
+from huvidpo.studio.labeling import LabelingService
+from huvidpo.studio.runs import (
+    ACTIVE_STATES,
+    INTERRUPTED,
+    claim_dir,
+    hold_run_lock,
+    past_runs,
+    read_record,
+    trained_steps,
+    write_record,
+)
 
 logger = logging.getLogger(__name__)
 
 VOTES_DATASET = "votes"
+TRAINING_LOCK = ".training.lock"  # in runs/: held by the studio that is training (one run at a time per data dir)
 IMPORTS = "imports"  # data_dir/imports/<name>: public datasets a maintainer downloaded, offered in the dataset box
-ACTIVE_STATES = ("starting", "exporting", "loading", "running", "comparing")
 LOG_LINES = 200
 CHECKPOINTS_KEPT = 2  # a studio run keeps its last two checkpoints: enough to resume, little disk
 TAB_DPO_SETTINGS = ("beta", "learning_rate", "lora_rank")  # what the Train tab shows with DPOConfig's defaults
-BEFORE_CLIPS_DIR = "before-clips"  # in runs/: the base model's comparison clips, made once per model
+# The Train tab's settings and the DPOConfig fields they set.
+TAB_SETTING_FIELDS = {"beta": "beta", "learning_rate": "learning_rate", "lora_rank": "lora_rank", "steps": "max_steps",
+                      "frames": "num_frames"}
+BEFORE_CLIPS_DIR = "before-clips"  # in generated/comparison/: the base model's comparison clips, made once per model
 
 
 @dataclass
@@ -92,12 +110,27 @@ class TrainingRun:
     dpo_config: Any = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     clips_done: tuple[int, int] | None = None  # (made, total) before/after clips while comparing
+    locks: list = field(default_factory=list)  # released when the worker ends
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` keeps: enough to list the run in any studio and to resume it."""
+        return {
+            "state": self.state, "started_by": self.started_by, "started_at": self.started_at,
+            "finished_at": self.finished_at, "max_steps": self.max_steps,
+            "step": self.history[-1]["step"] if self.history else 0, "dataset": self.dataset, "error": self.error,
+            "request": asdict(self.request), "dpo_config": self.dpo_config.to_dict() if self.dpo_config else None,
+        }
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        write_record(self.output_dir, self.record())
 
     def say(self, line: str) -> None:
         self.log.append(f"[{time.strftime('%H:%M:%S')}] {line}")
 
     def on_metrics(self, row: dict[str, Any]) -> None:
         self.history.append(dict(row))
+        write_record(self.output_dir, self.record())
         self.say(
             f"step {row['step']}/{self.max_steps}  loss {row.get('loss', float('nan')):.4f}  "
             f"accuracy {row.get('rewards/accuracies', float('nan')):.2f}  margin {row.get('rewards/margins', float('nan')):.4f}"
@@ -145,7 +178,7 @@ class TrainingManager:
 
     @property
     def imports_dir(self) -> Path:
-        return self.config.root / IMPORTS
+        return self.config.imports_dir
 
     def dataset_choices(self) -> list[str]:
         """'votes' (export the current votes now), the exports already in the data dir, newest first, and the
@@ -178,32 +211,29 @@ class TrainingManager:
         if dataset.startswith("exports/"):
             folder = (self.config.exports_dir / dataset.removeprefix("exports/")).resolve()
             if not folder.is_relative_to(self.config.exports_dir.resolve()) or not (folder / "metadata.jsonl").is_file():
-                raise ValueError(f"No export '{dataset}' in {self.config.exports_dir}; pick one from the list.")
+                raise ValueError(f"No export '{dataset}' in the data dir's exports/ folder; pick one from the list.")
             return str(folder)
         if dataset.startswith(f"{IMPORTS}/"):
             folder = (self.imports_dir / dataset.removeprefix(f"{IMPORTS}/")).resolve()
             if not folder.is_relative_to(self.imports_dir.resolve()) or not folder.is_dir():
-                raise ValueError(f"No folder '{dataset}' in {self.imports_dir}; pick one from the list.")
+                raise ValueError(f"No folder '{dataset}' in the data dir's {IMPORTS}/ folder; pick one from the list.")
             return str(folder)
         if is_hub_id(dataset):
             return dataset
-        raise ValueError(f"'{dataset}' is neither 'votes', an export from the list, a folder of {self.imports_dir}, "
+        raise ValueError(f"'{dataset}' is neither 'votes', an export from the list, a folder of the data dir's {IMPORTS}/, "
                          "nor a Hub dataset id ('user/name').")
 
     # ------------------------------------------------------------------------------------------ runs
 
     def start(self, user: User, request: TrainRequest) -> dict[str, Any]:
-        """Check, export the votes if asked, and start the run in a background thread; returns its status."""
+        """Check, export the votes if asked (or reuse the export of the same votes), claim a run folder and start
+        the run in a background thread; returns its status."""
         require_maintainer(self.config, user, "Training")
         import_model_stack(training=True)
         from huvidpo.training import DPOConfig
 
         with self._lock:
-            if self._run is not None and self._run.state in ACTIVE_STATES:
-                raise ValueError(
-                    f"A run is already in progress ({self._run.run_id}, started by {self._run.started_by}): "
-                    "wait for it or cancel it first."
-                )
+            self._check_idle()
             defaults = {f.name: f.default for f in fields(DPOConfig)}
             preset = self.setting_defaults()
             steps = preset["steps"] if request.steps is None else request.steps
@@ -213,12 +243,11 @@ class TrainingManager:
             chosen = {name: value for name, value in chosen.items() if value is not None}
             if isinstance(request.lora_rank, int):  # alpha follows the rank, at DPOConfig's alpha / rank
                 chosen["lora_alpha"] = request.lora_rank * defaults["lora_alpha"] // defaults["lora_rank"]
-            output_dir = unique_dir(self.config.runs_dir, f"dpo-{time.strftime('%Y%m%d-%H%M%S')}")
             dpo_config = DPOConfig(
                 model=request.model or self.config.model,
                 data="-",  # replaced below once the dataset is resolved; the other settings are checked now
                 data_format=request.data_format,
-                output_dir=str(output_dir),
+                output_dir="-",  # replaced by the run folder once it is claimed
                 max_steps=steps,
                 num_frames=preset["frames"] if request.frames is None else request.frames,
                 checkpointing_steps=(
@@ -228,17 +257,83 @@ class TrainingManager:
                 checkpoints_total_limit=CHECKPOINTS_KEPT,
                 **chosen,
             )
-            dpo_config = replace(dpo_config, data=self.resolve_dataset(request.dataset, request.data_format,
-                                                                       request.exclude_flagged))
+            training_lock = self._hold_training_lock()
+            try:
+                data = self.resolve_dataset(request.dataset, request.data_format, request.exclude_flagged)
+                output_dir = claim_dir(self.config.runs_dir, f"dpo-{time.strftime('%Y%m%d-%H%M%S')}")
+            except BaseException:
+                training_lock.release()
+                raise
+            dpo_config = replace(dpo_config, data=data, output_dir=str(output_dir))
             run = TrainingRun(
                 run_id=output_dir.name, output_dir=output_dir, started_by=user.name or "local maintainer",
                 request=request, max_steps=steps, dataset=dpo_config.data, dpo_config=dpo_config,
             )
             run.say(f"run {run.run_id} started by {run.started_by}: {steps} steps on {self._shown(dpo_config.data)}")
-            self._run = run
-            self._thread = threading.Thread(target=self._work, args=(run,), name=f"train-{run.run_id}", daemon=True)
-            self._thread.start()
+            self._launch(run, training_lock)
         return self.status()
+
+    def resume(self, user: User, run_id: str) -> dict[str, Any]:
+        """Continue an interrupted run (its process was killed) from its last checkpoint, in its own folder."""
+        require_maintainer(self.config, user, "Resuming training")
+        import_model_stack(training=True)
+        from huvidpo.training import DPOConfig
+        from huvidpo.training.config import LATEST
+
+        with self._lock:
+            self._check_idle()
+            folder = (self.config.runs_dir / (run_id or "").strip()).resolve()
+            record = read_record(folder) if folder.parent == self.config.runs_dir.resolve() else None
+            if record is None or not record.get("dpo_config"):
+                raise ValueError(f"No run '{run_id}' to resume; pick an interrupted run from the list.")
+            if record["state"] != INTERRUPTED:
+                raise ValueError(f"The run {run_id} is {record['state']}; only an interrupted run can be resumed.")
+            settings = {**record["dpo_config"], "output_dir": str(folder), "resume": LATEST}
+            dpo_config = DPOConfig(**{name: value for name, value in settings.items() if name in {f.name for f in fields(DPOConfig)}})
+            training_lock = self._hold_training_lock()
+            known = {f.name for f in fields(TrainRequest)}
+            request = TrainRequest(**{name: value for name, value in record.get("request", {}).items() if name in known})
+            run = TrainingRun(
+                run_id=folder.name, output_dir=folder, started_by=user.name or "local maintainer", request=request,
+                max_steps=dpo_config.max_steps, dataset=dpo_config.data, dpo_config=dpo_config,
+            )
+            run.say(f"run {run.run_id} resumed by {run.started_by} from its last checkpoint (step {trained_steps(folder)})")
+            self._launch(run, training_lock)
+        return self.status()
+
+    def _check_idle(self) -> None:
+        if self._run is not None and self._run.state in ACTIVE_STATES:
+            raise ValueError(
+                f"A run is already in progress ({self._run.run_id}, started by {self._run.started_by}): "
+                "wait for it or cancel it first."
+            )
+
+    def _hold_training_lock(self):
+        """The data dir's training lock, or a ValueError naming the run another studio is training."""
+        from filelock import FileLock, Timeout
+
+        self.config.runs_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.config.runs_dir / TRAINING_LOCK, thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            active = [record for record in past_runs(self.config.runs_dir) if record["state"] in ACTIVE_STATES]
+            which = f" ({active[0]['run_id']}, started by {active[0].get('started_by')})" if active else ""
+            raise ValueError(f"A run is already in progress in another studio on this data dir{which}: wait for it "
+                             "or cancel it there.") from None
+        return lock
+
+    def _launch(self, run: TrainingRun, training_lock) -> None:
+        """Hold the run's locks for its life, record it, and start its worker."""
+        try:
+            run.locks = [training_lock, hold_run_lock(run.output_dir)]
+            run.set_state("starting")
+        except BaseException:
+            training_lock.release()
+            raise
+        self._run = run
+        self._thread = threading.Thread(target=self._work, args=(run,), name=f"train-{run.run_id}", daemon=True)
+        self._thread.start()
 
     def cancel(self, user: User) -> dict[str, Any]:
         require_maintainer(self.config, user, "Cancelling training")
@@ -266,6 +361,9 @@ class TrainingManager:
         run = self._run
         if run is None or run.lora_path is None or run.state in ACTIVE_STATES:
             raise ValueError("Nothing to push yet: push when a run has finished (or was cancelled) and saved its LoRA.")
+        if trained_steps(run.output_dir) == 0:
+            raise ValueError(f"Nothing to push: the run {run.run_id} was cancelled before its first step, so its LoRA "
+                             "learnt nothing.")
         repo_id = check_hub_id(repo_id, "The model repo", own_namespace=True)
         url, error = push_output(replace(run.dpo_config, hub_model_id=repo_id, hub_private=bool(private)), run.output_dir)
         if error:
@@ -306,8 +404,16 @@ class TrainingManager:
         for the plots, the log tail, (before, after) clips per comparison prompt, and whether a run is active."""
         run = self._run
         status = self.status()
+        runs = self.past_runs()
         if status["state"] == "idle":
-            summary = "No run yet."
+            interrupted = [row["run"] for row in runs if row["state"] == INTERRUPTED]
+            elsewhere = [f"{row['run']} ({row['state']}, started by {row['started by']})" for row in runs
+                         if row["state"] in ACTIVE_STATES]
+            summary = "No run yet." if not runs else f"No run in this session; the data dir's {len(runs)} runs are listed below."
+            if elsewhere:
+                summary += f" In progress in another studio: {', '.join(elsewhere)}."
+            if interrupted:
+                summary += f" Interrupted (resumable): {', '.join(interrupted)}."
         else:
             summary = (f"**{status['run_id']}** · {status['state']} · step {status['step']}/{status['max_steps']} · "
                        f"{status['seconds']:.0f} s · data `{status['dataset']}` · started by {status['started_by']}")
@@ -315,7 +421,7 @@ class TrainingManager:
                 summary += f"\n\nBefore/after clips: {run.clips_done[0]}/{run.clips_done[1]} made"
             if status["error"]:
                 summary += f"\n\n**Error:** {status['error']}"
-            if status["lora"]:
+            if status["lora"] and status["step"] > 0 and status["state"] in ("finished", "cancelled"):
                 summary += f"\n\nLoRA: `{status['lora']}` (pick it in the Generate tab)"
         rows = status.get("comparison", [])
         comparison = [(rows[i]["before"], rows[i]["after"]) if i < len(rows) else (None, None)
@@ -327,7 +433,18 @@ class TrainingManager:
             "log": "\n".join(run.log) if run is not None else "",
             "comparison": comparison,
             "running": status["state"] in ACTIVE_STATES,
+            "runs": runs,
         }
+
+    def past_runs(self) -> list[dict[str, Any]]:
+        """Every run in the data dir (this studio's and others'), newest first: its state (finished, cancelled,
+        failed, interrupted, or an active one), steps and who started it."""
+        return [
+            {"run": record["run_id"], "state": record.get("state"), "steps": f"{record.get('step', 0)}/{record.get('max_steps')}",
+             "started by": record.get("started_by"),
+             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("started_at") or 0))}
+            for record in past_runs(self.config.runs_dir)
+        ]
 
     def setting_defaults(self) -> dict[str, Any]:
         """Where the Train tab's inputs start, and what a request that leaves a setting out trains with:
@@ -342,10 +459,19 @@ class TrainingManager:
         if self.config.serves_embedded_default:
             from huvidpo.world.taste import TASTE_DPO
 
-            names = {"max_steps": "steps", "num_frames": "frames"}
-            defaults.update({names.get(name, name): value for name, value in TASTE_DPO.items()
-                             if names.get(name, name) in defaults})
+            tab_names = {field_name: name for name, field_name in TAB_SETTING_FIELDS.items()}
+            defaults.update({tab_names[name]: value for name, value in TASTE_DPO.items() if name in tab_names})
         return defaults
+
+    def setting_bounds(self) -> dict[str, tuple[float, float | None]]:
+        """(lowest, highest) of each setting the Train tab shows, from ``DPOConfig``'s field metadata (the Train
+        tab's names: steps is max_steps, frames num_frames)."""
+        import_model_stack(training=True)
+        from huvidpo.training import DPOConfig
+
+        metadata = {f.name: f.metadata for f in fields(DPOConfig)}
+        return {name: (metadata[field_name]["min"], metadata[field_name].get("max"))
+                for name, field_name in TAB_SETTING_FIELDS.items()}
 
     @staticmethod
     def _settings(run: TrainingRun) -> dict[str, Any]:
@@ -385,43 +511,55 @@ class TrainingManager:
                 building = False
 
         try:
-            run.state = "loading"
+            run.set_state("loading")
             run.say(f"loading {run.dpo_config.model or self.config.model_name}")
             pipe = self._load_pipeline(run.dpo_config.model)
-            run.state = "running"
+            run.set_state("running")
             result = train_dpo(run.dpo_config, callbacks=[built, run.on_metrics], stop_event=run.stop_event, pipe=pipe)
             built()
             run.lora_path = result.lora_path
             if result.cancelled or run.stop_event.is_set():  # a cancel during the last step counts too
-                run.state = "cancelled"
-                run.say(f"cancelled at step {result.steps}; the LoRA so far is saved in runs/{run.run_id}")
+                run.finished_at = time.time()
+                run.set_state("cancelled")
+                run.say(f"cancelled at step {result.steps}; " + (
+                    f"the LoRA so far is saved in runs/{run.run_id}" if result.steps else "nothing was trained"))
                 return
             run.say(f"trained {result.steps} steps; LoRA saved in runs/{run.run_id}")
-            run.state = "comparing"
+            run.set_state("comparing")
             try:
                 with MODEL_BUILD_LOCK:  # swaps LoRAs in and out
                     self._compare(run, pipe)
             except Cancelled:
-                run.state = "cancelled"
+                run.finished_at = time.time()
+                run.set_state("cancelled")
                 run.say(f"cancelled during the before/after clips; the LoRA is saved in runs/{run.run_id}")
                 return
-            run.state = "finished"
+            run.finished_at = time.time()
+            run.set_state("finished")
             run.say("finished: the LoRA is in the Generate tab's picker")
         except Exception as err:  # noqa: BLE001 - the worker reports every failure in the status
-            run.state = "failed"
-            run.error = str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}"
+            # a Hub dataset's error body may echo the token: scrubbed from the status and the log alike
+            run.error = scrub_tokens(str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}")
+            run.finished_at = time.time()
+            try:
+                run.set_state("failed")
+            except OSError:
+                run.state = "failed"
             run.say(f"failed: {run.error}")
-            logger.exception("Training run %s failed", run.run_id)
+            logger.error("Training run %s failed:\n%s", run.run_id, scrub_tokens("".join(traceback.format_exception(err))))
         finally:
             built()
-            run.finished_at = time.time()
+            run.finished_at = run.finished_at or time.time()
             library_logger.removeHandler(handler)
             library_logger.setLevel(previous_level)
+            for lock in reversed(run.locks):
+                lock.release()
 
     def _compare(self, run: TrainingRun, pipe) -> None:
-        """Before/after clips on the fixed prompts and seed, written to the run's comparison/ folder; "before" clips
-        come from the per-model cache when made already. Raises ``Cancelled`` as soon as a cancel is requested."""
-        folder = run.output_dir / "comparison"
+        """Before/after clips on the fixed prompts and seed, written to ``generated/comparison/<run>/`` (served like
+        generated clips; the run folder is not); "before" clips come from the per-model cache when made already.
+        Raises ``Cancelled`` as soon as a cancel is requested."""
+        folder = self.config.comparisons_dir / run.run_id
         folder.mkdir(parents=True, exist_ok=True)
         prompts = self.config.comparison_prompts
         jobs = []
@@ -470,7 +608,7 @@ class TrainingManager:
         index = Path(identity) / "model_index.json"
         written = index.stat().st_mtime_ns if index.is_file() else None
         key = json.dumps({"model": identity, "written": written, "settings": settings.to_dict()}, sort_keys=True)
-        return self.config.runs_dir / BEFORE_CLIPS_DIR / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.mp4"
+        return self.config.comparisons_dir / BEFORE_CLIPS_DIR / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.mp4"
 
 
 def metrics_frame(history: list[dict[str, Any]]):

@@ -43,8 +43,10 @@ METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.yaml"
 TRAINABLE_NAME = "trainable.safetensors"
 CHECKPOINT_MARKER = "optimizer.bin"  # written by every accelerate save_state
-# Not for the Hub: resumable state, caches, tracker logs (and optimizer states wherever they are).
-PUSH_IGNORE = [f"{CHECKPOINTS_DIR}/*", f"{CACHE_DIR}/*", f"{LOGS_DIR}/*", "*optimizer.bin", "*random_states_*.pkl"]
+# Not for the Hub: resumable state, caches, tracker logs (and optimizer states wherever they are), and what the
+# studio keeps beside a run (its record, with who started it and server paths, and its lock).
+PUSH_IGNORE = [f"{CHECKPOINTS_DIR}/*", f"{CACHE_DIR}/*", f"{LOGS_DIR}/*", "*optimizer.bin", "*random_states_*.pkl",
+               "run.json", ".run.lock", ".run.json.tmp"]
 
 Callback = Callable[[dict[str, Any]], None]
 

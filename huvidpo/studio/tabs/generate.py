@@ -15,6 +15,7 @@ from huvidpo.locations import ASSETS_DIR
 from huvidpo.studio.access import User, require_labeler
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import (
+    MAX_PROMPT_CHARS,
     GeneratedClip,
     GenerationService,
     import_model_stack,
@@ -26,7 +27,10 @@ from huvidpo.studio.generation import (
 )
 from huvidpo.studio.labeling import LabelingService
 from huvidpo.studio.session import SessionState
-from huvidpo.studio.ui import Page, handler, whole
+from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, image_input, text, whole
+
+MAX_FIRST_FRAME_PIXELS = 16_000_000  # an uploaded first frame is decoded whole before it is resized
+
 
 def load_examples(config: StudioConfig) -> list[list]:
     """Example rows (assets/examples.json) for the served model ("for": "embedded" rows for the embedded default,
@@ -53,9 +57,10 @@ def load_examples(config: StudioConfig) -> list[list]:
     return rows
 
 
-def lora_choices(config: StudioConfig) -> list[tuple[str, str]]:
-    """The LoRA picker's choices as they are now: the base model, then trained runs, loras/ and assets/."""
-    return [("(base model)", ""), *((reference, reference) for reference in list_loras(config))]
+def lora_choices(config: StudioConfig, maintainer: bool = False) -> list[tuple[str, str]]:
+    """The LoRA picker's choices as they are now: the base model, then (for maintainers) trained runs, loras/
+    and assets/."""
+    return [("(base model)", ""), *((reference, reference) for reference in list_loras(config, maintainer))]
 
 
 def setting_slider(page: Page, name: str, label: str, **kwargs) -> gr.Slider:
@@ -63,7 +68,7 @@ def setting_slider(page: Page, name: str, label: str, **kwargs) -> gr.Slider:
     spec = GenerationSettings.spec(name)
     low, high = setting_range(name, page.config)
     kwargs.setdefault("value", spec.default)
-    return gr.Slider(low, high, step=spec.metadata.get("step", 1), label=label, **kwargs)
+    return checked_by_handler(gr.Slider(low, high, step=spec.metadata.get("step", 1), label=label, **kwargs))
 
 
 def build_generate_tab(page: Page, generation: GenerationService, labeling: LabelingService | None) -> gr.Dropdown:
@@ -74,7 +79,8 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
     with gr.Tab("Generate", id="generate"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                prompt_box = gr.Textbox(label="Prompt", lines=2, placeholder=config.suggested_prompts[0], elem_id="gen-prompt")
+                prompt_box = gr.Textbox(label="Prompt", lines=2, placeholder=config.suggested_prompts[0], elem_id="gen-prompt",
+                                        max_length=MAX_PROMPT_CHARS)
                 notes_md = gr.Markdown(elem_id="gen-prompt-notes")
                 vocabulary = vocabulary_text(config)
                 gr.Markdown(vocabulary, elem_id="gen-vocabulary", visible=bool(vocabulary))
@@ -84,21 +90,21 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                 with gr.Row():
                     guidance_slider = setting_slider(page, "guidance", "Guidance", scale=2, min_width=220)
                     with gr.Column(scale=1, min_width=160, elem_id="gen-seed"), gr.Group():  # Random in the Seed box
-                        seed_box = gr.Number(value=GenerationSettings.spec("seed").default, precision=0,
-                                             minimum=seed_low, maximum=seed_high, label="Seed")
+                        seed_box = checked_by_handler(gr.Number(value=GenerationSettings.spec("seed").default, precision=0,
+                                                                minimum=seed_low, maximum=seed_high, label="Seed"))
                         random_seed = gr.Button("Random", size="sm", elem_id="gen-random-seed")
                 with gr.Accordion("LoRA", open=True):
                     with gr.Row():
                         lora_box = gr.Dropdown(
-                            choices=lora_choices(config), value="", allow_custom_value=True, scale=3,
+                            choices=lora_choices(config, config.local_maintainer), value="", allow_custom_value=True, scale=3,
                             label="LoRA: a trained run, a folder in loras/, or a Hub model id (empty: base model)",
                         )
                         lora_scale_slider = setting_slider(page, "lora_scale", "Scale", scale=2)
                     compare_box = gr.Checkbox(label="Compare: base and base + LoRA side by side, same seed", value=False)
                 with gr.Accordion("More settings", open=False):
-                    negative_box = gr.Textbox(label="Negative prompt (needs guidance > 1)")
-                    first_frame_box = gr.Image(label="First frame (optional: image-to-video)", type="pil",
-                                               sources=["upload", "clipboard"], height=200)
+                    negative_box = gr.Textbox(label="Negative prompt (needs guidance > 1)", max_length=MAX_PROMPT_CHARS)
+                    first_frame_box = image_input(label="First frame (optional: image-to-video)", type="pil",
+                                                  sources=["upload", "clipboard"], height=200)
                     image_steps_slider = setting_slider(page, "image_steps", "First-frame model steps", value=config.default_steps)
                     with gr.Row():
                         shared_noise_slider = setting_slider(page, "shared_noise", "Shared noise across frames")
@@ -127,36 +133,40 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
     def generate(
         prompt: str, negative_prompt=None, first_frame=None, frames=None, steps=None, guidance=None, seed=None, lora=None,
         lora_scale=None, compare=None, image_steps=None, shared_noise=None, adain=None, state: SessionState = None,
-        progress=gr.Progress(),
+        user: User = None, progress=gr.Progress(),
     ):
         """Generate a clip (or, with compare, base and base + LoRA with the same seed). Parameters left out take
         the page's defaults."""
-        import_model_stack()
         sent = {
-            "negative_prompt": (negative_prompt or "").strip(),
+            "negative_prompt": text(negative_prompt, "negative_prompt", max_chars=None),  # check_settings bounds it
             "frames": whole(frames, "frames", config.default_frames),
             "steps": whole(steps, "steps", config.default_steps),
             "guidance": guidance,
             "seed": whole(seed, "seed"),
-            "lora": (lora or "").strip() or None,
+            "lora": text(lora, "lora") or None,
             "lora_scale": lora_scale,
             "image_steps": whole(image_steps, "image_steps", config.default_steps),
             "shared_noise": shared_noise,
-            "adain": adain,
+            "adain": flag(adain, "adain"),
         }
-        settings = GenerationSettings(prompt=(prompt or "").strip(), **{k: v for k, v in sent.items() if v is not None})
+        compare = flag(compare, "compare")
+        settings = GenerationSettings(prompt=text(prompt, "prompt", max_chars=None), **{k: v for k, v in sent.items() if v is not None})
+        if first_frame is not None and first_frame.width * first_frame.height > MAX_FIRST_FRAME_PIXELS:
+            raise ValueError(f"The first frame is {first_frame.width}x{first_frame.height} pixels; upload one of at most "
+                             f"{MAX_FIRST_FRAME_PIXELS // 1_000_000} megapixels (it is resized to the model's size anyway).")
         image = first_frame.convert("RGB") if first_frame is not None else None
+        import_model_stack()
 
         def on_step(step: int, total: int) -> None:
             progress((step, total), desc="Denoising", unit="steps")
 
         progress(0, desc="Starting")
         if compare and settings.lora:
-            clips = list(generation.compare(settings, image, on_step))
+            clips = list(generation.compare(settings, image, on_step, user.maintainer))
         else:
             if compare:
                 gr.Warning("Compare needs a LoRA: showing the base model only.")
-            clips = [generation.generate(settings, image, on_step)]
+            clips = [generation.generate(settings, image, on_step, user.maintainer)]
         state.last_clips = [clip.to_dict() for clip in clips]
         main = clips[-1]
         notes = prompt_notes(settings.prompt, config)
@@ -167,13 +177,13 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
             base_video_out: str(clips[0].video) if len(clips) == 2 else None,
             first_frame_out: str(main.first_frame),
             details_out: {"settings": main.settings, "seconds": main.seconds, "clips": len(clips), "notes": notes},
-            command_out: reproduce_command(main.settings, config, main),
+            command_out: reproduce_command(main.settings, config, main, server_paths=user.maintainer),
             pool_md: "",
             page.state: state,
         }
 
     inputs = [prompt_box, negative_box, first_frame_box, frames_slider, steps_slider, guidance_slider, seed_box, lora_box,
-              lora_scale_slider, compare_box, image_steps_slider, shared_noise_slider, adain_box, page.state]
+              lora_scale_slider, compare_box, image_steps_slider, shared_noise_slider, adain_box, page.state, page.name]
     outputs = [video_out, base_video_out, first_frame_out, details_out, command_out, pool_md, page.state]
     generated = gr.on([run.click, prompt_box.submit], generate, inputs, outputs, api_name="generate", **limits)
 
@@ -192,8 +202,12 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                       trigger_mode="always_last")
     random_seed.click(lambda: {seed_box: random.randint(seed_low, seed_high)}, None, [seed_box], queue=False,
                       api_visibility="private")
-    page.demo.load(lambda: {lora_box: gr.Dropdown(choices=lora_choices(config))}, None, [lora_box],
-                   api_visibility="private", queue=False)
+    @handler(config)
+    def show_loras(user: User):
+        """The LoRAs this visitor may pick (maintainers also see the trained runs)."""
+        return {lora_box: gr.Dropdown(choices=lora_choices(config, user.maintainer))}
+
+    page.demo.load(show_loras, [page.name], [lora_box], api_visibility="private", queue=False)
 
     if labeling is not None:
 

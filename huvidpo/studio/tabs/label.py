@@ -10,7 +10,7 @@ import gradio as gr
 from huvidpo.studio.access import User, require_labeler, require_stats_reader
 from huvidpo.studio.labeling import LabelingService
 from huvidpo.studio.session import SessionState
-from huvidpo.studio.ui import Page, handler
+from huvidpo.studio.ui import Page, handler, text
 
 CHOICE_BUTTONS = {  # choice -> (label, elem_id); the keyboard shortcuts click these ids
     "left": ("⬅ Left is better", "label-left"),
@@ -53,10 +53,10 @@ def rounded(value):
     return value
 
 
-def table(rows: list[dict]):
+def table(rows: list[dict], empty: str = "no votes yet"):
     import pandas as pd
 
-    return pd.DataFrame(rounded(rows)) if rows else pd.DataFrame({"": ["no votes yet"]})
+    return pd.DataFrame(rounded(rows)) if rows else pd.DataFrame({"": [empty]})
 
 
 def build_label_tab(page: Page, labeling: LabelingService) -> None:
@@ -93,6 +93,7 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
             with gr.Row():
                 progress_json = gr.JSON(label="Pool progress")
                 agreement_json = gr.JSON(label="Agreement between labelers")
+            sync_md = gr.Markdown(label="Hub sync", elem_id="label-sync")
             labelers_table = gr.Dataframe(label="Votes per labeler", interactive=False, wrap=True, elem_id="label-labelers")
             leaderboard_table = gr.Dataframe(label="Leaderboard of model versions", interactive=False, wrap=True,
                                              elem_id="label-leaderboard")
@@ -119,7 +120,8 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
 
     def record(user: User, token: str, choice: str, state: SessionState):
         labeler = require_labeler(config, user)
-        token = (token or "").strip() or state.pair_token
+        token = text(token, "token") or state.pair_token
+        choice = text(choice, "choice")
         if not token:
             raise ValueError("No pair on screen: press 'Next pair' first.")
         recorded = labeling.vote(labeler, state.ensure_id(), token, choice)
@@ -149,12 +151,14 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
 
     @handler(config)
     def label_stats(user: User):
-        """Pool progress, agreement, votes per labeler and the leaderboard (for labelers and maintainers)."""
+        """Pool progress, agreement, votes per labeler and the leaderboard (for labelers and maintainers); the Hub
+        sync's state (last push, votes not pushed, last error) for maintainers."""
         require_stats_reader(config, user)
         stats = labeling.stats()
         return {
             progress_json: rounded(stats["progress"]),
             agreement_json: rounded(stats["agreement"]),
+            sync_md: labeling.sync_summary() if user.maintainer else "",
             labelers_table: table(stats["labelers"]),
             leaderboard_table: table(stats["leaderboard"]),
         }
@@ -172,7 +176,7 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
     for choice, button in buttons.items():
         button.click(vote_on_screen(choice), [page.name, page.state], outputs, api_visibility="private", **limits)
     undo_button.click(undo, [page.name, page.state], outputs, api_name="undo", **limits)
-    stats_outputs = [progress_json, agreement_json, labelers_table, leaderboard_table]
+    stats_outputs = [progress_json, agreement_json, labelers_table, leaderboard_table, sync_md]
     stats_limits = {"concurrency_limit": 2, "concurrency_id": "stats"}
     stats_button.click(label_stats, [page.name], stats_outputs, api_name="label_stats", **stats_limits)
     # While the panel is open the stats follow the votes (everyone's): a refresh when it opens, then on a timer.

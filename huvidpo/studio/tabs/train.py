@@ -19,7 +19,8 @@ from huvidpo.data.preferences import PREFERENCE_FORMATS, STUDIO
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
-from huvidpo.studio.ui import Page, handler, whole
+from huvidpo.studio.tabs.label import table
+from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, number, text, whole
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
 FOLLOW_LOG = """() => requestAnimationFrame(() => {
@@ -39,7 +40,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 dataset_box = gr.Dropdown(
-                    choices=training.dataset_choices(), value="votes", allow_custom_value=True,
+                    choices=["votes"], value="votes", allow_custom_value=True,  # the exports: on load, for maintainers
                     label="Pairs: 'votes' (export the votes now), an earlier export, a folder of DATA_DIR/imports, "
                           "or a Hub dataset id",
                 )
@@ -49,16 +50,17 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 )
                 exclude_box = gr.Checkbox(value=False, label="Leave out labelers flagged by gold checks ('votes')",
                                           elem_id="train-exclude-flagged")
-                base_model_box = gr.Textbox(value=config.model, label="Base model (empty: the one this app serves)",
-                                            placeholder=config.model_name)
+                base_model_box = gr.Textbox(label="Base model (empty: the one this app serves)", placeholder=config.model_name)
                 with gr.Row():
-                    beta_box = gr.Number(label="beta", elem_id="train-beta")
-                    learning_rate_box = gr.Number(label="Learning rate (learning_rate)", elem_id="train-learning-rate")
+                    beta_box = checked_by_handler(gr.Number(label="beta", elem_id="train-beta"))
+                    learning_rate_box = checked_by_handler(gr.Number(label="Learning rate (learning_rate)",
+                                                                     elem_id="train-learning-rate"))
                 with gr.Row():
-                    steps_box = gr.Number(value=config.train_steps, label="Steps (max_steps)", elem_id="train-steps")
-                    rank_box = gr.Number(label="LoRA rank (lora_rank)", elem_id="train-lora-rank")
-                    frames_box = gr.Number(value=config.train_frames, label="Frames per clip (num_frames)",
-                                           elem_id="train-frames")
+                    steps_box = checked_by_handler(gr.Number(value=config.train_steps, label="Steps (max_steps)",
+                                                             elem_id="train-steps"))
+                    rank_box = checked_by_handler(gr.Number(label="LoRA rank (lora_rank)", elem_id="train-lora-rank"))
+                    frames_box = checked_by_handler(gr.Number(value=config.train_frames, label="Frames per clip (num_frames)",
+                                                              elem_id="train-frames"))
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -72,6 +74,12 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                     margin_plot = gr.LinePlot(y="margin", label="Reward margin", **plot)
                 log_box = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False,
                                      elem_id="train-log")
+                with gr.Accordion("Runs on this data dir", open=False):
+                    runs_table = gr.Dataframe(label="Runs (newest first)", interactive=False, elem_id="train-runs")
+                    with gr.Row(equal_height=True):
+                        resume_box = gr.Dropdown(label="Interrupted run to resume", choices=[], allow_custom_value=True,
+                                                 scale=3)
+                        resume = gr.Button("Resume", scale=1, elem_id="train-resume")
         gr.Markdown("#### Before / after (fixed prompts and seed)")
         comparison_videos = []
         for prompt in config.comparison_prompts[:COMPARISON_ROWS]:
@@ -101,6 +109,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             accuracy_plot: metrics,
             margin_plot: metrics,
             log_box: view["log"],
+            runs_table: table(view["runs"], empty="no runs yet"),
+            resume_box: gr.Dropdown(choices=[row["run"] for row in view["runs"] if row["state"] == "interrupted"]),
             timer: gr.Timer(active=view["running"]),
         }
         for (before_video, after_video), (before, after) in zip(comparison_videos, view["comparison"]):
@@ -114,13 +124,18 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`)."""
         require_maintainer(config, user, "Training")
         status = training.start(user, TrainRequest(
-            dataset=dataset or "votes", data_format=data_format or STUDIO, exclude_flagged=bool(exclude_flagged),
-            model=base_model or "",
-            beta=None if beta is None else float(beta),
-            learning_rate=None if learning_rate is None else float(learning_rate),
+            dataset=text(dataset, "dataset") or "votes", data_format=text(data_format, "format") or STUDIO,
+            exclude_flagged=bool(flag(exclude_flagged, "exclude flagged")), model=text(base_model, "base model"),
+            beta=number(beta, "beta"), learning_rate=number(learning_rate, "learning_rate"),
             steps=whole(max_steps, "max_steps"), lora_rank=whole(lora_rank, "lora_rank"), frames=whole(frames, "num_frames"),
         ))
         return {status_json: status}
+
+    @handler(config)
+    def resume_training(run_id: str, user: User):
+        """Continue an interrupted run (its studio was killed) from its last checkpoint (maintainers only)."""
+        training.resume(user, text(run_id, "run"))
+        return show()
 
     @handler(config)
     def training_status(user: User):
@@ -137,25 +152,37 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     @handler(config)
     def push_lora(repo_id: str, private: bool, user: User):
         """Push the last run's LoRA and model card to a Hub model repo; returns a link."""
-        url = training.push(user, repo_id, private)
+        url = training.push(user, text(repo_id, "repo"), flag(private, "private") is not False)
         return {push_md: f"Pushed: [{url}]({url})"}
 
     @handler(config)
     def on_load(user: User):
-        """Per visitor: the tab for maintainers (polling while a run is active), the settings' defaults in the inputs."""
-        defaults = training.setting_defaults()
+        """Per visitor: the tab for maintainers (polling while a run is active), the settings' defaults and bounds in
+        the inputs, the exports in the dataset box; nothing of it for anyone else (the page itself names no export)."""
+        if not user.maintainer:
+            return {tab: gr.Tab(visible=False), timer: gr.Timer(active=False),
+                    **{box: gr.skip() for box in (beta_box, learning_rate_box, rank_box, steps_box, frames_box, dataset_box)}}
+        defaults, bounds = training.setting_defaults(), training.setting_bounds()
+
+        def bounded(name: str, **value) -> gr.Number:
+            # the range as text only: an update setting minimum/maximum would bring back Gradio's own check (a
+            # message naming no field); the server checks the range and names the setting
+            low, high = bounds[name]
+            return gr.Number(info=f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}", **value)
+
         return {
             tab: gr.Tab(visible=user.maintainer),
             timer: gr.Timer(active=user.maintainer and training.active()),
-            beta_box: defaults["beta"],
-            learning_rate_box: defaults["learning_rate"],
-            rank_box: defaults["lora_rank"],
-            steps_box: defaults["steps"],
-            frames_box: defaults["frames"],
+            beta_box: bounded("beta", value=defaults["beta"]),
+            learning_rate_box: bounded("learning_rate", value=defaults["learning_rate"]),
+            rank_box: bounded("lora_rank", value=defaults["lora_rank"]),
+            steps_box: bounded("steps", value=defaults["steps"]),
+            frames_box: bounded("frames", value=defaults["frames"]),
+            dataset_box: gr.Dropdown(choices=training.dataset_choices()),
         }
 
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
-               *(video for row in comparison_videos for video in row), timer]
+               *(video for row in comparison_videos for video in row), timer, runs_table, resume_box]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
     started = start.click(start_training, [*settings, page.name, format_box, exclude_box], [status_json],
                           api_name="start_training", **limits)
@@ -166,9 +193,10 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     log_box.change(None, None, None, js=FOLLOW_LOG, queue=False)
     tab.select(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     cancel.click(cancel_training, [page.name], outputs, api_name="cancel_training", **limits)
+    resume.click(resume_training, [resume_box, page.name], outputs, api_name="resume_training", **limits)
     push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
-    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box], api_visibility="private",
-                   show_progress="hidden")
+    page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box,
+                                          dataset_box], api_visibility="private", show_progress="hidden")
 
     def refresh_choices(status: dict):
         """When a run ends, its LoRA appears in the picker and its export in the dataset list."""
@@ -176,7 +204,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             return {component: gr.skip() for component in choice_outputs}
         updates = {dataset_box: gr.Dropdown(choices=training.dataset_choices())}
         if lora_box is not None:
-            updates[lora_box] = gr.Dropdown(choices=lora_choices(config))
+            updates[lora_box] = gr.Dropdown(choices=lora_choices(config, maintainer=True))
         return updates
 
     choice_outputs = [dataset_box] + ([lora_box] if lora_box is not None else [])
