@@ -49,12 +49,13 @@ ENV_TABS = "HUVIDPO_TABS"
 ENV_REPLICA = "HUVIDPO_REPLICA"
 
 # What the app itself proposes (the prompt box's placeholder, the empty-prompt message, the Train tab's before/after
-# clips, the Examples) is chosen per model: canonical sentences of the synthetic world, speed included, for the
-# embedded default, which draws those well (and not the paper's subjects); the paper's categories for a real model.
-# The oracle checks the world's ones at seed 0 (tests/test_studio.py).
+# clips, the Examples) is chosen per model: sentences of the synthetic world for the embedded default, which draws
+# those well (and not the paper's subjects); the paper's categories for a real model. The world's ones leave the
+# speed out, so the before/after clips show the unprompted mode a taste moves. The oracle checks them at seed 0
+# (tests/test_studio.py).
 WORLD_PROMPTS = (
-    word_prompt("circle", "red", "blue", "left", "slowly"),
-    word_prompt("triangle", "yellow", "blue", "right", "quickly"),
+    word_prompt("circle", "red", "blue", "left", None),
+    word_prompt("triangle", "yellow", "blue", "right", None),
 )
 PAPER_PROMPTS = (CATEGORY_PRESETS["horse run"][0], CATEGORY_PRESETS["firework"][0])
 
