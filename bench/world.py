@@ -76,7 +76,7 @@ def main() -> None:
         modes = "".join(f"{speed[m]:>8.2f}" if m in speed else f"{'-':>8}" for m in ("slowly", "quickly"))
         print(f"{name:<20}{row['clips']:>6}{row['shape']:>7.2f}{row['color']:>8.2f}{row['background']:>8.2f}"
               f"{row['direction']:>10.2f}{row['shape_and_color']:>10.2f}{modes}")
-    print(f"worded vs canonical (mean of shape, colour, direction): -{result['worded_gap']:.3f} (target <= "
+    print(f"worded below canonical (mean of shape, colour, direction): {result['worded_gap']:+.3f} (target <= "
           f"{TARGETS['worded_gap']}); one 16-frame clip at 25 steps: {result['seconds_16_frames_25_steps']:.1f} s")
     print(f"wrote {out}")
 
