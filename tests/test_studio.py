@@ -189,7 +189,8 @@ def test_a_bad_lora_reference_says_what_to_pick_in_words_a_browser_shows(tmp_pat
 
 def test_the_app_proposes_prompts_the_served_model_draws(tmp_path, tiny_model_dir):
     """The placeholder, the empty-prompt example, the before/after prompts and the examples: canonical world
-    prompts with a speed word for the embedded default, the paper's categories for any other model."""
+    prompts for the embedded default (the app's own ones leave the speed to the model, the mode a taste moves),
+    the paper's categories for any other model."""
     from huvidpo.annotation.pool import CATEGORY_PRESETS
     from huvidpo.studio.tabs.generate import load_examples
     from huvidpo.world.prompts import parse_prompt, word_prompt
@@ -198,8 +199,9 @@ def test_the_app_proposes_prompts_the_served_model_draws(tmp_path, tiny_model_di
     assert embedded.serves_embedded_default
     for prompt in (*embedded.suggested_prompts, *(row[0] for row in load_examples(embedded))):
         spec = parse_prompt(prompt)
-        assert None not in (spec.shape, spec.color, spec.background, spec.direction, spec.speed), prompt
+        assert None not in (spec.shape, spec.color, spec.background, spec.direction), prompt
         assert prompt == word_prompt(spec.shape, spec.color, spec.background, spec.direction, spec.speed), prompt
+    assert all(parse_prompt(prompt).speed is None for prompt in embedded.suggested_prompts)
     assert embedded.comparison_prompts == list(embedded.suggested_prompts)
     with pytest.raises(ValueError, match=f"e.g. '{embedded.suggested_prompts[0]}'"):
         check_settings(GenerationSettings(prompt=" "), embedded)
