@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..generate import GenerationSettings
-from ..settings import MAX_SEED, SettingsParser, settings_without, setting
+from ..settings import MAX_SEED, SettingsParser, check_settings, setting, settings_without
 from ..world.clips import PROMPT_SETS
 from .pool import CandidatePool, ClipRecord, build_pool
 
@@ -60,6 +60,9 @@ class FillConfig:
     prompt_seed: int = setting(2, "Seed of the prompt set's draw.", min=0, max=MAX_SEED)
     clips_per_prompt: int = setting(4, "Clips per prompt (n clips make n(n-1)/2 pairs to label).", min=2, max=64)
     shared_first_frame: bool = setting(True, "A prompt's clips continue its first clip's first frame.")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 def main(argv: list[str] | None = None) -> int:
