@@ -149,9 +149,12 @@ def test_a_train_run_shows_its_last_log_line_and_a_bad_setting_leaves_the_plots(
     page, errors = open_page(browser, url, WIDE)
     page.get_by_role("tab", name="Train").click()
     page.wait_for_selector("#train-start", state="visible", timeout=30_000)
-    default = DPOConfig()
-    for elem_id, value in (("train-beta", default.beta), ("train-learning-rate", default.learning_rate),
-                           ("train-lora-rank", default.lora_rank)):
+    from huvidpo.world.taste import TASTE_DPO
+
+    default = DPOConfig()  # on the embedded default the taste plan sets the learning rate, steps and frames
+    for elem_id, value in (("train-beta", default.beta), ("train-learning-rate", TASTE_DPO["learning_rate"]),
+                           ("train-lora-rank", default.lora_rank), ("train-steps", TASTE_DPO["max_steps"]),
+                           ("train-frames", TASTE_DPO["num_frames"])):
         page.wait_for_function(f"Number(document.querySelector('#{elem_id} input').value) === {value}", timeout=60_000)
     shoot(page, f"train-{WIDE}")
 

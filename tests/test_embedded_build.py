@@ -27,6 +27,8 @@ def test_quick_build_produces_a_loadable_pipeline_with_a_card(tmp_path):
 
 def test_a_build_can_take_the_image_stages_of_an_earlier_one_and_retrain_only_the_video_stages(tmp_path):
     first = build(tmp_path / "first", QUICK, seed=0, log=lambda line: None)
+    (tmp_path / "again").mkdir()  # a rebuild in place keeps the card's build history
+    (tmp_path / "again" / "README.md").write_text("# old card\n\n## Build history\n\n| 2026-11-24 | first |\n")
     again = build(tmp_path / "again", replace(QUICK, stage1_prompt_dropout=0.5, temporal_kernel_size=5), seed=0, log=lambda line: None,
                   image_from=first)
     a, b = load_pipeline(str(first)), load_pipeline(str(again))
@@ -37,7 +39,9 @@ def test_a_build_can_take_the_image_stages_of_an_earlier_one_and_retrain_only_th
     summary = json.loads((again / "build.json").read_text())
     assert summary["image_from"] == str(first) and summary["plan"]["stage1_prompt_dropout"] == 0.5
     assert summary["first_frame_heldout"] == json.loads((first / "build.json").read_text())["first_frame_heldout"]
-    assert "taken from an earlier build" in (again / "README.md").read_text()
+    card = (again / "README.md").read_text()
+    assert "taken from an earlier build" in card and "# old card" not in card
+    assert card.endswith("## Build history\n\n| 2026-11-24 | first |\n")
     with pytest.raises(ValueError, match="t2i_steps"):
         build(tmp_path / "other", replace(QUICK, t2i_steps=QUICK.t2i_steps + 1), seed=0, log=lambda line: None, image_from=first)
 

@@ -189,7 +189,8 @@ def test_a_bad_lora_reference_says_what_to_pick_in_words_a_browser_shows(tmp_pat
 
 def test_the_app_proposes_prompts_the_served_model_draws(tmp_path, tiny_model_dir):
     """The placeholder, the empty-prompt example, the before/after prompts and the examples: canonical world
-    prompts with a speed word for the embedded default, the paper's categories for any other model."""
+    prompts for the embedded default (the app's own ones leave the speed to the model, the mode a taste moves),
+    the paper's categories for any other model."""
     from huvidpo.annotation.pool import CATEGORY_PRESETS
     from huvidpo.studio.tabs.generate import load_examples
     from huvidpo.world.prompts import parse_prompt, word_prompt
@@ -198,8 +199,9 @@ def test_the_app_proposes_prompts_the_served_model_draws(tmp_path, tiny_model_di
     assert embedded.serves_embedded_default
     for prompt in (*embedded.suggested_prompts, *(row[0] for row in load_examples(embedded))):
         spec = parse_prompt(prompt)
-        assert None not in (spec.shape, spec.color, spec.background, spec.direction, spec.speed), prompt
+        assert None not in (spec.shape, spec.color, spec.background, spec.direction), prompt
         assert prompt == word_prompt(spec.shape, spec.color, spec.background, spec.direction, spec.speed), prompt
+    assert all(parse_prompt(prompt).speed is None for prompt in embedded.suggested_prompts)
     assert embedded.comparison_prompts == list(embedded.suggested_prompts)
     with pytest.raises(ValueError, match=f"e.g. '{embedded.suggested_prompts[0]}'"):
         check_settings(GenerationSettings(prompt=" "), embedded)
@@ -543,17 +545,25 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     status = manager.status()
     assert (status["state"], status["error"]) == ("failed", "no model here")
     assert seen == [True, True] and not generation.MODEL_BUILD_LOCK.locked()
-    # What the request left out is DPOConfig's default (beta, lr) or the Train tab's preset (frames).
+    # What the request left out is DPOConfig's default (beta) or, on the embedded default, the taste plan (lr, frames).
     from huvidpo.training import DPOConfig
+    from huvidpo.world.taste import TASTE_DPO
 
     default = DPOConfig()
     assert status["settings"] == {
-        "dataset": "team/pairs", "data_format": "studio", "exclude_flagged": False, "model": "", "beta": default.beta, "learning_rate": default.learning_rate,
-        "steps": 2, "lora_rank": 4, "frames": config.train_frames, "seed": default.seed,
+        "dataset": "team/pairs", "data_format": "studio", "exclude_flagged": False, "model": "", "beta": default.beta,
+        "learning_rate": TASTE_DPO["learning_rate"], "steps": 2, "lora_rank": 4, "frames": TASTE_DPO["num_frames"],
+        "seed": default.seed,
     }
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
-    assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": default.learning_rate,
-                                          "lora_rank": default.lora_rank}
+    assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": TASTE_DPO["learning_rate"],
+                                          "lora_rank": default.lora_rank, "steps": TASTE_DPO["max_steps"],
+                                          "frames": TASTE_DPO["num_frames"]}
+    # Another model keeps DPOConfig's defaults and the studio's short-run presets.
+    other = TrainingManager(make_config(tmp_path, model="some/model"), LabelingService(config))
+    assert other.setting_defaults() == {"beta": default.beta, "learning_rate": default.learning_rate,
+                                        "lora_rank": default.lora_rank, "steps": config.train_steps,
+                                        "frames": config.train_frames}
 
 
 def test_before_clips_are_made_once_per_model_and_cancel_stops_a_run_at_any_point(tmp_path, tiny_model_dir,

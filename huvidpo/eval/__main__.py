@@ -18,7 +18,7 @@ from pathlib import Path
 from ..generate import GenerationSettings
 from ..hub import load_pipeline
 from ..settings import MAX_SEED, SettingsParser, check_settings, setting, settings_without
-from ..world.clips import make_prompt_set
+from ..world.clips import PROMPT_SETS, resolve_prompts
 from .clip_metrics import DEFAULT_CLIP_MODEL, load_clip
 from .report import REPORT_JSON, REPORT_PNG
 from .runner import evaluate
@@ -38,10 +38,12 @@ class EvalConfig:
         None, "DPO LoRA (folder, file or Hub id): adds a base+DPO LoRA row and the oracle's pairwise win rate."
     )
     prompts: str = setting(
-        "heldout", "A file with one prompt a line, 'heldout' or 'train' (the synthetic world's splits), or 'a,b,c'."
+        "heldout", "A file with one prompt a line, a prompt set of the synthetic world ("
+        + ", ".join(PROMPT_SETS) + "; '-speedless' prompts leave the speed out, so the table shows each speed mode's "
+        "share), or 'a,b,c'."
     )
-    num_prompts: int = setting(8, "How many prompts --prompts heldout/train draws.", min=1, max=10_000)
-    prompt_seed: int = setting(0, "Seed of the heldout/train prompt draw.", min=0, max=MAX_SEED)
+    num_prompts: int = setting(8, "How many prompts a prompt set (--prompts heldout, ...) draws.", min=1, max=10_000)
+    prompt_seed: int = setting(0, "Seed of the prompt set's draw.", min=0, max=MAX_SEED)
     seeds: str = setting("0,1,2", "Generation seeds, comma separated.")
     clip_model: str = setting(
         DEFAULT_CLIP_MODEL, "CLIP model id or folder for the CLIP metrics; 'none' skips them."
@@ -63,21 +65,6 @@ class EvalConfig:
         if not seeds:
             raise ValueError("seeds: give at least one seed, e.g. 0,1,2.")
         return seeds
-
-
-def resolve_prompts(spec: str, num_prompts: int = 8, prompt_seed: int = 0) -> list[str]:
-    """Prompts from a file (one a line, ``#`` comments), ``heldout`` / ``train`` (the world's splits), or a comma list."""
-    path = Path(spec).expanduser()
-    if path.is_file():
-        prompts = [line.strip() for line in path.read_text().splitlines()]
-        prompts = [p for p in prompts if p and not p.startswith("#")]
-    elif spec in ("heldout", "train"):
-        prompts = make_prompt_set(spec, n=num_prompts, seed=prompt_seed)
-    else:
-        prompts = [p.strip() for p in spec.split(",") if p.strip()]
-    if not prompts:
-        raise ValueError(f"No prompts in {spec!r}: give a file with one prompt a line, heldout, train, or 'a,b,c'.")
-    return prompts
 
 
 def build_parser() -> SettingsParser:

@@ -102,6 +102,10 @@ class EvalReport:
         )
         measured_clip = any(key.startswith("clip_") for key, _, _ in columns)
         lines.append(note + ("; CLIP columns are cosine similarities." if measured_clip else "."))
+        for variant, summary in self.summary.items():  # prompts that leave an attribute out: which mode each clip shows
+            for attribute, shares in (summary.get("mode_shares") or {}).items():
+                modes = ", ".join(f"{mode} {share:.0%}" for mode, share in shares.items() if mode != "n")
+                lines.append(f"{variant}: {attribute} unstated in {shares['n']} clips: {modes}")
         return "\n".join(lines)
 
     def save_chart(self, path: str | Path) -> Path:

@@ -49,12 +49,13 @@ ENV_TABS = "HUVIDPO_TABS"
 ENV_REPLICA = "HUVIDPO_REPLICA"
 
 # What the app itself proposes (the prompt box's placeholder, the empty-prompt message, the Train tab's before/after
-# clips, the Examples) is chosen per model: canonical sentences of the synthetic world, speed included, for the
-# embedded default, which draws those well (and not the paper's subjects); the paper's categories for a real model.
-# The oracle checks the world's ones at seed 0 (tests/test_studio.py).
+# clips, the Examples) is chosen per model: sentences of the synthetic world for the embedded default, which draws
+# those well (and not the paper's subjects); the paper's categories for a real model. The world's ones leave the
+# speed out, so the before/after clips show the unprompted mode a taste moves. The oracle checks them at seed 0
+# (tests/test_studio.py).
 WORLD_PROMPTS = (
-    word_prompt("circle", "red", "blue", "left", "slowly"),
-    word_prompt("triangle", "yellow", "blue", "right", "quickly"),
+    word_prompt("circle", "red", "blue", "left", None),
+    word_prompt("triangle", "yellow", "blue", "right", None),
 )
 PAPER_PROMPTS = (CATEGORY_PRESETS["horse run"][0], CATEGORY_PRESETS["firework"][0])
 
@@ -123,8 +124,8 @@ class StudioConfig:
     max_steps: int = field(default=100, metadata=_help("Most denoising steps a visitor may ask for."))
     max_upload_mb: int = field(default=10, metadata=_help("Largest upload (a first frame) in MB; an app without the Generate tab takes none."))
     keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
-    train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (the CLI's default is DPOConfig's)."))
-    train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (the CLI's default is DPOConfig's)."))
+    train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (on the embedded default the taste plan, world.taste.TASTE_DPO; the CLI's default is DPOConfig's)."))
+    train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (on the embedded default the taste plan's; the CLI's default is DPOConfig's)."))
     comparison_prompts: list[str] | None = field(
         default=None,
         metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes (None: two prompts "

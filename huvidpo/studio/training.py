@@ -57,13 +57,15 @@ IMPORTS = "imports"  # data_dir/imports/<name>: public datasets a maintainer dow
 LOG_LINES = 200
 CHECKPOINTS_KEPT = 2  # a studio run keeps its last two checkpoints: enough to resume, little disk
 TAB_DPO_SETTINGS = ("beta", "learning_rate", "lora_rank")  # what the Train tab shows with DPOConfig's defaults
+# The Train tab's settings and the DPOConfig fields they set.
+TAB_SETTING_FIELDS = {"beta": "beta", "learning_rate": "learning_rate", "lora_rank": "lora_rank", "steps": "max_steps",
+                      "frames": "num_frames"}
 BEFORE_CLIPS_DIR = "before-clips"  # in generated/comparison/: the base model's comparison clips, made once per model
 
 
 @dataclass
 class TrainRequest:
-    """What a maintainer chooses in the Train tab. None: the studio's preset (``train_steps``, ``train_frames``)
-    or ``DPOConfig``'s default."""
+    """What a maintainer chooses in the Train tab. None: ``TrainingManager.setting_defaults()``."""
 
     dataset: str = VOTES_DATASET
     data_format: str = STUDIO
@@ -233,9 +235,11 @@ class TrainingManager:
         with self._lock:
             self._check_idle()
             defaults = {f.name: f.default for f in fields(DPOConfig)}
-            steps = self.config.train_steps if request.steps is None else request.steps
+            preset = self.setting_defaults()
+            steps = preset["steps"] if request.steps is None else request.steps
             chosen = {"beta": request.beta, "learning_rate": request.learning_rate, "lora_rank": request.lora_rank,
                       "seed": request.seed}
+            chosen = {name: preset.get(name) if value is None else value for name, value in chosen.items()}
             chosen = {name: value for name, value in chosen.items() if value is not None}
             if isinstance(request.lora_rank, int):  # alpha follows the rank, at DPOConfig's alpha / rank
                 chosen["lora_alpha"] = request.lora_rank * defaults["lora_alpha"] // defaults["lora_rank"]
@@ -245,7 +249,7 @@ class TrainingManager:
                 data_format=request.data_format,
                 output_dir="-",  # replaced by the run folder once it is claimed
                 max_steps=steps,
-                num_frames=self.config.train_frames if request.frames is None else request.frames,
+                num_frames=preset["frames"] if request.frames is None else request.frames,
                 checkpointing_steps=(
                     max(1, min(defaults["checkpointing_steps"], steps // 4)) if isinstance(steps, int)
                     else defaults["checkpointing_steps"]
@@ -443,12 +447,21 @@ class TrainingManager:
         ]
 
     def setting_defaults(self) -> dict[str, Any]:
-        """``DPOConfig``'s defaults of the settings the Train tab shows. Imports the trainers (torch): call it once
-        the page is up."""
+        """Where the Train tab's inputs start, and what a request that leaves a setting out trains with:
+        ``DPOConfig``'s beta, learning rate and LoRA rank, the studio's step and frame presets, and on the embedded
+        default the world's taste plan over them (``huvidpo.world.taste.TASTE_DPO``, what ``bench/taste.py``
+        measures). Imports the trainers (torch): call it once the page is up."""
         import_model_stack(training=True)
         from huvidpo.training import DPOConfig
 
-        return {f.name: f.default for f in fields(DPOConfig) if f.name in TAB_DPO_SETTINGS}
+        defaults = {f.name: f.default for f in fields(DPOConfig) if f.name in TAB_DPO_SETTINGS}
+        defaults.update(steps=self.config.train_steps, frames=self.config.train_frames)
+        if self.config.serves_embedded_default:
+            from huvidpo.world.taste import TASTE_DPO
+
+            tab_names = {field_name: name for name, field_name in TAB_SETTING_FIELDS.items()}
+            defaults.update({tab_names[name]: value for name, value in TASTE_DPO.items() if name in tab_names})
+        return defaults
 
     def setting_bounds(self) -> dict[str, tuple[float, float | None]]:
         """(lowest, highest) of each setting the Train tab shows, from ``DPOConfig``'s field metadata (the Train
@@ -456,10 +469,9 @@ class TrainingManager:
         import_model_stack(training=True)
         from huvidpo.training import DPOConfig
 
-        shown = {"beta": "beta", "learning_rate": "learning_rate", "lora_rank": "lora_rank", "steps": "max_steps",
-                 "frames": "num_frames"}
         metadata = {f.name: f.metadata for f in fields(DPOConfig)}
-        return {name: (metadata[field_name]["min"], metadata[field_name].get("max")) for name, field_name in shown.items()}
+        return {name: (metadata[field_name]["min"], metadata[field_name].get("max"))
+                for name, field_name in TAB_SETTING_FIELDS.items()}
 
     @staticmethod
     def _settings(run: TrainingRun) -> dict[str, Any]:

@@ -416,6 +416,8 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
             seed=seed,
         )
         result = train_stage1(config, pipe=pipe, callbacks=[_log_every(100, log)])
+        card = out / "README.md"
+        old_card = card.read_text() if card.is_file() else None  # its build history outlives the rebuild
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(result.output_dir, out, ignore=shutil.ignore_patterns("checkpoints", "cache", "*.yaml"))
@@ -432,7 +434,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
         "torch": torch.__version__,
     }
     (out / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _write_card(out, summary)
+    _write_card(out, summary, old_card)
     log(f"wrote {out} in {summary['minutes']} min")
     return out
 
@@ -477,8 +479,15 @@ def _log_every(every: int, log):
     return callback
 
 
-def _write_card(out: Path, summary: dict) -> None:
+HISTORY_HEADING = "## Build history"
+
+
+def _write_card(out: Path, summary: dict, old_card: str | None = None) -> None:
+    """The model card; the ``## Build history`` section of the card it replaces is kept (a rebuild in place adds its
+    row there by hand, with what changed and why)."""
     plan = summary["plan"]
+    old_card = old_card or ""
+    history = old_card[old_card.index(HISTORY_HEADING):] if HISTORY_HEADING in old_card else ""
     (out / "README.md").write_text(f"""---
 library_name: diffusers
 tags:
@@ -493,7 +502,9 @@ A HuViDPO pipeline of Stable Diffusion's classes at laptop size, trained from ra
 `scripts/build_embedded_default.py` on the project's synthetic world (coloured shapes moving on plain
 backgrounds, 64x64, {plan['num_frames']} frames). It exists so the studio runs with no GPU and no
 network; it knows only the world's vocabulary (6 colours, circle/square/triangle, left/right/up/down,
-slowly/quickly).
+slowly/quickly), in the wordings people use (synonyms such as ball/box, fast/quick, leftward; word orders;
+capitals). A prompt that names no speed leaves it to the model: about half its clips move slowly and half
+quickly, the unprompted mode a labeler's taste can move with DPO (see the project README).
 
 | part | training |
 |---|---|
@@ -506,7 +517,8 @@ Built in {summary['minutes']} minutes{_reused(summary)} (seed {summary['seed']},
 {summary['stage1_final_loss']}. The first-frame model alone, on {plan['check_prompts']} held-out prompts x 2
 seeds, draws the asked shape / colour / background in {_rates(summary['first_frame_heldout'])} of images
 (per the oracle). Video evaluation figures are in the project README.
-""")
+
+""" + history)
 
 
 def _reused(summary: dict) -> str:

@@ -445,16 +445,57 @@ def world_dataset(out_dir: str | Path, num_clips: int | None = None, seed: int =
     )
 
 
-def make_prompt_set(kind: Split = "heldout", n: int = 16, seed: int = 0) -> list[str]:
-    """``n`` evaluation prompts from the ``kind`` combinations, distinct while possible."""
+def make_prompt_set(kind: Split = "heldout", n: int = 16, seed: int = 0, unstated_speed_prob: float = 0.0,
+                    wording_prob: float = 0.0) -> list[str]:
+    """``n`` evaluation prompts from the ``kind`` combinations, distinct while possible. ``unstated_speed_prob``: the
+    share of prompts that leave the speed out (the unprompted mode a taste moves); ``wording_prob``: the share
+    worded other than canonically (``prompts.word_prompt``). The specs are drawn as for canonical prompts and only
+    their wording changes, so sets of one seed name the same combinations and compare directly."""
     specs = sample_specs(max(4 * n, 1), seed, kind)
+    rng = np.random.default_rng([seed, 1])
     prompts: list[str] = []
     for spec in specs:
+        unstated, wording = rng.random() < unstated_speed_prob, int(rng.integers(1, 2**31))
+        spec = replace(spec, speed_stated=not unstated, wording=wording if rng.random() < wording_prob else 0)
         if spec.prompt not in prompts:
             prompts.append(spec.prompt)
         if len(prompts) == n:
             return prompts
     return list(itertools.islice(itertools.cycle(prompts), n)) if prompts else []
+
+
+# Named prompt sets of the world (the eval CLI's --prompts, the benches): split, share leaving the speed out, share
+# worded other than canonically. "-speedless" sets measure the unprompted mode; "-worded" sets the wordings people use.
+PROMPT_SETS: dict[str, tuple[Split, float, float]] = {
+    "heldout": ("heldout", 0.0, 0.0),
+    "heldout-speedless": ("heldout", 1.0, 0.0),
+    "heldout-worded": ("heldout", 0.0, 1.0),
+    "train": ("train", 0.0, 0.0),
+    "train-speedless": ("train", 1.0, 0.0),
+}
+
+
+def prompt_set(name: str, n: int = 16, seed: int = 0) -> list[str]:
+    """``n`` prompts of the named set (``PROMPT_SETS``)."""
+    if name not in PROMPT_SETS:
+        raise ValueError(f"Unknown prompt set {name!r}: use one of {list(PROMPT_SETS)}.")
+    split, unstated_speed_prob, wording_prob = PROMPT_SETS[name]
+    return make_prompt_set(split, n, seed, unstated_speed_prob, wording_prob)
+
+
+def resolve_prompts(spec: str, num_prompts: int = 8, prompt_seed: int = 0) -> list[str]:
+    """Prompts from a file (one a line, ``#`` comments), a world prompt set (``PROMPT_SETS``), or a comma list."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        prompts = [line.strip() for line in path.read_text().splitlines()]
+        prompts = [p for p in prompts if p and not p.startswith("#")]
+    elif spec in PROMPT_SETS:
+        prompts = prompt_set(spec, n=num_prompts, seed=prompt_seed)
+    else:
+        prompts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not prompts:
+        raise ValueError(f"No prompts in {spec!r}: give a file with one prompt a line, a prompt set ({', '.join(PROMPT_SETS)}) or 'a,b,c'.")
+    return prompts
 
 
 def specs_from_rows(rows: Iterable[dict[str, Any]]) -> list[ClipSpec]:

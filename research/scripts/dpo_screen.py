@@ -1,4 +1,4 @@
-"""Screen DPO settings in the synthetic world on cached pools, faster than a full ``bench/world.py`` run.
+"""Screen DPO settings in the synthetic world on cached pools, faster than a full ``world_dpo.py`` run.
 
 Each step writes into ROOT, so later runs reuse its clips:
 
@@ -19,9 +19,9 @@ Each step writes into ROOT, so later runs reuse its clips:
 (averaged over 16 noise draws, and per draw), generates the last 8 held-out prompts x 2 seeds with and without
 it (base clips are cached in ROOT), and writes research/results/dpo-screen-NAME.json with the oracle's
 wins/losses/ties and the mean of each oracle component. Sixteen comparisons give a 95% interval of about
-+-0.2 on the preference: a screen, not the figures of record (those are bench/world.py's).
++-0.2 on the preference: a screen, not the figures of record (those are world_dpo.py's).
 
-The screens reuse bench/world.py's plan, pools and held-out measure; bench/ is a folder of scripts, not a
+The screens reuse world_dpo.py's plan, pools and held-out measure; bench/ is a folder of scripts, not a
 package, so that file is loaded by its path (``load_world_bench``).
 """
 
@@ -54,8 +54,8 @@ RESULTS_DIR = REPO_ROOT / "research" / "results"
 
 
 def load_world_bench():
-    """bench/world.py as a module, by its path (importlib's recipe for importing a source file directly)."""
-    spec = importlib.util.spec_from_file_location("bench_world", REPO_ROOT / "bench" / "world.py")
+    """research/scripts/world_dpo.py (the DPO-on-oracle-pairs bench of 2026-12-01) as a module, by its path (importlib's recipe for importing a source file directly)."""
+    spec = importlib.util.spec_from_file_location("bench_world", REPO_ROOT / "research" / "scripts" / "world_dpo.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
@@ -63,7 +63,8 @@ def load_world_bench():
 
 
 _world_bench = load_world_bench()
-WorldBench, heldout_implicit_accuracy = _world_bench.WorldBench, _world_bench.heldout_implicit_accuracy
+WorldBench = _world_bench.WorldBench
+from huvidpo.eval.implicit import heldout_implicit_accuracy  # noqa: E402
 oracle_export, training_specs = _world_bench.oracle_export, _world_bench.training_specs
 
 SETTINGS = GenerationSettings(prompt="-", frames=16, steps=25, image_steps=25)
@@ -72,8 +73,8 @@ MIX_SOURCES = ("train/export", "world_pairs")  # mix's default: the model's own 
 
 
 def build_pools(root: Path) -> None:
-    """The default's own clips on the training prompts (``WorldBench.clips_per_prompt`` each, bench/world.py's
-    ``--pairs model`` pool) into ROOT/train, and bench/world.py's held-out pairs into ROOT/heldout."""
+    """The default's own clips on the training prompts (``WorldBench.clips_per_prompt`` each, world_dpo.py's
+    ``--pairs model`` pool) into ROOT/train, and world_dpo.py's held-out pairs into ROOT/heldout."""
     plan = WorldBench()
     pipe = load_pipeline(None)
     train = make_prompt_set("train", plan.pool_prompts, seed=2)
@@ -115,7 +116,7 @@ def build_world_pairs(root: Path, count: int) -> None:
 
 
 def build_motion_pairs(root: Path, clips_per_prompt: int) -> None:
-    """bench/world.py's ``--pairs motion`` pool on its training prompts, labelled by the oracle into ROOT/motion."""
+    """world_dpo.py's ``--pairs motion`` pool on its training prompts, labelled by the oracle into ROOT/motion."""
     specs = training_specs(WorldBench().pool_prompts)
     print("motion", oracle_export(load_pipeline(None), root / "motion", list(specs), clips_per_prompt, SETTINGS,
                                   specs=specs, pairs="motion"))
@@ -318,7 +319,7 @@ def screen_clips(pipe, root: Path, args: argparse.Namespace, lora: str | None, c
     with ``lora`` at ``args.scale``, or without a LoRA, at ``args.shared_noise``; base clips at the default
     shared noise are cached in ROOT/base_eval.json (``cache`` False: ``pipe`` is not the base, neither read nor
     write the cache)."""
-    count = WorldBench().heldout_prompts  # the last prompts of bench/world.py's held-out set
+    count = WorldBench().heldout_prompts  # the last prompts of world_dpo.py's held-out set
     heldout = make_prompt_set("heldout", count, seed=1)[count - args.prompts:]
     base_cache = root / "base_eval.json"
     cache = cache and args.shared_noise == SETTINGS.shared_noise

@@ -2,9 +2,10 @@
 cancel, before/after clips, and the push of its LoRA.
 
 What is unusual here:
-- beta, learning rate and LoRA rank show ``DPOConfig``'s defaults, read when a page loads rather than when the
-  page is built: importing the trainers imports torch, and the app serves its page before that. An endpoint call
-  that leaves them out gets the same defaults (``TrainRequest``'s None).
+- The inputs show ``TrainingManager.setting_defaults()`` (DPOConfig's, the studio's presets, and on the embedded
+  default the world's taste plan), read when a page loads rather than when the page is built: importing the
+  trainers imports torch, and the app serves its page before that. An endpoint call that leaves a setting out
+  gets the same default (``TrainRequest``'s None).
 - Every endpoint answers with what ``TrainingManager.view`` computes; a timer polls it while a run is active.
 - Starting a run outputs only the (hidden) status, then the view follows: a refused start (a bad setting, a run
   already going) shows its message and leaves the plots, log and clips of the last run as they were.
@@ -156,7 +157,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
 
     @handler(config)
     def on_load(user: User):
-        """Per visitor: the tab for maintainers (polling while a run is active), DPOConfig's defaults and bounds in
+        """Per visitor: the tab for maintainers (polling while a run is active), the settings' defaults and bounds in
         the inputs, the exports in the dataset box; nothing of it for anyone else (the page itself names no export)."""
         if not user.maintainer:
             return {tab: gr.Tab(visible=False), timer: gr.Timer(active=False),
@@ -175,8 +176,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             beta_box: bounded("beta", value=defaults["beta"]),
             learning_rate_box: bounded("learning_rate", value=defaults["learning_rate"]),
             rank_box: bounded("lora_rank", value=defaults["lora_rank"]),
-            steps_box: bounded("steps"),
-            frames_box: bounded("frames"),
+            steps_box: bounded("steps", value=defaults["steps"]),
+            frames_box: bounded("frames", value=defaults["frames"]),
             dataset_box: gr.Dropdown(choices=training.dataset_choices()),
         }
 
