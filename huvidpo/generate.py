@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .settings import MAX_SEED, check_settings, setting
+from .settings import MAX_SEED, check_settings, setting, settings_without
 
 if TYPE_CHECKING:  # the model stack loads with the first generation
     import numpy as np
@@ -67,6 +67,11 @@ class GenerationSettings:
     def spec(cls, name: str) -> dataclasses.Field:
         """The field ``name``: its ``default`` and its ``metadata`` (``help``; ``min``/``max``/``step`` where bounded)."""
         return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+# Every generation setting but what a batch of clips varies itself (prompt, seed) or decides apart (lora): the
+# flags of the commands that generate many clips (python -m huvidpo.eval, python -m huvidpo.annotation.fill).
+GenerationFlags = settings_without(GenerationSettings, "prompt", "seed", "lora")
 
 
 @dataclass

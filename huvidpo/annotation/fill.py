@@ -16,12 +16,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..generate import GenerationSettings
-from ..settings import MAX_SEED, SettingsParser, check_settings, setting, settings_without
+from ..generate import GenerationFlags, GenerationSettings
+from ..settings import MAX_SEED, SettingsParser, check_settings, setting
 from ..world.clips import PROMPT_SETS
 from .pool import CandidatePool, ClipRecord, build_pool
 
-GenerationFlags = settings_without(GenerationSettings, "prompt", "seed", "lora")
 
 
 def fill_pool(pipe: Any, pool: CandidatePool, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings,

@@ -15,16 +15,14 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..generate import GenerationSettings
+from ..generate import GenerationFlags, GenerationSettings
 from ..hub import load_pipeline
-from ..settings import MAX_SEED, SettingsParser, check_settings, setting, settings_without
+from ..settings import MAX_SEED, SettingsParser, check_settings, setting
 from ..world.clips import PROMPT_SETS, resolve_prompts
 from .clip_metrics import DEFAULT_CLIP_MODEL, load_clip
 from .report import REPORT_JSON, REPORT_PNG
 from .runner import evaluate
 
-# The generation settings of every clip, as flags; the prompt set, the seed list and --lora are the evaluation's.
-GenerationFlags = settings_without(GenerationSettings, "prompt", "seed", "lora")
 
 
 @dataclass
