@@ -31,7 +31,7 @@ from huvidpo.training import (
 )
 from huvidpo.training.data import encode_pairs
 from huvidpo.training.dpo import add_dpo_lora, guided_prediction, implicit_accuracy, implicit_margins
-from huvidpo.training.trainer import PUSH_IGNORE, batch_indices, push_output, step_generator, trainable_parameters
+from huvidpo.training.trainer import PUSH_IGNORE, batch_indices, push_output, sample_noise, step_generator, trainable_parameters
 
 NUM_FRAMES = 4
 SIZE = "32"  # pixels: 8x8 latents keep every step well under a second
@@ -305,6 +305,22 @@ def test_rpo_alpha_keeps_the_winner_denoised(pair_dir):
             after[rpo_alpha] = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 99), beta=50.0)[1]
     assert after[20.0]["mse/model_w"] < after[0.0]["mse/model_w"]
     assert after[20.0]["rewards/margins"] > 0
+
+
+def test_dpo_timestep_range_is_where_the_loss_is_taken(pair_dir, tmp_path):
+    """min_timestep/max_timestep restrict the noise levels DPO trains at (every draw inside them, the
+    default all of them), are written on the model card, and a range past the model's timesteps is refused."""
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    generator = torch.Generator().manual_seed(0)
+    drawn = torch.cat([sample_noise(scheduler, (64, 1), generator, "cpu", torch.float32, (700, 900))[1] for _ in range(8)])
+    assert drawn.min() >= 700 and drawn.max() < 900 and drawn.unique().numel() > 50
+    everything = torch.cat([sample_noise(scheduler, (64, 1), generator, "cpu", torch.float32)[1] for _ in range(8)])
+    assert everything.min() < 100 and everything.max() >= 900
+
+    result = train_dpo(dpo_config(pair_dir, tmp_path / "high", max_steps=1, min_timestep=600), pipe=tiny_pipe())
+    assert "| timesteps | [600, T) |" in (result.output_dir / "README.md").read_text()
+    with pytest.raises(ValueError, match="go past the model's 1000 training timesteps"):
+        train_dpo(dpo_config(pair_dir, tmp_path / "past", max_steps=1, max_timestep=2000), pipe=tiny_pipe())
 
 
 # ---------------------------------------------------------------------------------------------- stage 1

@@ -228,6 +228,18 @@ class DPOConfig(TrainingConfig):
         min=0.0,
         max=1e4,
     )
+    min_timestep: int = setting(
+        0,
+        "Lowest noise timestep the DPO loss is taken at (t is drawn uniformly from [min_timestep, max_timestep)). "
+        "What a sampler decides early (the coarse layout and motion of a clip) is set at the noisiest timesteps; "
+        "raising this spends every step there. 0 (the paper): all timesteps.",
+        min=0,
+        max=100_000,
+    )
+    max_timestep: int | None = setting(
+        None, "One past the highest timestep the DPO loss is taken at; None: the scheduler's number of training "
+        "timesteps (1000 for Stable Diffusion).", min=1, max=100_000,
+    )
     guidance_scale: float = setting(
         1.0,
         "Classifier-free guidance at which DPO compares predictions. 1 (the paper): the conditional prediction. "
@@ -253,6 +265,9 @@ class DPOConfig(TrainingConfig):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
         if not self.lora_target_modules or not all(isinstance(m, str) and m for m in self.lora_target_modules):
             raise ValueError(f"lora_target_modules must be a non-empty list of module names, got {self.lora_target_modules!r}.")
+        if self.max_timestep is not None and self.max_timestep <= self.min_timestep:
+            raise ValueError(f"max_timestep ({self.max_timestep}) must be above min_timestep ({self.min_timestep}): "
+                             "the DPO loss needs at least one timestep to draw from.")
         for name in ("prompt_column", "chosen_column", "rejected_column", "data_split"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is empty: name the dataset column (or split).")

@@ -84,17 +84,19 @@ def dpo_step(
     rpo_alpha: float = 0.0,
     negative_embeds: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
+    timestep_range: tuple[int, int | None] = (0, None),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The DPO loss of one batch of pairs (``b c f h w`` latents each, ``b l d`` text states).
 
     ``model`` is the trained UNet as the optimizer sees it (possibly DDP-wrapped); ``reference`` is the
     same module unwrapped, run with its adapters disabled. With ``guidance_scale`` > 1 both are compared by
     their classifier-free-guided predictions, ``negative_embeds`` (``1 l d``, the empty prompt) giving the
-    unconditional one.
+    unconditional one. Timesteps are drawn from ``timestep_range`` (``DPOConfig.min_timestep/max_timestep``).
     """
     batch = latents_w.shape[0]
     model_mse, ref_mse, model_cond_mse = _pair_mses(
-        model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast, negative_embeds, guidance_scale
+        model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast, negative_embeds, guidance_scale,
+        timestep_range,
     )
     return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type, rpo_alpha,
                           anchor_mse_w=model_cond_mse[:batch])
@@ -119,12 +121,13 @@ def guided_prediction(unet, noisy, timesteps, embeds, negative_embeds=None, guid
 
 
 def _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast=contextlib.nullcontext,
-               negative_embeds=None, guidance_scale: float = 1.0):
+               negative_embeds=None, guidance_scale: float = 1.0, timestep_range: tuple[int, int | None] = (0, None)):
     """Per-sample MSEs ``(2b,)`` (winners, then losers) of the policy and of the reference, one noise and
     timestep per pair shared by its winner and loser (of the guided predictions with ``guidance_scale`` > 1),
     and the policy's MSEs of its conditional prediction (the same tensor when not guiding)."""
     latents = torch.cat([latents_w, latents_l])  # (2b) c f h w
-    noise, timesteps = sample_noise(noise_scheduler, tuple(latents_w.shape), generator, latents.device, latents.dtype)
+    noise, timesteps = sample_noise(noise_scheduler, tuple(latents_w.shape), generator, latents.device, latents.dtype,
+                                    timestep_range)
     noise, timesteps = noise.repeat(2, 1, 1, 1, 1), timesteps.repeat(2)  # winner and loser share both
     noisy, target = noisy_latents_and_target(noise_scheduler, latents, noise, timesteps)
     embeds = prompt_embeds.repeat(2, 1, 1)
@@ -187,6 +190,10 @@ class DPOTrainer(Trainer):
 
     def prepare(self, pipe) -> None:
         config = self.config
+        total = pipe.scheduler.config.num_train_timesteps
+        if max(config.min_timestep + 1, config.max_timestep or 0) > total:
+            raise ValueError(f"min_timestep/max_timestep ({config.min_timestep}/{config.max_timestep}) go past the "
+                             f"model's {total} training timesteps: keep them within [0, {total}].")
         pipe.vae.to(self.device)
         pipe.text_encoder.to(self.device)
         self.cache: PairCache = build_pair_cache(
@@ -206,6 +213,7 @@ class DPOTrainer(Trainer):
             self.model, self.unet, self.noise_scheduler, latents_w, latents_l, embeds, self.generator(micro_step),
             config.beta, config.loss_type, autocast=self.accelerator.autocast, rpo_alpha=config.rpo_alpha,
             negative_embeds=self.negative_embeds, guidance_scale=config.guidance_scale,
+            timestep_range=(config.min_timestep, config.max_timestep),
         )
 
     def save_trainable(self, directory: Path) -> None:
@@ -232,6 +240,8 @@ class DPOTrainer(Trainer):
             "loss_type": config.loss_type,
             **({"rpo_alpha (winner denoising weight)": config.rpo_alpha} if config.rpo_alpha else {}),
             **({"guidance_scale (DPO on guided predictions)": config.guidance_scale} if config.guidance_scale > 1 else {}),
+            **({"timesteps": f"[{config.min_timestep}, {config.max_timestep or 'T'})"}
+               if config.min_timestep or config.max_timestep is not None else {}),
             "steps": steps,
             "learning_rate": config.learning_rate,
             "batch_size (pairs)": config.batch_size,

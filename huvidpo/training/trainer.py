@@ -488,10 +488,18 @@ def batch_indices(num_items: int, micro_step: int, batch_size: int, seed: int, n
     return indices
 
 
-def sample_noise(scheduler, shape: tuple[int, ...], generator: torch.Generator, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ε ~ N(0, 1) of ``shape``, t ~ U{0..T-1} per sample), drawn on the CPU generator."""
+def sample_noise(scheduler, shape: tuple[int, ...], generator: torch.Generator, device, dtype,
+                 timestep_range: tuple[int, int | None] = (0, None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ε ~ N(0, 1) of ``shape``, t ~ U{low..high-1} per sample), drawn on the CPU generator.
+
+    ``timestep_range`` is ``(low, high)``, ``high`` None for the scheduler's T; the default draws from all of them."""
+    low, high = timestep_range
+    high = scheduler.config.num_train_timesteps if high is None else high
+    if not 0 <= low < high <= scheduler.config.num_train_timesteps:
+        raise ValueError(f"Timestep range [{low}, {high}) must lie within [0, {scheduler.config.num_train_timesteps}) "
+                         "and hold at least one timestep.")
     noise = torch.randn(shape, generator=generator).to(device, dtype)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (shape[0],), generator=generator).to(device)
+    timesteps = torch.randint(low, high, (shape[0],), generator=generator).to(device)
     return noise, timesteps
 
 
