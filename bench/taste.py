@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from huvidpo.annotation import CandidatePool, PairSampler, VoteStore, export_preferences
 from huvidpo.annotation.fill import fill_pool
 from huvidpo.eval.implicit import heldout_implicit_accuracy
@@ -150,13 +152,29 @@ def run_taste(pipe, plan: TastePlan, taste: Taste, votes: int, pool: CandidatePo
     }
 
 
+def write_result(out: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Write ``result`` to ``out``, keeping the tastes a run of the same model and plan left there: one taste can be
+    rerun, or the two run in parallel processes (``--tastes A`` and ``--tastes B``), into one file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        earlier = json.loads(out.read_text()) if out.is_file() else {}
+        if all(earlier.get(key) == result[key] for key in ("model", "plan", "base_mode_shares")):
+            for key in ("tastes", "votes_curve"):
+                result[key] = {**earlier[key], **result[key]}
+            result["tastes"] = dict(sorted(result["tastes"].items()))
+            result["votes_curve"] = dict(sorted(result["votes_curve"].items()))
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="Pipeline to measure (default: the embedded default).")
     parser.add_argument("--root", type=Path, default=Path("outputs/bench-taste"),
                         help="Working folder (pools, votes, LoRAs, cached base clips); reused by reruns.")
     parser.add_argument("--quick", action="store_true", help="Toy sizes: checks every step runs.")
-    parser.add_argument("--tastes", default="A,B", help="Which tastes to run (A prefers slowly, B quickly).")
+    parser.add_argument("--tastes", default="A,B", help="Which tastes to run (A prefers slowly, B quickly); a run of one "
+                        "taste keeps the other's results in --out when the model and plan are the same.")
     parser.add_argument("--no-curve", action="store_true", help="Skip the 16- and 32-vote runs.")
     parser.add_argument("--dpo", default=None, help="JSON of DPOConfig fields over the shipped plan, e.g. "
                         "'{\"learning_rate\": 3e-4}' (a screen; the README's figures use the shipped plan).")
@@ -211,8 +229,7 @@ def main() -> None:
     result["targets"] = {"preferred_share_dpo": 0.85, "win_rate": 0.80, "win_rate_ci95_low": 0.65,
                          "other_taste_share_after_dpo": 0.15, "faithfulness_drop": 0.03, "dpo_minutes": 10}
     out = args.out or RESULTS_DIR / ("taste-quick.json" if args.quick else "taste.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    result = write_result(out, result)
     print(f"{'taste':<16}{'votes':>6}{'share base':>12}{'share DPO':>11}{'win rate':>10}{'low95':>7}"
           f"{'faith base':>12}{'faith DPO':>11}{'DPO min':>9}{'impl.acc':>10}")
     for name, row in result["tastes"].items():
