@@ -555,6 +555,12 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
         "learning_rate": TASTE_DPO["learning_rate"], "steps": 2, "lora_rank": 4, "frames": TASTE_DPO["num_frames"],
         "seed": default.seed,
     }
+    # The plan's settings the tab does not show reach the run too, and its log says so.
+    from huvidpo.studio.runs import read_record
+
+    run_config = read_record(config.runs_dir / status["run_id"])["dpo_config"]  # what a resume would train with
+    assert (run_config["min_timestep"], run_config["rpo_alpha"]) == (TASTE_DPO["min_timestep"], TASTE_DPO["rpo_alpha"])
+    assert "and the taste plan's min_timestep 800, rpo_alpha 10" in manager.view()["log"]
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
     assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": TASTE_DPO["learning_rate"],
                                           "lora_rank": default.lora_rank, "steps": TASTE_DPO["max_steps"],
@@ -564,6 +570,7 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     assert other.setting_defaults() == {"beta": default.beta, "learning_rate": default.learning_rate,
                                         "lora_rank": default.lora_rank, "steps": config.train_steps,
                                         "frames": config.train_frames}
+    assert other.plan_settings() == {}
 
 
 def test_before_clips_are_made_once_per_model_and_cancel_stops_a_run_at_any_point(tmp_path, tiny_model_dir,

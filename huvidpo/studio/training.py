@@ -255,6 +255,7 @@ class TrainingManager:
                     else defaults["checkpointing_steps"]
                 ),
                 checkpoints_total_limit=CHECKPOINTS_KEPT,
+                **self.plan_settings(),
                 **chosen,
             )
             training_lock = self._hold_training_lock()
@@ -269,7 +270,9 @@ class TrainingManager:
                 run_id=output_dir.name, output_dir=output_dir, started_by=user.name or "local maintainer",
                 request=request, max_steps=steps, dataset=dpo_config.data, dpo_config=dpo_config,
             )
-            run.say(f"run {run.run_id} started by {run.started_by}: {steps} steps on {self._shown(dpo_config.data)}")
+            plan = ", ".join(f"{name} {value:g}" for name, value in self.plan_settings().items())
+            run.say(f"run {run.run_id} started by {run.started_by}: {steps} steps on {self._shown(dpo_config.data)}"
+                    + (f" (and the taste plan's {plan})" if plan else ""))
             self._launch(run, training_lock)
         return self.status()
 
@@ -462,6 +465,15 @@ class TrainingManager:
             tab_names = {field_name: name for name, field_name in TAB_SETTING_FIELDS.items()}
             defaults.update({tab_names[name]: value for name, value in TASTE_DPO.items() if name in tab_names})
         return defaults
+
+    def plan_settings(self) -> dict[str, Any]:
+        """The DPOConfig fields of the embedded default's taste plan that the tab does not show (where the DPO loss is
+        taken, the winners' anchor): every run on the embedded default trains with them; none on another model."""
+        if not self.config.serves_embedded_default:
+            return {}
+        from huvidpo.world.taste import TASTE_DPO
+
+        return {name: value for name, value in TASTE_DPO.items() if name not in TAB_SETTING_FIELDS.values()}
 
     def setting_bounds(self) -> dict[str, tuple[float, float | None]]:
         """(lowest, highest) of each setting the Train tab shows, from ``DPOConfig``'s field metadata (the Train

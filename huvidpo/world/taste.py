@@ -23,8 +23,11 @@ from .oracle import ClipReading, OracleConfig, read_clip
 from .prompts import SPEEDS, UNPROMPTED_MODES
 
 # The shipped DPO plan for a taste on the embedded default: DPOConfig fields over its defaults (the paper's LoRA
-# and beta). The Train tab runs it when the embedded default is loaded, and bench/taste.py measures it.
-TASTE_DPO: dict[str, float | int] = {"learning_rate": 3e-4, "max_steps": 300, "num_frames": 16}
+# and beta). The Train tab runs it when the embedded default is loaded, and bench/taste.py measures it. The loss is
+# taken at t >= 800 only, where the sampler settles a clip's speed (research/2026-12-02-taste-loop.md), with the
+# winners' denoising loss as an anchor (rpo_alpha) so the LoRA keeps drawing the shape while it moves the speed.
+TASTE_DPO: dict[str, float | int] = {"learning_rate": 3e-4, "max_steps": 300, "num_frames": 16, "min_timestep": 800,
+                                     "rpo_alpha": 10.0}
 
 # Below this many pixels per frame (at 64 px) a clip is "slowly", at or above it "quickly".
 SPEED_MODE_THRESHOLD = math.sqrt(min(SPEEDS.values()) * max(SPEEDS.values()))
