@@ -158,6 +158,7 @@ def write_result(out: Path, result: dict[str, Any]) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         earlier = json.loads(out.read_text()) if out.is_file() else {}
+        result = json.loads(json.dumps(result))  # as the file holds it (tuples as lists), so the two compare
         if all(earlier.get(key) == result[key] for key in ("model", "plan", "base_mode_shares")):
             for key in ("tastes", "votes_curve"):
                 result[key] = {**earlier[key], **result[key]}
