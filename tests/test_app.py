@@ -82,10 +82,21 @@ def test_generate_takes_its_defaults_from_the_generation_settings(studio):
     parameters = {p["parameter_name"]: p for p in client.view_api(print_info=False, return_format="dict")[
         "named_endpoints"]["/generate"]["parameters"]}
     for spec in fields(GenerationSettings):
-        if spec.name in ("guidance", "seed", "lora_scale", "shared_noise", "adain"):
+        if spec.name in ("guidance", "seed", "lora_scale", "shared_noise", "adain", "sampler"):
             assert parameters[spec.name]["parameter_default"] == spec.default, spec.name
     assert parameters["frames"]["parameter_default"] == config.default_frames
     assert parameters["image_steps"]["parameter_default"] == config.default_steps
+
+
+def test_generate_with_the_original_sampler_records_it_and_its_command(studio):
+    demo, config, client = studio
+    video, _, _, info, command, _ = client.predict(prompt=PROMPT, seed=7, sampler="huvidpo", api_name="/generate")
+    assert read_video(video).shape == (4, 64, 64, 3)
+    assert info["settings"]["sampler"] == "huvidpo"
+    settings, _, _ = generate_parser().parse(shlex.split(command)[1:])  # the command makes the same clip again
+    assert settings.sampler == "huvidpo" and settings.seed == 7
+    with pytest.raises(AppError, match="lamp is not in the list of choices"):  # the dropdown refuses it
+        client.predict(prompt=PROMPT, sampler="lamp", api_name="/generate")
 
 
 def test_examples_state_only_what_differs_from_the_defaults_and_fit_the_app(tmp_path):
