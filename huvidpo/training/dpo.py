@@ -61,6 +61,7 @@ def add_dpo_lora(unet, config: DPOConfig, adapter_name: str) -> None:
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
         init_lora_weights="gaussian",
         target_modules=list(config.lora_target_modules),
     )
@@ -233,8 +234,11 @@ class DPOTrainer(Trainer):
             **({"rpo_alpha (winner denoising weight)": config.rpo_alpha} if config.rpo_alpha else {}),
             **({"guidance_scale (DPO on guided predictions)": config.guidance_scale} if config.guidance_scale > 1 else {}),
             "steps": steps,
+            "optimizer": f"AdamW, eps {config.adam_epsilon:g}, weight decay {config.weight_decay:g} "
+                         f"(preset {config.preset})",
             "learning_rate": config.learning_rate,
             "batch_size (pairs)": config.batch_size,
+            "lora_dropout": config.lora_dropout,
             "gradient_accumulation_steps": config.gradient_accumulation_steps,
             "num_frames": config.num_frames,
             "lora_rank / alpha": f"{config.lora_rank} / {config.lora_alpha}",

@@ -21,6 +21,7 @@ from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
 from huvidpo.studio.tabs.label import table
 from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, number, text, whole
+from huvidpo.training.config import DPO_PRESETS, DPOConfig
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
 FOLLOW_LOG = """() => requestAnimationFrame(() => {
@@ -61,6 +62,16 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                     rank_box = checked_by_handler(gr.Number(label="LoRA rank (lora_rank)", elem_id="train-lora-rank"))
                     frames_box = checked_by_handler(gr.Number(value=config.train_frames, label="Frames per clip (num_frames)",
                                                               elem_id="train-frames"))
+                preset_spec = DPOConfig.__dataclass_fields__["preset"]
+                original = DPO_PRESETS["huvidpo"]
+                preset_box = gr.Dropdown(
+                    choices=list(preset_spec.metadata["choices"]), value=preset_spec.default, elem_id="train-preset",
+                    label="Optimizer preset (preset)",
+                    info=f"huvidpo: the original code's AdamW eps {original['adam_epsilon']:g}, weight decay "
+                         f"{original['weight_decay']:g} and LoRA dropout {original['lora_dropout']:g} (ours: "
+                         f"{DPO_PRESETS['ours']['adam_epsilon']:g}, {DPO_PRESETS['ours']['weight_decay']:g}, "
+                         f"{DPO_PRESETS['ours']['lora_dropout']:g}); the settings above apply to either.",
+                )
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -119,15 +130,17 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
 
     @handler(config)
     def start_training(dataset, base_model, beta=None, learning_rate=None, max_steps=None, lora_rank=None, frames=None,
-                       user: User = None, data_format=STUDIO, exclude_flagged=False):
+                       user: User = None, data_format=STUDIO, exclude_flagged=False, preset=None):
         """Start a DPO run in the background (maintainers only); returns its status. Settings left out take the
-        Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`)."""
+        Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`); preset
+        is DPOConfig's optimizer preset ('ours', or 'huvidpo': the original code's)."""
         require_maintainer(config, user, "Training")
         status = training.start(user, TrainRequest(
             dataset=text(dataset, "dataset") or "votes", data_format=text(data_format, "format") or STUDIO,
             exclude_flagged=bool(flag(exclude_flagged, "exclude flagged")), model=text(base_model, "base model"),
             beta=number(beta, "beta"), learning_rate=number(learning_rate, "learning_rate"),
             steps=whole(max_steps, "max_steps"), lora_rank=whole(lora_rank, "lora_rank"), frames=whole(frames, "num_frames"),
+            preset=text(preset, "preset") or None,
         ))
         return {status_json: status}
 
@@ -184,7 +197,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
                *(video for row in comparison_videos for video in row), timer, runs_table, resume_box]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
-    started = start.click(start_training, [*settings, page.name, format_box, exclude_box], [status_json],
+    started = start.click(start_training, [*settings, page.name, format_box, exclude_box, preset_box], [status_json],
                           api_name="start_training", **limits)
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
     started.success(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
