@@ -169,6 +169,8 @@ def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny
             client.predict("votes", "", 50.0, 1e-3, bad, 4, 4, "ada", api_name="/start_training")
     with pytest.raises(AppError, match="num_frames must be an integer from 2"):
         client.predict("votes", "", 50.0, 1e-3, 2, 4, 1, "ada", api_name="/start_training")
+    with pytest.raises(AppError, match=r"preset must be one of \['ours', 'huvidpo'\], got 'lamp'"):
+        client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "ada", "studio", False, "lamp", api_name="/start_training")
     started = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "ada", api_name="/start_training")
     assert started["state"] in ACTIVE_STATES and started["started_by"] == "ada"
     assert started["settings"]["learning_rate"] == 1e-3 and started["settings"]["lora_rank"] == 4

@@ -21,13 +21,27 @@ from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
 from huvidpo.studio.tabs.label import table
 from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, number, text, whole
-from huvidpo.training.config import DPO_PRESETS, DPOConfig
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
 FOLLOW_LOG = """() => requestAnimationFrame(() => {
   const box = document.querySelector('#train-log textarea');
   if (box) box.scrollTop = box.scrollHeight;
 })"""
+
+
+def preset_dropdown() -> gr.Dropdown:
+    """The optimizer preset's choices, default and what each sets, from ``DPOConfig`` (read when a page loads: the
+    training package is not imported while the page is built)."""
+    from huvidpo.training.config import DPO_PRESETS, DPOConfig
+
+    spec = DPOConfig.__dataclass_fields__["preset"]
+    ours, original = DPO_PRESETS["ours"], DPO_PRESETS["huvidpo"]
+    return gr.Dropdown(
+        choices=list(spec.metadata["choices"]), value=spec.default,
+        info=f"huvidpo: the original code's AdamW eps {original['adam_epsilon']:g}, weight decay "
+             f"{original['weight_decay']:g} and LoRA dropout {original['lora_dropout']:g} (ours: {ours['adam_epsilon']:g}, "
+             f"{ours['weight_decay']:g}, {ours['lora_dropout']:g}); the settings above apply to either.",
+    )
 
 
 def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown | None) -> None:
@@ -62,16 +76,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                     rank_box = checked_by_handler(gr.Number(label="LoRA rank (lora_rank)", elem_id="train-lora-rank"))
                     frames_box = checked_by_handler(gr.Number(value=config.train_frames, label="Frames per clip (num_frames)",
                                                               elem_id="train-frames"))
-                preset_spec = DPOConfig.__dataclass_fields__["preset"]
-                original = DPO_PRESETS["huvidpo"]
-                preset_box = gr.Dropdown(
-                    choices=list(preset_spec.metadata["choices"]), value=preset_spec.default, elem_id="train-preset",
-                    label="Optimizer preset (preset)",
-                    info=f"huvidpo: the original code's AdamW eps {original['adam_epsilon']:g}, weight decay "
-                         f"{original['weight_decay']:g} and LoRA dropout {original['lora_dropout']:g} (ours: "
-                         f"{DPO_PRESETS['ours']['adam_epsilon']:g}, {DPO_PRESETS['ours']['weight_decay']:g}, "
-                         f"{DPO_PRESETS['ours']['lora_dropout']:g}); the settings above apply to either.",
-                )
+                # Choices on load (preset_dropdown); DPOConfig refuses an unknown preset with the choices.
+                preset_box = gr.Dropdown(label="Optimizer preset (preset)", elem_id="train-preset", allow_custom_value=True)
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -174,7 +180,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         the inputs, the exports in the dataset box; nothing of it for anyone else (the page itself names no export)."""
         if not user.maintainer:
             return {tab: gr.Tab(visible=False), timer: gr.Timer(active=False),
-                    **{box: gr.skip() for box in (beta_box, learning_rate_box, rank_box, steps_box, frames_box, dataset_box)}}
+                    **{box: gr.skip() for box in (beta_box, learning_rate_box, rank_box, steps_box, frames_box, dataset_box,
+                                                  preset_box)}}
         defaults, bounds = training.setting_defaults(), training.setting_bounds()
 
         def bounded(name: str, **value) -> gr.Number:
@@ -192,6 +199,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             steps_box: bounded("steps", value=defaults["steps"]),
             frames_box: bounded("frames", value=defaults["frames"]),
             dataset_box: gr.Dropdown(choices=training.dataset_choices()),
+            preset_box: preset_dropdown(),
         }
 
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
@@ -209,7 +217,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     resume.click(resume_training, [resume_box, page.name], outputs, api_name="resume_training", **limits)
     push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
     page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box,
-                                          dataset_box], api_visibility="private", show_progress="hidden")
+                                          dataset_box, preset_box], api_visibility="private", show_progress="hidden")
 
     def refresh_choices(status: dict):
         """When a run ends, its LoRA appears in the picker and its export in the dataset list."""
