@@ -9,6 +9,10 @@ follows the clip)::
 
     python -m huvidpo.generate --prompt "a red circle moving left slowly on a blue background" --video clip.mp4 --strength 0.4 --out redrawn.mp4
 
+The original HuViDPO/LAMP sampler (their shared noise, AdaIN inside the loop, histogram matching)::
+
+    python -m huvidpo.generate --prompt "a red circle moving left slowly on a blue background" --sampler huvidpo --out original.mp4
+
 The same settings can come from a YAML file (its keys are the flags' names); flags win over it::
 
     python -m huvidpo.generate --config clip.yaml --seed 3
@@ -16,6 +20,11 @@ The same settings can come from a YAML file (its keys are the flags' names); fla
 What is unusual here:
 - ``GenerationSettings`` is the one home of the generation defaults and their bounds (``min``, ``max`` and a
   slider ``step`` in the field metadata): the CLI's flags, the studio's sliders and the studio's checks read them.
+- ``sampler`` picks how frames are kept together (the pipeline's ``SAMPLER_PRESETS``: how frame 0's noise is
+  mixed in, where AdaIN runs, histogram matching); ``shared_noise`` and ``adain`` are passed on top of it as
+  ``pipe(..., sampler=..., **overrides)`` takes them: the amount of shared noise, and the preset's AdaIN on or
+  off. Both presets use 0.2 and AdaIN, so the defaults give each preset exactly (``--sampler huvidpo`` alone is
+  the original's sampler).
 - torch and the pipeline are imported when a clip is generated, not with the module, so the studio's page can
   read the settings before the model stack has loaded.
 """
@@ -28,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .sampling import ADAIN_OPTIONS, SAMPLER_PRESETS
 from .settings import MAX_SEED, check_settings, setting, settings_without
 
 if TYPE_CHECKING:  # the model stack loads with the first generation
@@ -50,8 +60,15 @@ class GenerationSettings:
     seed: int = setting(0, "Random seed; the same seed and settings give the same clip.", min=0, max=MAX_SEED)
     height: int | None = setting(None, "Height in pixels; None: the model's.", min=8, max=4096)
     width: int | None = setting(None, "Width in pixels; None: the model's.", min=8, max=4096)
-    shared_noise: float = setting(0.2, "Fraction of frame 0's noise mixed into every frame.", min=0.0, max=0.95, step=0.05)
-    adain: bool = setting(True, "Match each frame's latent statistics to the first frame.")
+    sampler: str = setting(
+        "ours", "How frames are kept together: 'ours' (variance-preserving shared noise, AdaIN once before decoding) or "
+        "'huvidpo', the original's (0.2 n0 + 0.8 n_f, AdaIN inside the loop, RGB histograms matched to frame 0).",
+        choices=tuple(SAMPLER_PRESETS),
+    )
+    shared_noise: float = setting(0.2, "Fraction of frame 0's noise mixed into every frame, as the sampler mixes it "
+                                  "(both samplers: 0.2).", min=0.0, max=0.95, step=0.05)
+    adain: bool = setting(True, "Match the frames' latent statistics to the first frame, as the sampler does it "
+                          "(ours: once before decoding; huvidpo: inside the loop). Off: no AdaIN.")
     image_steps: int = setting(25, "Steps of the first-frame text-to-image model.", min=1)
     lora: str | None = setting(None, "LoRA folder, file or Hub id to apply (None: base model).")
     lora_scale: float = setting(1.0, "Strength of the LoRA (0 = base model).", min=-2.0, max=2.0, step=0.05)
@@ -134,8 +151,9 @@ def generate(
         width=settings.width,
         num_inference_steps=settings.steps,
         guidance_scale=settings.guidance,
+        sampler=settings.sampler,
         shared_noise=settings.shared_noise,
-        adain=settings.adain,
+        **({} if settings.adain else dict.fromkeys(ADAIN_OPTIONS, False)),  # off: neither kind of AdaIN
         generator=torch.Generator("cpu").manual_seed(settings.seed),
         image_pipeline_kwargs={"num_inference_steps": settings.image_steps},
         callback_on_step_end=on_step_end if step_callback else None,

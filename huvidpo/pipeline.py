@@ -6,7 +6,7 @@ training (where frame 0 is excluded from the loss). The original sampler's optio
 beside ours: noise shared across frames (frame 0's noise mixed into every frame, variance-preserving or
 the original's plain sum), AdaIN of the frames' latent statistics (ours once before decoding, the
 original's inside the loop), and the original's RGB histogram matching of every frame to frame 0 after
-decoding; a ``sampler`` preset (``SAMPLER_PRESETS``: "ours", "huvidpo") sets them all, single
+decoding; a ``sampler`` preset (``SAMPLER_PRESETS`` in :mod:`huvidpo.sampling`: "ours", "huvidpo") sets them all, single
 arguments override it, and without one they are off. Given a ``video`` and a ``strength`` below 1, the call is
 video-to-video (SDEdit, as in diffusers' img2img and video-to-video pipelines): the clip is noised to
 the step that ``strength`` names and denoised from there, its first frame kept as the condition.
@@ -31,6 +31,7 @@ from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .models import VideoUNet
+from .sampling import SAMPLER_OFF, SAMPLER_PRESETS, SHARED_NOISE_MIXES, sampler_options  # noqa: F401 - re-exported
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 # One clip: frames as a list of PIL images, ``f h w 3`` numpy (uint8, or float in [0, 1]) or ``f 3 h w`` tensor in [-1, 1].
@@ -50,33 +51,6 @@ class HuViDPOPipelineOutput(BaseOutput):
 
     frames: Any
     first_frames: list[PIL.Image.Image]
-
-
-# The sampler options and what each preset sets them to; ``sampler=None`` leaves them all at SAMPLER_OFF.
-SAMPLER_OFF: dict[str, Any] = dict(
-    shared_noise=0.0, shared_noise_mix="variance_preserving", adain=False, adain_in_loop=False, histogram_match=False
-)
-SAMPLER_PRESETS: dict[str, dict[str, Any]] = {
-    # Ours (the studio's and the generate CLI's settings): a variance-preserving share of frame 0's noise, one
-    # AdaIN to frame 0 before decoding.
-    "ours": dict(shared_noise=0.2, shared_noise_mix="variance_preserving", adain=True, adain_in_loop=False, histogram_match=False),
-    # The original HuViDPO/LAMP sampler: 0.2 n0 + 0.8 n_f, AdaIN inside the loop, histogram matching after decoding.
-    "huvidpo": dict(shared_noise=0.2, shared_noise_mix="linear", adain=False, adain_in_loop=True, histogram_match=True),
-}
-SHARED_NOISE_MIXES = ("variance_preserving", "linear")
-
-
-def sampler_options(sampler: str | None = None, **overrides) -> dict[str, Any]:
-    """The sampler options of preset ``sampler`` (None: all off), with the ``overrides`` that are not None on top."""
-    if sampler is not None and sampler not in SAMPLER_PRESETS:
-        raise ValueError(f"Unknown sampler preset {sampler!r}: use one of {list(SAMPLER_PRESETS)} or None.")
-    unknown = sorted(set(overrides) - set(SAMPLER_OFF))
-    if unknown:
-        raise ValueError(f"Unknown sampler option(s) {unknown}: the options are {list(SAMPLER_OFF)}.")
-    options = {**SAMPLER_OFF, **SAMPLER_PRESETS.get(sampler, {}), **{k: v for k, v in overrides.items() if v is not None}}
-    if options["shared_noise_mix"] not in SHARED_NOISE_MIXES:
-        raise ValueError(f"shared_noise_mix must be one of {list(SHARED_NOISE_MIXES)}, got {options['shared_noise_mix']!r}.")
-    return options
 
 
 def mix_shared_noise(noise: torch.Tensor, shared_noise: float, mix: str) -> torch.Tensor:

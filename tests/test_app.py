@@ -82,10 +82,21 @@ def test_generate_takes_its_defaults_from_the_generation_settings(studio):
     parameters = {p["parameter_name"]: p for p in client.view_api(print_info=False, return_format="dict")[
         "named_endpoints"]["/generate"]["parameters"]}
     for spec in fields(GenerationSettings):
-        if spec.name in ("guidance", "seed", "lora_scale", "shared_noise", "adain"):
+        if spec.name in ("guidance", "seed", "lora_scale", "shared_noise", "adain", "sampler"):
             assert parameters[spec.name]["parameter_default"] == spec.default, spec.name
     assert parameters["frames"]["parameter_default"] == config.default_frames
     assert parameters["image_steps"]["parameter_default"] == config.default_steps
+
+
+def test_generate_with_the_original_sampler_records_it_and_its_command(studio):
+    demo, config, client = studio
+    video, _, _, info, command, _ = client.predict(prompt=PROMPT, seed=7, sampler="huvidpo", api_name="/generate")
+    assert read_video(video).shape == (4, 64, 64, 3)
+    assert info["settings"]["sampler"] == "huvidpo"
+    settings, _, _ = generate_parser().parse(shlex.split(command)[1:])  # the command makes the same clip again
+    assert settings.sampler == "huvidpo" and settings.seed == 7
+    with pytest.raises(AppError, match="lamp is not in the list of choices"):  # the dropdown refuses it
+        client.predict(prompt=PROMPT, sampler="lamp", api_name="/generate")
 
 
 def test_examples_state_only_what_differs_from_the_defaults_and_fit_the_app(tmp_path):
@@ -158,6 +169,8 @@ def test_a_tiny_run_from_the_train_tab_makes_a_loadable_lora(studio, voted, tiny
             client.predict("votes", "", 50.0, 1e-3, bad, 4, 4, "ada", api_name="/start_training")
     with pytest.raises(AppError, match="num_frames must be an integer from 2"):
         client.predict("votes", "", 50.0, 1e-3, 2, 4, 1, "ada", api_name="/start_training")
+    with pytest.raises(AppError, match=r"preset must be one of \['ours', 'huvidpo'\], got 'lamp'"):
+        client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "ada", "studio", False, "lamp", api_name="/start_training")
     started = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "ada", api_name="/start_training")
     assert started["state"] in ACTIVE_STATES and started["started_by"] == "ada"
     assert started["settings"]["learning_rate"] == 1e-3 and started["settings"]["lora_rank"] == 4

@@ -98,6 +98,37 @@ def test_converted_lamp_generates_a_clip_through_the_api_and_the_cli(converted_l
     assert read_video(out).shape == (4, 64, 64, 3)
 
 
+def test_converted_lamp_generates_a_clip_in_the_app_with_the_original_sampler(converted_lamp, tmp_path, monkeypatch):
+    """``python app.py --model <converted>``: the Generate tab makes a clip from an uploaded first frame (a LAMP
+    pipeline has no first-frame model, and says so when none is given), with the original's sampler if asked."""
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    from huvidpo.studio import StudioConfig
+    from huvidpo.studio.app import build_demo
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[16:40, 20:44] = (220, 40, 40)
+    PIL.Image.fromarray(image).save(tmp_path / "first.png")
+    config = StudioConfig(model=str(converted_lamp), data_dir=str(tmp_path / "data"), oauth=False, default_frames=4,
+                          default_steps=2)
+    demo = build_demo(config)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        video, _, _, info, command, _ = client.predict(
+            prompt="a red circle moving left", first_frame=handle_file(str(tmp_path / "first.png")), sampler="huvidpo",
+            api_name="/generate")
+        assert read_video(video).shape == (4, 64, 64, 3)
+        assert (info["settings"]["model"], info["settings"]["first_frame"]) == ("lamp", "uploaded")
+        assert "--sampler huvidpo" in command and "--image first_frame.png" in command
+        with pytest.raises(AppError, match="No first frame"):
+            client.predict(prompt="a red circle moving left", api_name="/generate")
+    finally:
+        demo.close()
+
+
 def test_cli_lone_unet_folder(tmp_path, reference, capsys):
     out = tmp_path / "huvidpo"
     assert convert.main([str(LAMP / "unet"), "--preset", "huvidpo", "--out", str(out)]) == 0

@@ -58,3 +58,49 @@ def test_flags_in_either_spelling_and_a_yaml_file_parse_into_the_settings(tmp_pa
     with pytest.raises(SystemExit) as exit_info:
         main(["--config", str(config)])
     assert exit_info.value.code == 2 and "steps_typo" in capsys.readouterr().err
+
+
+def test_sampler_setting_runs_the_pipelines_preset_with_the_settings_on_top(tiny_pipe):
+    """--sampler picks the pipeline's preset; shared_noise and adain go on top as pipe(sampler=..., **overrides)
+    takes them, and their defaults (0.2, on) give each preset exactly."""
+    import numpy as np
+    import torch
+
+    from huvidpo.generate import generate
+
+    image = np.full((64, 64, 3), 90, np.uint8)
+    image[16:48, 8:40] = (230, 40, 40)
+    common = dict(prompt="a red square", frames=4, steps=3, seed=0)
+
+    def clip(**settings):
+        return generate(tiny_pipe, GenerationSettings(**common, **settings), image=image)[0]
+
+    def direct(**options):
+        return tiny_pipe("a red square", image=image, num_frames=4, num_inference_steps=3, guidance_scale=7.5,
+                         generator=torch.Generator("cpu").manual_seed(0), **options).frames[0]
+
+    ours, original = clip(), clip(sampler="huvidpo")
+    np.testing.assert_array_equal(ours, direct(sampler="ours"))
+    np.testing.assert_array_equal(original, direct(sampler="huvidpo"))
+    assert np.abs(original[1:] - ours[1:]).max() > 1e-3
+    # adain off turns off the preset's own kind of AdaIN (the original's runs inside the loop).
+    np.testing.assert_array_equal(clip(sampler="huvidpo", adain=False), direct(sampler="huvidpo", adain_in_loop=False))
+    np.testing.assert_array_equal(clip(adain=False), direct(sampler="ours", adain=False))
+    np.testing.assert_array_equal(clip(sampler="huvidpo", shared_noise=0.5), direct(sampler="huvidpo", shared_noise=0.5))
+
+
+def test_sampler_flag_on_every_generating_command(capsys):
+    from huvidpo.eval.__main__ import build_parser as eval_parser
+    from huvidpo.pipeline import SAMPLER_PRESETS
+
+    assert GenerationSettings.spec("sampler").metadata["choices"] == tuple(SAMPLER_PRESETS)
+    assert GenerationSettings(prompt="p").sampler == "ours"  # what the studio and this CLI always did
+    settings, _, _ = build_parser().parse(["--prompt", "p", "--sampler", "huvidpo"])
+    assert settings == GenerationSettings(prompt="p", sampler="huvidpo")
+    generation = next(s for s in eval_parser().parse(["--out", "x", "--sampler", "huvidpo"]) if hasattr(s, "sampler"))
+    assert generation.sampler == "huvidpo"  # the eval and pool-fill CLIs share GenerationFlags
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse(["--prompt", "p", "--sampler", "lamp"])
+    assert exit_info.value.code == 2 and "huvidpo" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        GenerationSettings(prompt="p", sampler="lamp")

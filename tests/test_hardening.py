@@ -286,7 +286,7 @@ def test_10_nan_and_infinite_seeds_are_refused_naming_the_seed(public_app):
     demo, config, client, url = public_app
     for seed in ("NaN", "Infinity"):
         body = ('{"data": ["a red circle moving left on a blue background", null, null, null, null, null, ' + seed
-                + ', null, null, null, null, null, null, null]}')
+                + ', null, null, null, null, null, null, null, null]}')
         event = httpx.post(f"{url}gradio_api/call/generate", content=body, headers={"Content-Type": "application/json"})
         assert event.status_code == 200, event.text
         stream = httpx.get(f"{url}gradio_api/call/generate/{event.json()['event_id']}", timeout=60).text

@@ -553,7 +553,7 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     assert status["settings"] == {
         "dataset": "team/pairs", "data_format": "studio", "exclude_flagged": False, "model": "", "beta": default.beta,
         "learning_rate": TASTE_DPO["learning_rate"], "steps": 2, "lora_rank": 4, "frames": TASTE_DPO["num_frames"],
-        "seed": default.seed,
+        "seed": default.seed, "preset": "ours",
     }
     # The plan's settings the tab does not show reach the run too, and its log says so.
     from huvidpo.studio.runs import read_record
@@ -562,6 +562,14 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     assert (run_config["min_timestep"], run_config["rpo_alpha"]) == (TASTE_DPO["min_timestep"], TASTE_DPO["rpo_alpha"])
     assert "and the taste plan's min_timestep 800, rpo_alpha 10" in manager.view()["log"]
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
+    # The Train tab's optimizer preset reaches the run's DPOConfig: the original code's AdamW eps, decay, dropout.
+    manager.start(User(maintainer=True), TrainRequest(dataset="team/pairs", steps=2, preset="huvidpo"))
+    assert manager.wait(60) and manager.status()["settings"]["preset"] == "huvidpo"
+    from huvidpo.studio.runs import read_record
+
+    run_config = read_record(config.runs_dir / manager.status()["run_id"])["dpo_config"]  # what the run trains with
+    assert (run_config["adam_epsilon"], run_config["weight_decay"], run_config["lora_dropout"]) == (1e-3, 1e-4, 0.1)
+    assert run_config["learning_rate"] == TASTE_DPO["learning_rate"]  # what the tab shows applies to either preset
     assert manager.setting_defaults() == {"beta": default.beta, "learning_rate": TASTE_DPO["learning_rate"],
                                           "lora_rank": default.lora_rank, "steps": TASTE_DPO["max_steps"],
                                           "frames": TASTE_DPO["num_frames"]}

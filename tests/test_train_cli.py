@@ -89,3 +89,30 @@ def test_one_dpo_step_end_to_end_then_resumed(tmp_path, capsys):
     assert "dpo done after 2 steps" in capsys.readouterr().out
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in metrics] == [1, 2] and metrics[0]["loss"] == pytest.approx(0.6931, abs=1e-4)
+
+
+def test_the_huvidpo_preset_sets_the_originals_optimizer_and_explicit_settings_win(tmp_path):
+    """--preset huvidpo: the original code's AdamW eps 1e-3, weight decay 1e-4, LoRA dropout 0.1, lr 1e-4, batch 1.
+    A setting given as a flag, in the YAML file or as an argument wins over the preset, whichever sets the preset."""
+    optimizer = ("learning_rate", "batch_size", "weight_decay", "adam_epsilon", "lora_dropout")
+
+    def values(config):
+        return tuple(getattr(config, name) for name in optimizer)
+
+    assert values(parse_config(["dpo"])) == (1e-4, 1, 1e-2, 1e-8, 0.0)  # ours, as before the preset existed
+    assert values(parse_config(["dpo", "--preset", "huvidpo"])) == (1e-4, 1, 1e-4, 1e-3, 0.1)
+    assert values(parse_config(["dpo", "--preset", "huvidpo", "--weight-decay", "0.05", "--lora_dropout", "0"])) == (
+        1e-4, 1, 0.05, 1e-3, 0.0)
+    path = tmp_path / "dpo.yaml"
+    path.write_text("preset: huvidpo\nadam_epsilon: 1e-6\n")
+    assert values(parse_config(["dpo", "--config", str(path), "--learning_rate", "3e-4"])) == (3e-4, 1, 1e-4, 1e-6, 0.1)
+    path.write_text("weight_decay: 0.02\n")  # the file's explicit value wins over a preset given as a flag
+    assert values(parse_config(["dpo", "--config", str(path), "--preset", "huvidpo"])) == (1e-4, 1, 0.02, 1e-3, 0.1)
+    assert values(DPOConfig(preset="huvidpo", batch_size=2)) == (1e-4, 2, 1e-4, 1e-3, 0.1)
+    # A saved config (config.yaml of a run) holds plain values: it loads as it trained, whatever the preset.
+    saved = DPOConfig(preset="huvidpo", weight_decay=0.05).to_dict()
+    assert values(DPOConfig(**saved)) == (1e-4, 1, 0.05, 1e-3, 0.1)
+    with pytest.raises(ValueError, match=r"preset must be one of \['ours', 'huvidpo'\], got 'lamp'"):
+        DPOConfig(preset="lamp")
+    with pytest.raises(ValueError, match="lora_dropout must be a number from 0 to 0.9"):
+        DPOConfig(preset="huvidpo", lora_dropout=1.0)

@@ -110,6 +110,28 @@ def dpo_runs(pair_dir, tmp_path_factory):
 # ---------------------------------------------------------------------------------------------- DPO
 
 
+def test_huvidpo_preset_trains_with_the_originals_optimizer_and_lora_dropout(pair_dir, tmp_path):
+    """The optimizer a run builds and the LoRA it trains: AdamW eps 1e-3, weight decay 1e-4 and LoRA dropout 0.1
+    with preset 'huvidpo'; eps 1e-8, weight decay 1e-2 and no dropout with ours. The card and config.yaml say so."""
+    from huvidpo.training.dpo import DPOTrainer
+
+    for preset, (eps, weight_decay, dropout) in {"ours": (1e-8, 1e-2, 0.0), "huvidpo": (1e-3, 1e-4, 0.1)}.items():
+        pipe = tiny_pipe()
+        out = tmp_path / preset
+        trainer = DPOTrainer(dpo_config(pair_dir, out, preset=preset, learning_rate=None, max_steps=1), pipe=pipe)
+        trainer.train()
+        (group,) = trainer.optimizer.param_groups
+        assert (group["eps"], group["weight_decay"], group["lr"]) == (eps, weight_decay, 1e-4), preset
+        assert pipe.unet.peft_config[DEFAULT_ADAPTER].lora_dropout == dropout
+        layers = [m.lora_dropout[DEFAULT_ADAPTER] for m in pipe.unet.modules() if hasattr(m, "lora_dropout")]
+        assert layers and all(getattr(layer, "p", 0.0) == dropout for layer in layers), preset
+        assert trainer.model.training  # dropout acts while training (train mode)
+        assert f"eps {eps:g}, weight decay {weight_decay:g} (preset {preset})" in (out / "README.md").read_text()
+        saved = yaml.safe_load((out / "config.yaml").read_text())
+        assert (saved["preset"], saved["adam_epsilon"], saved["lora_dropout"]) == (preset, eps, dropout)
+
+
+
 def test_dpo_starts_at_log2_and_logs_every_metric(dpo_runs):
     first = dpo_runs.straight.metrics_history[0]
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)

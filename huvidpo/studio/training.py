@@ -77,6 +77,7 @@ class TrainRequest:
     lora_rank: int | None = None
     frames: int | None = None
     seed: int | None = None
+    preset: str | None = None  # DPOConfig's optimizer preset (None: its default)
 
     def __post_init__(self) -> None:
         for name in ("steps", "lora_rank", "frames", "seed"):
@@ -238,7 +239,7 @@ class TrainingManager:
             preset = self.setting_defaults()
             steps = preset["steps"] if request.steps is None else request.steps
             chosen = {"beta": request.beta, "learning_rate": request.learning_rate, "lora_rank": request.lora_rank,
-                      "seed": request.seed}
+                      "seed": request.seed, "preset": request.preset}
             chosen = {name: preset.get(name) if value is None else value for name, value in chosen.items()}
             chosen = {name: value for name, value in chosen.items() if value is not None}
             if isinstance(request.lora_rank, int):  # alpha follows the rank, at DPOConfig's alpha / rank
@@ -457,7 +458,8 @@ class TrainingManager:
         import_model_stack(training=True)
         from huvidpo.training import DPOConfig
 
-        defaults = {f.name: f.default for f in fields(DPOConfig) if f.name in TAB_DPO_SETTINGS}
+        dpo_defaults = DPOConfig()  # its preset's values in place of the fields the preset fills
+        defaults = {name: getattr(dpo_defaults, name) for name in TAB_DPO_SETTINGS}
         defaults.update(steps=self.config.train_steps, frames=self.config.train_frames)
         if self.config.serves_embedded_default:
             from huvidpo.world.taste import TASTE_DPO
@@ -490,7 +492,7 @@ class TrainingManager:
         """The request with what the run trains with in place of what it left out (None)."""
         dpo = run.dpo_config
         effective = {"beta": dpo.beta, "learning_rate": dpo.learning_rate, "steps": dpo.max_steps,
-                     "lora_rank": dpo.lora_rank, "frames": dpo.num_frames, "seed": dpo.seed}
+                     "lora_rank": dpo.lora_rank, "frames": dpo.num_frames, "seed": dpo.seed, "preset": dpo.preset}
         return {**asdict(run.request), **effective}
 
     # ------------------------------------------------------------------------------------------ worker

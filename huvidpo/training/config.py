@@ -6,6 +6,9 @@ What is unusual here:
   (:func:`check_settings`) and raises a ``ValueError`` that names the field, before any model is loaded; the
   command lines (:mod:`huvidpo.settings`, transformers' ``HfArgumentParser``) show them in ``--help``,
   and the studio's inputs can read the same ranges.
+- ``DPOConfig.preset`` ('ours' or the original HuViDPO code's optimizer settings) fills the fields it covers
+  that are None: their dataclass default is None, so a value given explicitly (a flag, a YAML key or an argument)
+  always wins over the preset, and a constructed config holds plain values (saved and resumed as they are).
 - No torch and no transformers here, so the studio can read the defaults while it builds its page.
 """
 
@@ -48,6 +51,7 @@ class TrainingConfig:
     lr_scheduler: str = setting("constant", "Learning-rate schedule.", choices=LR_SCHEDULERS)
     lr_warmup_steps: int = setting(0, "Linear warm-up steps of the schedule.", min=0, max=1_000_000)
     weight_decay: float = setting(1e-2, "AdamW weight decay.", min=0.0, max=1.0)
+    adam_epsilon: float = setting(1e-8, "AdamW epsilon (added to the root of the second moment).", min=1e-12, max=1.0)
     max_grad_norm: float = setting(1.0, "Gradient clipping norm; 0 disables clipping.", min=0.0, max=1e6)
     batch_size: int = setting(1, "Training clips (stage 1) or pairs (DPO) per device per micro-batch.", min=1, max=1024)
     gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step.", min=1, max=1024)
@@ -124,6 +128,19 @@ class TrainingConfig:
             for f in dataclasses.fields(self)
             if include_secrets or not f.metadata.get("secret")
         }
+
+
+# The DPO optimizer presets: ours, and the original HuViDPO code's (AdamW eps 1e-3, weight decay 1e-4, LoRA dropout
+# 0.1, lr 1e-4, batch 1). DPOConfig's ``preset`` fills each of these fields that was not given explicitly.
+DPO_PRESETS: dict[str, dict[str, Any]] = {
+    "ours": dict(learning_rate=1e-4, batch_size=1, weight_decay=1e-2, adam_epsilon=1e-8, lora_dropout=0.0),
+    "huvidpo": dict(learning_rate=1e-4, batch_size=1, weight_decay=1e-4, adam_epsilon=1e-3, lora_dropout=0.1),
+}
+
+
+def _preset_help(name: str, help: str) -> str:
+    values = ", ".join(f"{preset} {values[name]:g}" for preset, values in DPO_PRESETS.items())
+    return f"{help} Default: the preset's ({values})."
 
 
 def _redefault(name: str, default: Any, help: str | None = None) -> Any:
@@ -215,7 +232,17 @@ class DPOConfig(TrainingConfig):
     )
     data_split: str = setting("train", "Split of a Hub dataset to read (GenAI-Bench publishes 'test').")
     data_subset: str | None = setting(None, "Subset (config) of a Hub dataset, e.g. GenAI-Bench's 'video_generation'.")
-    learning_rate: float = _redefault("learning_rate", 1e-4, "AdamW learning rate (the original recipe: 1e-4).")
+    preset: str = setting(
+        "ours",
+        "Optimizer preset: 'ours' or 'huvidpo' (the original code's: AdamW eps 1e-3, weight decay 1e-4, LoRA dropout "
+        "0.1, lr 1e-4, batch 1). It sets learning_rate, batch_size, weight_decay, adam_epsilon and lora_dropout; "
+        "any of them given explicitly (flag, YAML or argument) wins.",
+        choices=tuple(DPO_PRESETS),
+    )
+    learning_rate: float | None = _redefault("learning_rate", None, _preset_help("learning_rate", "AdamW learning rate."))
+    batch_size: int | None = _redefault("batch_size", None, _preset_help("batch_size", "Pairs per device per micro-batch."))
+    weight_decay: float | None = _redefault("weight_decay", None, _preset_help("weight_decay", "AdamW weight decay."))
+    adam_epsilon: float | None = _redefault("adam_epsilon", None, _preset_help("adam_epsilon", "AdamW epsilon."))
     beta: float = setting(
         50.0, "DPO beta: how far the LoRA may move from the reference (the original: 50).", min=1e-4, max=1e6
     )
@@ -250,6 +277,9 @@ class DPOConfig(TrainingConfig):
     )
     lora_rank: int = setting(16, "LoRA rank r.", min=1, max=1024)
     lora_alpha: int = setting(32, "LoRA alpha (the update is scaled by alpha / r).", min=1, max=8192)
+    lora_dropout: float | None = setting(
+        None, _preset_help("lora_dropout", "Dropout on the LoRA branch's input while training."), min=0.0, max=0.9
+    )
     lora_target_modules: list[str] = setting(
         default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
         help="Module names that get a LoRA (attention projections by default).",
@@ -260,6 +290,11 @@ class DPOConfig(TrainingConfig):
     cache_latents: bool = setting(True, "Also keep the encoded latents on disk under output_dir/cache (reused on resume).")
 
     def __post_init__(self) -> None:
+        if self.preset not in DPO_PRESETS:
+            raise ValueError(f"preset must be one of {list(DPO_PRESETS)}, got {self.preset!r}.")
+        for name, value in DPO_PRESETS[self.preset].items():  # the preset fills what was not given
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         super().__post_init__()
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]

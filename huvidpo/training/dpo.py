@@ -61,6 +61,7 @@ def add_dpo_lora(unet, config: DPOConfig, adapter_name: str) -> None:
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
         init_lora_weights="gaussian",
         target_modules=list(config.lora_target_modules),
     )
@@ -243,8 +244,11 @@ class DPOTrainer(Trainer):
             **({"timesteps": f"[{config.min_timestep}, {config.max_timestep or 'T'})"}
                if config.min_timestep or config.max_timestep is not None else {}),
             "steps": steps,
+            "optimizer": f"AdamW, eps {config.adam_epsilon:g}, weight decay {config.weight_decay:g} "
+                         f"(preset {config.preset})",
             "learning_rate": config.learning_rate,
             "batch_size (pairs)": config.batch_size,
+            "lora_dropout": config.lora_dropout,
             "gradient_accumulation_steps": config.gradient_accumulation_steps,
             "num_frames": config.num_frames,
             "lora_rank / alpha": f"{config.lora_rank} / {config.lora_alpha}",

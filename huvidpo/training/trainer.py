@@ -452,7 +452,8 @@ def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.nn.Paramete
 def make_optimizer(config: TrainingConfig, params: dict[str, torch.nn.Parameter]):
     from diffusers.optimization import get_scheduler
 
-    optimizer = torch.optim.AdamW(list(params.values()), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(list(params.values()), lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  eps=config.adam_epsilon)
     lr_scheduler = get_scheduler(
         config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps
     )

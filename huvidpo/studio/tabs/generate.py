@@ -106,6 +106,13 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
                     first_frame_box = image_input(label="First frame (optional: image-to-video)", type="pil",
                                                   sources=["upload", "clipboard"], height=200)
                     image_steps_slider = setting_slider(page, "image_steps", "First-frame model steps", value=config.default_steps)
+                    sampler_spec = GenerationSettings.spec("sampler")
+                    sampler_box = gr.Dropdown(
+                        choices=list(sampler_spec.metadata["choices"]), value=sampler_spec.default, label="Sampler",
+                        info="How frames are kept together. ours: shared noise that keeps unit variance, AdaIN once "
+                             "at the end. huvidpo: the original paper's code (0.2·n0 + 0.8·n_f, AdaIN at every step, "
+                             "colours matched to the first frame). The two settings below apply to either.",
+                    )
                     with gr.Row():
                         shared_noise_slider = setting_slider(page, "shared_noise", "Shared noise across frames")
                         adain_box = gr.Checkbox(value=GenerationSettings.spec("adain").default,
@@ -132,8 +139,8 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
     @handler(config)
     def generate(
         prompt: str, negative_prompt=None, first_frame=None, frames=None, steps=None, guidance=None, seed=None, lora=None,
-        lora_scale=None, compare=None, image_steps=None, shared_noise=None, adain=None, state: SessionState = None,
-        user: User = None, progress=gr.Progress(),
+        lora_scale=None, compare=None, image_steps=None, shared_noise=None, adain=None, sampler=None,
+        state: SessionState = None, user: User = None, progress=gr.Progress(),
     ):
         """Generate a clip (or, with compare, base and base + LoRA with the same seed). Parameters left out take
         the page's defaults."""
@@ -148,6 +155,7 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
             "image_steps": whole(image_steps, "image_steps", config.default_steps),
             "shared_noise": shared_noise,
             "adain": flag(adain, "adain"),
+            "sampler": text(sampler, "sampler") or None,  # GenerationSettings names the choices
         }
         compare = flag(compare, "compare")
         settings = GenerationSettings(prompt=text(prompt, "prompt", max_chars=None), **{k: v for k, v in sent.items() if v is not None})
@@ -183,7 +191,8 @@ def build_generate_tab(page: Page, generation: GenerationService, labeling: Labe
         }
 
     inputs = [prompt_box, negative_box, first_frame_box, frames_slider, steps_slider, guidance_slider, seed_box, lora_box,
-              lora_scale_slider, compare_box, image_steps_slider, shared_noise_slider, adain_box, page.state, page.name]
+              lora_scale_slider, compare_box, image_steps_slider, shared_noise_slider, adain_box, sampler_box, page.state,
+              page.name]
     outputs = [video_out, base_video_out, first_frame_out, details_out, command_out, pool_md, page.state]
     generated = gr.on([run.click, prompt_box.submit], generate, inputs, outputs, api_name="generate", **limits)
 

@@ -29,6 +29,21 @@ FOLLOW_LOG = """() => requestAnimationFrame(() => {
 })"""
 
 
+def preset_dropdown() -> gr.Dropdown:
+    """The optimizer preset's choices, default and what each sets, from ``DPOConfig`` (read when a page loads: the
+    training package is not imported while the page is built)."""
+    from huvidpo.training.config import DPO_PRESETS, DPOConfig
+
+    spec = DPOConfig.__dataclass_fields__["preset"]
+    ours, original = DPO_PRESETS["ours"], DPO_PRESETS["huvidpo"]
+    return gr.Dropdown(
+        choices=list(spec.metadata["choices"]), value=spec.default,
+        info=f"huvidpo: the original code's AdamW eps {original['adam_epsilon']:g}, weight decay "
+             f"{original['weight_decay']:g} and LoRA dropout {original['lora_dropout']:g} (ours: {ours['adam_epsilon']:g}, "
+             f"{ours['weight_decay']:g}, {ours['lora_dropout']:g}); the settings above apply to either.",
+    )
+
+
 def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown | None) -> None:
     config = page.config
     limits = {"concurrency_limit": 4, "concurrency_id": "train"}
@@ -61,6 +76,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                     rank_box = checked_by_handler(gr.Number(label="LoRA rank (lora_rank)", elem_id="train-lora-rank"))
                     frames_box = checked_by_handler(gr.Number(value=config.train_frames, label="Frames per clip (num_frames)",
                                                               elem_id="train-frames"))
+                # Choices on load (preset_dropdown); DPOConfig refuses an unknown preset with the choices.
+                preset_box = gr.Dropdown(label="Optimizer preset (preset)", elem_id="train-preset", allow_custom_value=True)
                 with gr.Row():
                     start = gr.Button("Start training", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -119,15 +136,17 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
 
     @handler(config)
     def start_training(dataset, base_model, beta=None, learning_rate=None, max_steps=None, lora_rank=None, frames=None,
-                       user: User = None, data_format=STUDIO, exclude_flagged=False):
+                       user: User = None, data_format=STUDIO, exclude_flagged=False, preset=None):
         """Start a DPO run in the background (maintainers only); returns its status. Settings left out take the
-        Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`)."""
+        Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`); preset
+        is DPOConfig's optimizer preset ('ours', or 'huvidpo': the original code's)."""
         require_maintainer(config, user, "Training")
         status = training.start(user, TrainRequest(
             dataset=text(dataset, "dataset") or "votes", data_format=text(data_format, "format") or STUDIO,
             exclude_flagged=bool(flag(exclude_flagged, "exclude flagged")), model=text(base_model, "base model"),
             beta=number(beta, "beta"), learning_rate=number(learning_rate, "learning_rate"),
             steps=whole(max_steps, "max_steps"), lora_rank=whole(lora_rank, "lora_rank"), frames=whole(frames, "num_frames"),
+            preset=text(preset, "preset") or None,
         ))
         return {status_json: status}
 
@@ -161,7 +180,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         the inputs, the exports in the dataset box; nothing of it for anyone else (the page itself names no export)."""
         if not user.maintainer:
             return {tab: gr.Tab(visible=False), timer: gr.Timer(active=False),
-                    **{box: gr.skip() for box in (beta_box, learning_rate_box, rank_box, steps_box, frames_box, dataset_box)}}
+                    **{box: gr.skip() for box in (beta_box, learning_rate_box, rank_box, steps_box, frames_box, dataset_box,
+                                                  preset_box)}}
         defaults, bounds = training.setting_defaults(), training.setting_bounds()
 
         def bounded(name: str, **value) -> gr.Number:
@@ -179,12 +199,13 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             steps_box: bounded("steps", value=defaults["steps"]),
             frames_box: bounded("frames", value=defaults["frames"]),
             dataset_box: gr.Dropdown(choices=training.dataset_choices()),
+            preset_box: preset_dropdown(),
         }
 
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
                *(video for row in comparison_videos for video in row), timer, runs_table, resume_box]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
-    started = start.click(start_training, [*settings, page.name, format_box, exclude_box], [status_json],
+    started = start.click(start_training, [*settings, page.name, format_box, exclude_box, preset_box], [status_json],
                           api_name="start_training", **limits)
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
     started.success(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
@@ -196,7 +217,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     resume.click(resume_training, [resume_box, page.name], outputs, api_name="resume_training", **limits)
     push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
     page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box,
-                                          dataset_box], api_visibility="private", show_progress="hidden")
+                                          dataset_box, preset_box], api_visibility="private", show_progress="hidden")
 
     def refresh_choices(status: dict):
         """When a run ends, its LoRA appears in the picker and its export in the dataset list."""
