@@ -6,6 +6,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
 import torch  # noqa: E402
 
 from huvidpo.annotation import CandidatePool, PairSampler, VoteStore  # noqa: E402
@@ -104,3 +105,68 @@ def test_a_round_needs_base_clips_and_a_lora(tmp_path, tiny_model_dir):
     lora = make_lora(tiny_model_dir, tmp_path / "run", seed=0)
     with pytest.raises(ValueError, match="no base clips"):
         fill_round(None, pool, lora)
+
+
+def vote_all(client, name: str, pool, prefer_newer: bool) -> int:
+    """Vote on every pair the studio serves to ``name``: the clip of the newer round (or the left one) wins."""
+    shown, votes = client.predict(name, api_name="/next_pair"), 0
+    while not shown[0].get("done"):
+        pair = shown[0]
+        left, right = (pool.get(pair[side]).settings.get("round", 0) for side in ("left_clip", "right_clip"))
+        choice = "left" if not prefer_newer or left > right else ("right" if right > left else "tie")
+        shown, votes = client.predict(name, pair["token"], choice, api_name="/vote"), votes + 1
+    return votes
+
+
+def test_a_maintainer_starts_round_2_from_the_train_tab_and_trains_against_round_1(tiny_model_dir, tmp_path):
+    from gradio_client import Client
+
+    from huvidpo.studio import StudioConfig
+    from huvidpo.studio.access import AccessError, User
+    from huvidpo.studio.app import build_demo
+
+    data = tmp_path / "data"
+    assert fill_main(["--data-dir", str(data), "--model", str(tiny_model_dir)] + FILL) == 0  # the base clips
+    config = StudioConfig(model=str(tiny_model_dir), data_dir=str(data), local_maintainer=True, oauth=False,
+                          default_frames=4, default_steps=2, comparison_frames=4, comparison_steps=2, sampler_seed=0,
+                          leaderboard_min_votes=2, leaderboard_resamples=50)
+    demo = build_demo(config)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        training, pool = demo.services["training"], demo.services["labeling"].pool
+        with pytest.raises(AppError, match="No finished run"):
+            client.predict("maintainer", api_name="/start_round")
+        assert vote_all(client, "ada", pool, prefer_newer=False) == 2  # two prompts, two clips each
+
+        first = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "maintainer", api_name="/start_training")
+        assert training.wait(timeout=600)
+        assert training.status()["state"] == "finished", training.status()
+        shown = client.predict("maintainer", api_name="/rounds_status")  # (the button's label follows, not in the API)
+        assert f"Round 1: `runs/{first['run_id']}`." in shown
+
+        message = client.predict("maintainer", api_name="/start_round")
+        assert "**Round 1**: 4 clips" in message and "which made it: train the next LoRA to start round 2" in message
+        assert [(version.round, version.clips) for version in pool_rounds(pool)] == [(0, 4), (1, 4)]
+        with pytest.raises(AccessError):
+            training.start_round(User(name="bob"))
+
+        # the Label tab serves the new pairs at once: round 1 against the base, and round 1 against itself
+        assert vote_all(client, "ada", pool, prefer_newer=True) == 2 * (4 * 3 // 2) - 2
+        stats = client.predict("ada", api_name="/label_stats")
+        board, note = stats[3], stats[4]
+        assert [row[board["headers"].index("round")] for row in board["data"]] == [1, 0]
+        assert "relative to" in note and "bootstrap" in note
+
+        second = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "maintainer", "studio", False, "previous",
+                                api_name="/start_training")
+        assert training.wait(timeout=600)
+        status = training.status()
+        assert status["state"] == "finished" and status["run_id"] == second["run_id"], status
+        assert status["settings"]["reference"] == "previous" and status["settings"]["previous_lora"] == first["run_id"]
+        assert status["last_metrics"] is not None
+        shown = client.predict("maintainer", api_name="/rounds_status")
+        assert f"Round 2: `runs/{second['run_id']}`." in shown
+    finally:
+        demo.services["labeling"].close()
+        demo.close()
