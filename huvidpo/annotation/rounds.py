@@ -70,7 +70,6 @@ def fill_round(pipe: Any, pool: CandidatePool, lora: str | Path, lora_name: str 
     round's number, its clips). Resumable: a rerun with the LoRA of the newest round completes that round. A LoRA
     that is already an earlier round, or a pool without base clips, is refused with what to do."""
     from ..generate import GenerationSettings
-    from .fill import fill_pool
 
     lora = str(lora)
     lora_name = lora_name or lora
@@ -95,8 +94,24 @@ def fill_round(pipe: Any, pool: CandidatePool, lora: str | Path, lora_name: str 
         kept = {name: value for name, value in clip.settings.items() if name in known}
         key = json.dumps([kept, bool(clip.settings.get("shared_first_frame")), clip.settings.get("model")], sort_keys=True)
         groups[key][clip.prompt].append(clip.settings["seed"])
-    extra = {ROUND: number, "lora": lora_name, LORA_REVISION: revision}
-    total, made = len(jobs), 0
+    try:
+        clips = _fill_groups(pipe, pool, groups, lora, {ROUND: number, "lora": lora_name, LORA_REVISION: revision},
+                             len(jobs), progress)
+    finally:
+        if pipe is not None:  # the pipeline is the base model again
+            from ..generate import apply_lora
+
+            apply_lora(pipe, None, 1.0)
+    return number, clips
+
+
+def _fill_groups(pipe: Any, pool: CandidatePool, groups: dict[str, dict[str, list[int]]], lora: str,
+                 extra: dict[str, Any], total: int, progress: Callable[[int, int], None] | None) -> list[ClipRecord]:
+    """One ``fill_pool`` per group of base clips made alike and per list of seeds."""
+    from ..generate import GenerationSettings
+    from .fill import fill_pool
+
+    made = 0
     clips: list[ClipRecord] = []
     for key, seeds_of in groups.items():
         kept, shared, model = json.loads(key)
@@ -110,7 +125,7 @@ def fill_round(pipe: Any, pool: CandidatePool, lora: str | Path, lora_name: str 
                                model_name=model or "embedded default", seeds=list(seeds), recorded_extra=extra,
                                progress=(lambda done, _, offset=offset: progress(offset + done, total)) if progress else None)
             made += len(prompts) * len(seeds)
-    return number, clips
+    return clips
 
 
 def round_summary(pool: CandidatePool) -> str:
