@@ -61,9 +61,10 @@ class RoundsPlan:
     dpo: dict[str, Any] = field(default_factory=lambda: dict(TASTE_DPO))
 
 
-QUICK = RoundsPlan(pool_prompts=2, clips_per_prompt=3, votes_per_round=6, heldout_prompts=2, eval_seeds=1, frames=4,
-                   steps=3, leaderboard_min_votes=2, leaderboard_resamples=50,
-                   dpo={**TASTE_DPO, "max_steps": 2, "num_frames": 4})
+# Eight frames: at four, the toy clips' speed is rarely readable and every vote is a tie.
+QUICK = RoundsPlan(pool_prompts=3, clips_per_prompt=4, votes_per_round=10, heldout_prompts=2, eval_seeds=2, frames=8,
+                   steps=4, leaderboard_min_votes=2, leaderboard_resamples=50,
+                   dpo={**TASTE_DPO, "max_steps": 4, "num_frames": 8})
 
 
 def held_out(rows: list[dict]) -> dict[str, float]:
