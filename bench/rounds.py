@@ -63,7 +63,7 @@ class RoundsPlan:
 
 # Eight frames: at four, the toy clips' speed is rarely readable and every vote is a tie.
 QUICK = RoundsPlan(pool_prompts=3, clips_per_prompt=4, votes_per_round=10, heldout_prompts=2, eval_seeds=2, frames=8,
-                   steps=4, leaderboard_min_votes=2, leaderboard_resamples=50,
+                   steps=4, leaderboard_min_votes=1, leaderboard_resamples=50,
                    dpo={**TASTE_DPO, "max_steps": 4, "num_frames": 8})
 
 
