@@ -11,6 +11,7 @@ from huvidpo.annotation.stats import (
     labeler_stats,
     leaderboard,
     pool_progress,
+    version_ranking,
     version_of,
     wilson_interval,
 )
@@ -54,8 +55,8 @@ def test_leaderboard_lora_wins_8_of_10(pool, tmp_path):
     assert lora["win_rate"] == pytest.approx(0.8) and base["win_rate"] == pytest.approx(0.2)
     assert lora["ci_low"] < 0.8 < lora["ci_high"]
     assert (lora["ci_low"], lora["ci_high"]) == pytest.approx((0.4902, 0.9433), abs=1e-4)
-    assert lora["bt_strength"] == pytest.approx(8.1 / 10.2)
-    assert lora["bt_strength"] + base["bt_strength"] == pytest.approx(1.0)
+    assert lora["bt_strength"] == pytest.approx(8.1 / 2.1)  # relative to the base: (8 + 0.1) / (2 + 0.1)
+    assert base["bt_strength"] == 1.0
     assert [row["version"] for row in leaderboard(store, pool)] == ["tiny/dpo-v1@1", "tiny/base"]
     assert lora["clips"] == 3
     assert head_to_head(store, pool) == [
@@ -63,6 +64,52 @@ def test_leaderboard_lora_wins_8_of_10(pool, tmp_path):
     ]
     by_seed = {row["version"] for row in leaderboard(store, pool, key="seed")}
     assert by_seed == {"0", "1", "2"}
+
+
+def test_bootstrap_interval_of_two_versions_is_the_binomial_one(pool, tmp_path):
+    # LoRA 14 wins, base 6, and 3 ties. Two versions: the LoRA's strength relative to the base is (k + 0.1) /
+    # (n - k + 0.1) for k wins of n = 20 decided votes; a resample draws k ~ Binomial(20, 0.7), whose 2.5% and 97.5% quantiles are 10 and 18
+    # (P(k <= 9) = 0.017, P(k <= 10) = 0.048; P(k <= 17) = 0.964, P(k <= 18) = 0.992).
+    store = VoteStore(tmp_path / "votes.jsonl")
+    for index, choice in enumerate(["left"] * 14 + ["right"] * 6 + ["tie"] * 3):
+        store.append(vote("l0", "b0", choice, labeler=f"labeler{index}"))
+    ranking = version_ranking(store, pool, resamples=2000, seed=0, min_votes=20)
+    lora, base = ranking["rows"]
+    assert (lora["version"], base["version"]) == ("tiny/dpo-v1@1", "tiny/base") and ranking["hidden"] == []
+    assert lora["bt_strength"] == pytest.approx(14.1 / 6.1) and ranking["anchor"] == "tiny/base"
+    assert (lora["bt_low"], lora["bt_high"]) == pytest.approx((10.1 / 10.1, 18.1 / 2.1))
+    assert (base["bt_strength"], base["bt_low"], base["bt_high"]) == (1.0, 1.0, 1.0)
+    assert version_ranking(store, pool, resamples=2000, seed=0)["rows"] == ranking["rows"]  # seeded: the same again
+    assert version_ranking(store, pool, min_votes=21)["rows"] == []  # 20 decided votes each: both hidden
+
+
+def test_the_board_ranks_by_the_lower_bound_and_hides_versions_with_few_votes(tmp_path):
+    """Round 2 beat the base 5 of 7 times, round 1 60 of 100: round 2's strength is higher, but its lower bound is not
+    (it is below the base's), so round 1 leads and round 2 comes after the base; round 3 (2 votes) is not ranked, and
+    the note says so."""
+    pool = CandidatePool(tmp_path / "pool")
+    for name in ("base", "round-1", "round-2", "round-3"):
+        settings = {"model": "tiny", "seed": 0, "round": int(name[-1]) if name != "base" else 0,
+                    **({"lora": name, "lora_scale": 1.0} if name != "base" else {})}
+        pool.add_clip("rain", fake_mp4(name), settings, clip_id=name)
+    store = VoteStore(tmp_path / "votes.jsonl")
+    games = [("round-1", 60, 40), ("round-2", 5, 2), ("round-3", 2, 0)]
+    for version, wins, losses in games:
+        for index, choice in enumerate(["left"] * wins + ["right"] * losses):
+            store.append(vote(version, "base", choice, labeler=f"labeler{index}"))
+    ranking = version_ranking(store, pool, min_votes=5, resamples=300, seed=1)
+    rows = {row["version"]: row for row in ranking["rows"]}
+    assert rows["tiny/round-2@1"]["bt_strength"] > rows["tiny/round-1@1"]["bt_strength"]
+    assert rows["tiny/round-2@1"]["bt_low"] < rows["tiny/round-1@1"]["bt_low"]
+    assert [row["version"] for row in ranking["rows"]] == ["tiny/round-1@1", "tiny/base", "tiny/round-2@1"]
+    assert [row["round"] for row in ranking["rows"]] == [1, 0, 2]
+    assert ranking["anchor"] == "tiny/base" and rows["tiny/base"]["bt_strength"] == 1.0
+    for row in ranking["rows"]:
+        assert row["bt_low"] <= row["bt_strength"] <= row["bt_high"]
+    assert ranking["hidden"] == [{"version": "tiny/round-3@1", "decided_votes": 2}]
+    assert "fewer than 5 decided votes" in ranking["note"] and "tiny/round-3@1 (2)" in ranking["note"]
+    # strengths relative to the base: round 1's is its odds against it, (60 + 0.1) / (40 + 0.1), alone with the base
+    assert rows["tiny/round-1@1"]["bt_strength"] == pytest.approx(60.1 / 40.1)
 
 
 def test_bradley_terry_recovers_a_known_ordering():

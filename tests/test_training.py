@@ -155,6 +155,53 @@ def test_dpo_moves_every_lora_parameter_and_nothing_else(dpo_runs):
             assert torch.equal(param.detach(), dpo_runs.base_before[name.replace(".base_layer", "")]), name
 
 
+def test_the_next_round_with_the_previous_lora_as_reference_starts_from_it_at_log2(dpo_runs, pair_dir, tmp_path):
+    previous = dpo_runs.straight.output_dir  # round 1's LoRA (4 steps)
+    rounds = {"reference": "previous", "previous_lora": str(previous)}
+    stop = threading.Event()
+    stop.set()  # cancelled before step 1: the checkpoint holds the LoRA it starts from
+    train_dpo(dpo_config(pair_dir, tmp_path / "start", **rounds), stop_event=stop, pipe=tiny_pipe())
+    assert lora_file(tmp_path / "start" / "checkpoints" / "step-0").keys() == lora_file(previous).keys()
+    assert all(torch.equal(lora_file(tmp_path / "start" / "checkpoints" / "step-0")[name], tensor)
+               for name, tensor in lora_file(previous).items())
+
+    first = {}
+    for name, extra in {"base": {}, "previous": rounds}.items():
+        pipe = tiny_pipe()
+        result = train_dpo(dpo_config(pair_dir, tmp_path / name, max_steps=2, **extra), pipe=pipe)
+        first[name] = result.metrics_history[0]
+    # policy == reference at step 0, and the reference is the previous LoRA, not the base (same pairs and noise)
+    assert first["previous"]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert first["previous"]["mse/model_w"] == first["previous"]["mse/ref_w"]
+    assert first["previous"]["mse/ref_w"] != pytest.approx(first["base"]["mse/ref_w"], rel=1e-6)
+    # the frozen reference still holds the previous LoRA after training; the trained one moved away from it
+    reference = get_peft_model_state_dict(pipe.unet, adapter_name="reference")
+    trained = get_peft_model_state_dict(pipe.unet, adapter_name=DEFAULT_ADAPTER)
+    saved = lora_file(previous)
+    assert all(torch.equal(reference[name].cpu(), saved[name]) for name in saved)
+    assert any(not torch.equal(trained[name].detach().cpu(), saved[name]) for name in saved)
+    assert set(trainable_parameters(pipe.unet)) == {name for name, _ in pipe.unet.named_parameters()
+                                                     if f".{DEFAULT_ADAPTER}." in name}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"reference": "previous"}, "needs previous_lora"),
+    ({"previous_lora": "somewhere"}, "only used with reference 'previous'"),
+    ({"reference": "previous", "previous_lora": "/no/such/run"}, "no LoRA folder"),
+])
+def test_the_reference_setting_names_what_is_missing(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        DPOConfig(data="x", output_dir=str(tmp_path), **overrides)
+
+
+def test_a_previous_lora_with_other_lora_settings_is_refused(dpo_runs, pair_dir, tmp_path):
+    rounds = {"reference": "previous", "previous_lora": str(dpo_runs.straight.output_dir)}
+    with pytest.raises(ValueError, match="other LoRA settings"):
+        train_dpo(dpo_config(pair_dir, tmp_path / "rank", lora_rank=4, **rounds), pipe=tiny_pipe())
+    with pytest.raises(ValueError, match="lora_alpha 32, this run with 8"):
+        train_dpo(dpo_config(pair_dir, tmp_path / "alpha", lora_alpha=8, **rounds), pipe=tiny_pipe())
+
+
 def test_dpo_output_folder(dpo_runs):
     out = dpo_runs.straight.output_dir
     assert dpo_runs.straight.lora_path == out / "pytorch_lora_weights.safetensors"

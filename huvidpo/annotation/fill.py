@@ -6,6 +6,11 @@ A prompt's clips continue the first frame of its first clip (``--shared-first-fr
 differs in what the video model did, the part a DPO LoRA trains, not in a first frame drawn well or badly.
 Reruns add only the clips still missing (``build_pool`` is resumable). The studio's Label tab serves the pool at
 once; it need not be restarted.
+
+``--lora RUN_FOLDER`` fills the next preference round instead: that LoRA's clips on the same prompts, seeds and
+settings as the pool's base clips (:mod:`.rounds`; the prompt and generation flags are then not used)::
+
+    python -m huvidpo.annotation.fill --data-dir data --lora data/runs/dpo-20261202-180000
 """
 
 from __future__ import annotations
@@ -25,18 +30,26 @@ from .pool import CandidatePool, ClipRecord, build_pool
 
 def fill_pool(pipe: Any, pool: CandidatePool, prompts: list[str], clips_per_prompt: int, settings: GenerationSettings,
               shared_first_frame: bool = True, model_name: str = "embedded default",
-              progress: Callable[[int, int], None] | None = None) -> list[ClipRecord]:
-    """``clips_per_prompt`` clips (seeds 0, 1, ...) of each prompt from ``pipe`` into ``pool``; returns every clip."""
+              progress: Callable[[int, int], None] | None = None, seeds: list[int] | None = None,
+              recorded_extra: dict[str, Any] | None = None) -> list[ClipRecord]:
+    """``clips_per_prompt`` clips (seeds 0, 1, ...; or ``seeds``) of each prompt from ``pipe`` into ``pool``; returns
+    every clip. ``settings.lora`` generates with that LoRA; ``recorded_extra`` is added to each clip's settings (a
+    round's number and LoRA name: :mod:`.rounds`)."""
     import tempfile
 
     from ..data.video import write_video
     from ..generate import generate
 
+    seeds = list(seeds) if seeds is not None else list(range(clips_per_prompt))
     first_frames: dict[str, Any] = {}
     staging = tempfile.TemporaryDirectory(prefix="huvidpo-fill-")  # the pool copies each clip in
     clips_dir = Path(staging.name)
 
     def generate_fn(prompt: str, seed: int, **_: Any) -> Path:
+        if shared_first_frame and prompt not in first_frames and seed != seeds[0]:
+            # A rerun whose first clip of this prompt is done: its first frame again (made before any video noise
+            # is drawn, so two frames and one step give the same one).
+            _, first_frames[prompt] = generate(pipe, replace(settings, prompt=prompt, seed=seeds[0], frames=2, steps=1))
         image = first_frames.get(prompt) if shared_first_frame else None
         frames, first = generate(pipe, replace(settings, prompt=prompt, seed=seed), image=image)
         first_frames.setdefault(prompt, first)
@@ -45,8 +58,11 @@ def fill_pool(pipe: Any, pool: CandidatePool, prompts: list[str], clips_per_prom
 
     recorded = {"model": model_name, **{key: value for key, value in settings.to_dict().items()
                                         if key not in ("prompt", "seed", "lora")}, "shared_first_frame": shared_first_frame}
+    if settings.lora:
+        recorded["lora"] = settings.lora
+    recorded.update(recorded_extra or {})
     with staging:
-        return build_pool(pool, generate_fn, prompts, clips_per_prompt, settings=recorded, progress=progress)
+        return build_pool(pool, generate_fn, prompts, len(seeds), settings=recorded, progress=progress, seeds=seeds)
 
 
 @dataclass
@@ -59,9 +75,15 @@ class FillConfig:
     prompt_seed: int = setting(2, "Seed of the prompt set's draw.", min=0, max=MAX_SEED)
     clips_per_prompt: int = setting(4, "Clips per prompt (n clips make n(n-1)/2 pairs to label).", min=2, max=64)
     shared_first_frame: bool = setting(True, "A prompt's clips continue its first clip's first frame.")
+    lora: str | None = setting(None, "Fill the next preference round: this LoRA's clips (a trained run's folder) on the "
+                               "pool's base prompts, seeds and settings; the prompt and generation flags are not used.")
 
     def __post_init__(self) -> None:
         check_settings(self)
+
+
+def show(done: int, total: int) -> None:
+    print(f"\rclips {done}/{total}", end="", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         settings = GenerationSettings(prompt="", **asdict(generation))
         prompts = resolve_prompts(config.prompts, config.num_prompts, config.prompt_seed)
         pipe = load_pipeline(config.model)
-        clips = fill_pool(pipe, CandidatePool(studio.pool_dir), prompts, config.clips_per_prompt, settings,
+        pool = CandidatePool(studio.pool_dir)
+        if config.lora:
+            from .rounds import fill_round, round_summary
+
+            number, clips = fill_round(pipe, pool, config.lora, progress=show)
+            print(file=sys.stderr)
+            print(f"Round {number}: {len(clips)} clips of {config.lora} in {studio.pool_dir}. {round_summary(pool)}")
+            return 0
+        clips = fill_pool(pipe, pool, prompts, config.clips_per_prompt, settings,
                           config.shared_first_frame, config.model or "embedded default",
-                          progress=lambda done, total: print(f"\rclips {done}/{total}", end="", file=sys.stderr, flush=True))
+                          progress=show)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -247,19 +247,22 @@ def build_pool(
     base_seed: int = 0,
     settings: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[ClipRecord]:
-    """Generate `clips_per_prompt` clips (seeds base_seed, base_seed+1, ...) for each prompt; resumable.
+    """Generate `clips_per_prompt` clips (seeds base_seed, base_seed+1, ...; or the given `seeds`) for each prompt;
+    resumable.
 
     `generate_fn(prompt=..., seed=..., **settings)` returns the path of an mp4; the clip's settings are
     `settings` plus its seed. Jobs already in the manifest are skipped, so re-running an interrupted call
     completes it without duplicates. Returns the clips of every job, in job order.
     """
-    if clips_per_prompt < 1:
-        raise ValueError(f"clips_per_prompt must be at least 1, got {clips_per_prompt}")
+    seeds = list(seeds) if seeds is not None else [base_seed + index for index in range(clips_per_prompt)]
+    if len(seeds) < 1:
+        raise ValueError(f"clips_per_prompt must be at least 1, got {len(seeds)}")
     settings = _json_roundtrip(settings or {})
     if "seed" in settings:
-        raise ValueError("pass seeds with base_seed, not in settings")
-    jobs = [(_clean_prompt(prompt), base_seed + index) for prompt in prompts for index in range(clips_per_prompt)]
+        raise ValueError("pass seeds with base_seed or seeds, not in settings")
+    jobs = [(_clean_prompt(prompt), seed) for prompt in prompts for seed in seeds]
     done = {_generation_key(clip.prompt, clip.settings): clip for clip in pool.clips()}
     built = []
     for job_index, (prompt, seed) in enumerate(jobs):

@@ -7,7 +7,13 @@ What is unusual here:
 - The leaderboard compares model *versions* (settings["model"] + settings["lora"] @ lora_scale, "base"
   without a LoRA) from votes between clips of different versions. Win rates carry Wilson 95% intervals;
   Bradley-Terry strengths come from Hunter's MM iterations with a small symmetric pseudo-count
-  (`bt_prior`) so an undefeated version still has a finite strength. Strengths sum to 1.
+  (`bt_prior`) so an undefeated version still has a finite strength. On the board a strength is relative to an
+  anchor version (the base, round 0, when it is there; else the most-voted version), whose strength is 1: 2 means
+  "wins two of three against the anchor". (Strengths summing to 1 would couple every version's interval to the
+  luckiest one's.) With `resamples`, each strength gets a bootstrap 95% interval (the decided votes resampled with
+  replacement, the model refitted; the 2.5th and 97.5th percentiles), and versions are ranked by its lower bound,
+  as GenAI-Arena does: a version with few votes and a lucky record does not top the board, nor pass the base. Versions with fewer than `min_votes` decided votes (wins
+  plus losses against other versions) are left out of the fit and listed apart, so the board can say so.
 - Gold votes (a clip against a degraded copy of itself) measure labelers and nothing else: progress, agreement
   and the leaderboard never count them. Per labeler: gold accuracy (a tie, "both bad" or the degraded clip
   counts as wrong; skips are not answers), position bias (the share of left among their left/right choices;
@@ -21,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import random
 import statistics
 from collections import Counter, defaultdict
 from typing import Any
@@ -29,6 +36,8 @@ from huvidpo.annotation.pool import CandidatePool
 from huvidpo.annotation.votes import Choice, Vote, VoteStore, data_votes
 
 WILSON_Z_95 = 1.959963984540054
+LEADERBOARD_MIN_VOTES = 10  # decided votes a version needs to be ranked (the studio's --leaderboard-min-votes)
+BOOTSTRAP_RESAMPLES = 200  # bootstrap resamples of the leaderboard's intervals (the studio's --leaderboard-resamples)
 GOLD_THRESHOLD = 0.8  # a labeler who prefers the intact clip less often than this is flagged
 MIN_GOLD = 5  # gold answers needed before a labeler can be flagged
 
@@ -220,38 +229,137 @@ def leaderboard(
     key: str = "lora",
     bt_prior: float = 0.1,
     bt_iterations: int = 500,
+    min_votes: int = 0,
+    resamples: int = 0,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Model versions ranked by Bradley-Terry strength, with win rate and its Wilson 95% interval."""
+    """The ranked rows of :func:`version_ranking` (the versions with at least ``min_votes`` decided votes)."""
+    return version_ranking(store, pool, key, bt_prior, bt_iterations, min_votes, resamples, seed)["rows"]
+
+
+def version_ranking(
+    store: VoteStore,
+    pool: CandidatePool,
+    key: str = "lora",
+    bt_prior: float = 0.1,
+    bt_iterations: int = 500,
+    min_votes: int = LEADERBOARD_MIN_VOTES,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Model versions ranked by Bradley-Terry strength, with win rate and its Wilson 95% interval.
+
+    ``rows``: the versions with at least ``min_votes`` decided votes, each with its strength (``bt_strength``,
+    fitted on the votes between them, relative to ``anchor``: see the module docstring) and, with ``resamples`` > 0, its bootstrap 95% interval (``bt_low``,
+    ``bt_high``; resampled with ``seed``), ranked by ``bt_low`` (by the strength without resamples). A version's
+    ``round`` is that of its clips (``settings["round"]``, 0 for the base; None when the pool has no rounds).
+    ``hidden``: the other versions and their decided votes. ``note``: a line saying what was hidden and why.
+    """
+    if min_votes < 0 or resamples < 0:
+        raise ValueError(f"min_votes and resamples must be >= 0, got {min_votes} and {resamples}.")
     matchups = head_to_head(store, pool, key)
-    wins: dict[tuple[str, str], float] = defaultdict(float)
     record: dict[str, Counter[str]] = defaultdict(Counter)
     for matchup in matchups:
         a, b = matchup["version_a"], matchup["version_b"]
-        wins[(a, b)] += matchup["wins_a"]
-        wins[(b, a)] += matchup["wins_b"]
         record[a].update(wins=matchup["wins_a"], losses=matchup["wins_b"], ties=matchup["ties"])
         record[b].update(wins=matchup["wins_b"], losses=matchup["wins_a"], ties=matchup["ties"])
-    strengths = bradley_terry(wins, prior=bt_prior, iterations=bt_iterations)
     clips_per_version = Counter(version_of(clip.settings, key) for clip in pool.clips())
+    rounds: dict[str, int] = {}
+    for clip in pool.clips():
+        if "round" in clip.settings:
+            rounds.setdefault(version_of(clip.settings, key), int(clip.settings["round"]))
+    decided = {version: record[version]["wins"] + record[version]["losses"] for version in clips_per_version}
+    shown = {version for version, count in decided.items() if count >= min_votes and (count or not min_votes)}
+    games = [(winner, loser) for winner, loser in _decided_games(store, pool, key) if winner in shown and loser in shown]
+    anchor = _anchor(decided, shown, rounds, key)
+    strengths = _relative(bradley_terry(_tally(games), prior=bt_prior, iterations=bt_iterations), anchor)
+    intervals = _bootstrap_intervals(games, resamples, seed, bt_prior, bt_iterations, anchor) if resamples else {}
     rows = []
-    for version in sorted(clips_per_version):
-        games = record[version]["wins"] + record[version]["losses"]
-        interval = wilson_interval(record[version]["wins"], games)
+    for version in sorted(shown):
+        games_played = decided[version]
+        interval = wilson_interval(record[version]["wins"], games_played)
         rows.append(
             {
                 "version": version,
+                **({"round": rounds.get(version, 0)} if rounds else {}),
                 "clips": clips_per_version[version],
-                "games": games,
+                "games": games_played,
                 "wins": record[version]["wins"],
                 "losses": record[version]["losses"],
                 "ties": record[version]["ties"],
-                "win_rate": record[version]["wins"] / games if games else None,
+                "win_rate": record[version]["wins"] / games_played if games_played else None,
                 "ci_low": interval[0] if interval else None,
                 "ci_high": interval[1] if interval else None,
                 "bt_strength": strengths.get(version),
+                **({"bt_low": intervals.get(version, (None, None))[0], "bt_high": intervals.get(version, (None, None))[1]}
+                   if resamples else {}),
             }
         )
-    return sorted(rows, key=lambda row: (row["bt_strength"] is None, -(row["bt_strength"] or 0.0), row["version"]))
+    rank_key = "bt_low" if resamples else "bt_strength"
+    rows.sort(key=lambda row: (row[rank_key] is None, -(row[rank_key] or 0.0), -(row["bt_strength"] or 0.0), row["version"]))
+    hidden = [{"version": version, "decided_votes": decided[version]} for version in sorted(set(clips_per_version) - shown)]
+    note = ""
+    if hidden:
+        listed = ", ".join(f"{row['version']} ({row['decided_votes']})" for row in hidden)
+        note = f"Not ranked yet, fewer than {min_votes} decided votes against other versions: {listed}."
+    return {"rows": rows, "hidden": hidden, "note": note, "anchor": anchor, "min_votes": min_votes,
+            "resamples": resamples}
+
+
+def _anchor(decided: dict[str, int], shown: set[str], rounds: dict[str, int], key: str) -> str | None:
+    """The version strengths are relative to: the base (round 0, or no LoRA) if ranked, else the most-voted one."""
+    played = [version for version in shown if decided[version] > 0]
+    is_base = (lambda version: rounds.get(version) == 0) if rounds else (
+        lambda version: key == "lora" and version.split("/")[-1] == "base")
+    candidates = [version for version in played if is_base(version)] or played
+    return max(sorted(candidates), key=lambda version: decided[version]) if candidates else None
+
+
+def _relative(strengths: dict[str, float], anchor: str | None) -> dict[str, float]:
+    """Strengths divided by the anchor's (empty when the anchor did not play)."""
+    if anchor is None or not strengths.get(anchor):
+        return {}
+    return {version: value / strengths[anchor] for version, value in strengths.items()}
+
+
+def _decided_games(store: VoteStore, pool: CandidatePool, key: str) -> list[tuple[str, str]]:
+    """(winner's version, loser's version) of every left/right data vote between clips of different versions."""
+    versions = {clip.clip_id: version_of(clip.settings, key) for clip in pool.clips()}
+    games = []
+    for vote in _judgements(store.effective_votes()):
+        left, right = versions.get(vote.left_clip), versions.get(vote.right_clip)
+        if left is None or right is None or left == right or not vote.choice.is_decisive:
+            continue
+        winner = versions[vote.winner_clip]
+        games.append((winner, right if winner == left else left))
+    return games
+
+
+def _tally(games: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    wins: dict[tuple[str, str], float] = defaultdict(float)
+    for winner, loser in games:
+        wins[(winner, loser)] += 1
+    return wins
+
+
+def _bootstrap_intervals(
+    games: list[tuple[str, str]], resamples: int, seed: int, prior: float, iterations: int, anchor: str | None
+) -> dict[str, tuple[float, float]]:
+    """Per version, the 2.5th and 97.5th percentiles of its Bradley-Terry strength relative to ``anchor`` over
+    ``resamples`` refits on the decided games drawn with replacement (a version absent from a resample has no value
+    in it)."""
+    import numpy as np
+
+    if not games:
+        return {}
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = defaultdict(list)
+    for _ in range(resamples):
+        fitted = bradley_terry(_tally(rng.choices(games, k=len(games))), prior, iterations)
+        for version, strength in _relative(fitted, anchor).items():
+            samples[version].append(strength)
+    return {version: (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+            for version, values in samples.items()}
 
 
 def bradley_terry(

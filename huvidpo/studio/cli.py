@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("gold_rate", "overlap_share", "gold_threshold"):  # campaign quality control (help: StudioConfig's)
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
                             help=f"{fields[name].metadata['help']} Default {fields[name].default}.")
+    for name in ("leaderboard_min_votes", "leaderboard_resamples"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                            help=f"{fields[name].metadata['help']} Default {fields[name].default}.")
     return parser
 
 
@@ -46,6 +49,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         maintainers=args.maintainers, oauth=args.oauth, votes_repo=args.votes_repo, tabs=args.tabs, device=args.device,
         preload_model=False if args.no_preload else None, replica=args.replica, gold_rate=args.gold_rate,
         overlap_share=args.overlap_share, gold_threshold=args.gold_threshold,
+        leaderboard_min_votes=args.leaderboard_min_votes, leaderboard_resamples=args.leaderboard_resamples,
     )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from huvidpo.annotation.pool import CATEGORY_PRESETS
+from huvidpo.annotation.stats import BOOTSTRAP_RESAMPLES, LEADERBOARD_MIN_VOTES
 from huvidpo.generate import GenerationSettings
 from huvidpo.locations import (
     ASSETS_DIR,
@@ -147,6 +148,14 @@ class StudioConfig:
         default=0.8, metadata=_help("A labeler whose gold accuracy (over at least 5 gold checks) is below this is "
                                     "flagged in the stats and can be left out of exports.")
     )
+    leaderboard_min_votes: int = field(
+        default=LEADERBOARD_MIN_VOTES, metadata=_help("Decided votes (wins and losses against other versions) a model "
+                                                      "version needs before the leaderboard ranks it.")
+    )
+    leaderboard_resamples: int = field(
+        default=BOOTSTRAP_RESAMPLES, metadata=_help("Bootstrap resamples of the leaderboard's 95% intervals (the board "
+                                                    "ranks by their lower bound); 0: no intervals.")
+    )
 
     def __post_init__(self) -> None:
         self.maintainers = [name.lower() for name in split_names(self.maintainers)]
@@ -184,6 +193,9 @@ class StudioConfig:
         for name in ("gold_rate", "overlap_share"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} is a share of the pairs served, from 0 to below 1; got {getattr(self, name)}.")
+        for name in ("leaderboard_min_votes", "leaderboard_resamples"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if not 0 <= self.gold_threshold <= 1:
             raise ValueError(f"gold_threshold is an accuracy from 0 to 1, got {self.gold_threshold}.")
         if self.comparison_prompts is None:

@@ -25,12 +25,11 @@ from huvidpo.annotation import (
     export_preferences,
     inter_annotator_agreement,
     labeler_stats,
-    leaderboard,
     pool_progress,
 )
 from huvidpo.annotation.export import REPLICAS_DIR
 from huvidpo.annotation.gold import GOLD_OF, GoldMaker
-from huvidpo.annotation.stats import flagged_labelers
+from huvidpo.annotation.stats import flagged_labelers, version_ranking
 from huvidpo.annotation.votes import data_votes
 from huvidpo.annotation.provenance import image_sha256, revision_of
 from huvidpo.locations import default_model_path
@@ -234,14 +233,18 @@ class LabelingService:
 
     def stats(self) -> dict[str, Any]:
         """Per-labeler counts, pool progress (with the vote-log lines that could not be read), agreement, the
-        model leaderboard and the Hub sync's status (None without a votes repo)."""
+        model leaderboard (ranked by the lower bound of its bootstrap intervals; ``leaderboard_note`` says which
+        versions have too few votes to be ranked) and the Hub sync's status (None without a votes repo)."""
         progress = pool_progress(self.pool, self.store)
         progress["unreadable_vote_lines"] = self.store.skipped_lines
+        ranking = version_ranking(self.store, self.pool, min_votes=self.config.leaderboard_min_votes,
+                                  resamples=self.config.leaderboard_resamples, seed=self.config.sampler_seed or 0)
         return {
             "labelers": labeler_stats(self.store, gold_threshold=self.config.gold_threshold),
             "progress": progress,
             "agreement": inter_annotator_agreement(self.store),
-            "leaderboard": leaderboard(self.store, self.pool),
+            "leaderboard": ranking["rows"],
+            "leaderboard_note": leaderboard_note(ranking),
             "sync": self.sync.status() if self.sync is not None else None,
         }
 
@@ -296,6 +299,15 @@ class LabelingService:
     def close(self) -> None:
         if self.sync is not None:
             self.sync.stop()
+
+
+def leaderboard_note(ranking: dict[str, Any]) -> str:
+    """The line under the leaderboard: how it ranks, and the versions it does not rank yet."""
+    line = f"Strengths (Bradley-Terry) are relative to `{ranking['anchor']}` (1)" if ranking["anchor"] else "No votes between versions yet"
+    if ranking["anchor"] and ranking["resamples"]:
+        line += f"; ranked by the lower bound of their bootstrap 95% interval ({ranking['resamples']} resamples)"
+    line += "."
+    return line + (f" {ranking['note']}" if ranking["note"] else "")
 
 
 def plural(count: int, noun: str) -> str:

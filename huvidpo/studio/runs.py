@@ -23,6 +23,7 @@ from filelock import FileLock, Timeout
 RECORD_NAME = "run.json"
 LOCK_NAME = ".run.lock"
 METRICS_NAME = "metrics.jsonl"  # the trainer's (huvidpo.training.trainer.METRICS_NAME), read without torch
+LORA_FILE = "pytorch_lora_weights.safetensors"  # a DPO run's LoRA (huvidpo.hub.LORA_WEIGHT_NAME), checked without torch
 ACTIVE_STATES = ("starting", "exporting", "loading", "running", "comparing")
 INTERRUPTED = "interrupted"
 
@@ -107,6 +108,15 @@ def trained_run(run_dir: Path) -> bool:
     if record is not None and record.get("state") in ACTIVE_STATES:
         return False
     return trained_steps(run_dir) > 0
+
+
+def newest_finished_run(runs_dir: Path) -> Path | None:
+    """The folder of the newest run that finished with a trained LoRA (the next preference round's model), or None."""
+    for record in past_runs(runs_dir):
+        folder = runs_dir / record["run_id"]
+        if record.get("state") == "finished" and trained_steps(folder) > 0 and (folder / LORA_FILE).is_file():
+            return folder
+    return None
 
 
 def past_runs(runs_dir: Path) -> list[dict[str, Any]]:

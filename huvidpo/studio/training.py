@@ -10,6 +10,10 @@ What is unusual here:
   "Before" clips depend only on the base model and the fixed settings, so they are made once per model and
   kept in ``generated/comparison/before-clips/``. Cancel stops a run at any time, the before/after clips included.
 - Hub tokens are never typed into the page: pushes use ``HF_TOKEN`` or the machine's login.
+- Preference rounds (``start_round``): the newest finished run's LoRA makes the pool's next round (the base clips'
+  prompts and seeds again, :mod:`huvidpo.annotation.rounds`), on the training lock like a run, in the request (the
+  pool is small; the Label tab serves the new pairs as soon as they are in). A run may take the previous round as
+  its DPO reference (``TrainRequest.reference``): the newest finished run's LoRA.
 - Several studios may share one data dir: a run claims its folder by creating it, holds ``runs/.training.lock``
   (one run at a time per data dir) and its own lock for its life, and keeps ``run.json`` (:mod:`.runs`) up to
   date, so every studio lists every run with its state, and sees a killed run as interrupted and resumable.
@@ -43,6 +47,7 @@ from huvidpo.studio.runs import (
     INTERRUPTED,
     claim_dir,
     hold_run_lock,
+    newest_finished_run,
     past_runs,
     read_record,
     trained_steps,
@@ -78,6 +83,7 @@ class TrainRequest:
     frames: int | None = None
     seed: int | None = None
     preset: str | None = None  # DPOConfig's optimizer preset (None: its default)
+    reference: str = "base"  # DPOConfig.reference; "previous": the newest finished run's LoRA
 
     def __post_init__(self) -> None:
         for name in ("steps", "lora_rank", "frames", "seed"):
@@ -87,6 +93,7 @@ class TrainRequest:
         self.dataset = (self.dataset or "").strip()
         self.data_format = (self.data_format or STUDIO).strip()
         self.model = (self.model or "").strip()
+        self.reference = (self.reference or "base").strip()
 
 
 @dataclass
@@ -174,6 +181,7 @@ class TrainingManager:
         self._lock = threading.Lock()
         self._run: TrainingRun | None = None
         self._thread: threading.Thread | None = None
+        self._filling: str | None = None  # the round whose clips are being made
 
     # ------------------------------------------------------------------------------------------ choices
 
@@ -244,10 +252,17 @@ class TrainingManager:
             chosen = {name: value for name, value in chosen.items() if value is not None}
             if isinstance(request.lora_rank, int):  # alpha follows the rank, at DPOConfig's alpha / rank
                 chosen["lora_alpha"] = request.lora_rank * defaults["lora_alpha"] // defaults["lora_rank"]
+            if request.reference == "previous":
+                previous = newest_finished_run(self.config.runs_dir)
+                if previous is None:
+                    raise ValueError("reference 'previous' needs a previous round: no run has finished with a trained "
+                                     "LoRA yet. Train with reference 'base' first.")
+                chosen["previous_lora"] = str(previous)
             dpo_config = DPOConfig(
                 model=request.model or self.config.model,
                 data="-",  # replaced below once the dataset is resolved; the other settings are checked now
                 data_format=request.data_format,
+                reference=request.reference,
                 output_dir="-",  # replaced by the run folder once it is claimed
                 max_steps=steps,
                 num_frames=preset["frames"] if request.frames is None else request.frames,
@@ -305,7 +320,66 @@ class TrainingManager:
             self._launch(run, training_lock)
         return self.status()
 
+    def start_round(self, user: User, progress: Callable[[int, int], None] | None = None) -> str:
+        """Start the pool's next preference round: the newest finished run's LoRA makes its clips of the base clips'
+        prompts and seeds (``huvidpo.annotation.rounds.fill_round``); returns what was added. Runs in the request,
+        holding the training lock (no run meanwhile)."""
+        require_maintainer(self.config, user, "Starting a round")
+        if self.labeling is None:
+            raise ValueError("This app has no Label tab, so no pool to start a round in.")
+        from huvidpo.annotation.rounds import fill_round
+        from huvidpo.annotation.stats import pool_progress
+
+        with self._lock:
+            self._check_idle()
+            run_dir = newest_finished_run(self.config.runs_dir)
+            if run_dir is None:
+                raise ValueError("No finished run with a trained LoRA yet: train on the votes first; the newest run's "
+                                 "LoRA makes the next round's clips.")
+            training_lock = self._hold_training_lock()
+            self._filling = f"round clips of runs/{run_dir.name}"
+        try:
+            import_model_stack(training=True)
+            pairs_before = pool_progress(self.labeling.pool, self.labeling.store)["pairs_total"]
+            with MODEL_BUILD_LOCK:
+                pipe = self._load_pipeline(self.config.model)
+            number, clips = fill_round(pipe, self.labeling.pool, run_dir, lora_name=f"runs/{run_dir.name}",
+                                       progress=progress)
+            if self.config.gold_rate > 0:
+                self.labeling.make_gold_copies()
+        finally:
+            self._filling = None
+            training_lock.release()
+        pairs = pool_progress(self.labeling.pool, self.labeling.store)["pairs_total"] - pairs_before
+        logger.info("Round %d started by %s: %d clips of runs/%s", number, user.name or "local maintainer", len(clips),
+                    run_dir.name)
+        return (f"**Round {number}**: {len(clips)} clips of `runs/{run_dir.name}` in the pool, {pairs} new pairs to "
+                "label (against earlier rounds too).")
+
+    def round_view(self) -> dict[str, Any]:
+        """The rounds for the Train tab: the pool's rounds, the next round's number and the LoRA that would make it."""
+        from huvidpo.annotation.provenance import revision_of
+        from huvidpo.annotation.rounds import pool_rounds, round_summary
+
+        if self.labeling is None:
+            return {"next_round": None, "lora": None, "summary": ""}
+        rounds = pool_rounds(self.labeling.pool)
+        run_dir = newest_finished_run(self.config.runs_dir)
+        newest = rounds[-1] if rounds else None
+        next_round = (newest.round if newest else 0) + 1
+        if run_dir is None:
+            source = "no finished run yet: train on the votes first"
+        elif newest is not None and newest.round and newest.lora_revision == revision_of(run_dir):
+            next_round = newest.round  # starting it again completes it
+            source = f"`runs/{run_dir.name}`, which made it: train the next LoRA to start round {newest.round + 1}"
+        else:
+            source = f"`runs/{run_dir.name}`"
+        return {"next_round": next_round, "lora": f"runs/{run_dir.name}" if run_dir else None,
+                "summary": f"{round_summary(self.labeling.pool)} Round {next_round}: {source}."}
+
     def _check_idle(self) -> None:
+        if self._filling is not None:
+            raise ValueError(f"The next round's clips are being made ({self._filling}): wait for them.")
         if self._run is not None and self._run.state in ACTIVE_STATES:
             raise ValueError(
                 f"A run is already in progress ({self._run.run_id}, started by {self._run.started_by}): "
@@ -492,7 +566,8 @@ class TrainingManager:
         """The request with what the run trains with in place of what it left out (None)."""
         dpo = run.dpo_config
         effective = {"beta": dpo.beta, "learning_rate": dpo.learning_rate, "steps": dpo.max_steps,
-                     "lora_rank": dpo.lora_rank, "frames": dpo.num_frames, "seed": dpo.seed, "preset": dpo.preset}
+                     "lora_rank": dpo.lora_rank, "frames": dpo.num_frames, "seed": dpo.seed, "preset": dpo.preset,
+                     "reference": dpo.reference, "previous_lora": Path(dpo.previous_lora).name if dpo.previous_lora else None}
         return {**asdict(run.request), **effective}
 
     # ------------------------------------------------------------------------------------------ worker

@@ -29,6 +29,7 @@ TRACKERS = ("tensorboard", "wandb")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 LOSS_TYPES = ("sigmoid", "hinge", "ipo")  # the branches of huvidpo.losses.video_dpo_loss
 LATEST = "latest"  # resume from the newest checkpoint in output_dir
+REFERENCES = ("base", "previous")  # what DPO compares against (and where the trained LoRA starts): DPOConfig.reference
 
 
 @dataclass
@@ -275,6 +276,18 @@ class DPOConfig(TrainingConfig):
         min=1.0,
         max=100.0,
     )
+    reference: str = setting(
+        "base",
+        "The DPO reference and the trained LoRA's start. 'base': the model without a LoRA; the LoRA starts at zero "
+        "(the paper). 'previous' (preference rounds): the LoRA in previous_lora, loaded as a second, frozen adapter; "
+        "the trained LoRA starts as a copy of it, so each round moves on from the last one. Either way the policy "
+        "equals the reference at step 0 (the loss starts at log 2).",
+        choices=REFERENCES,
+    )
+    previous_lora: str | None = setting(
+        None, "With reference 'previous': the previous round's LoRA folder (trained here, with the same lora_rank, "
+        "lora_alpha and lora_target_modules).",
+    )
     lora_rank: int = setting(16, "LoRA rank r.", min=1, max=1024)
     lora_alpha: int = setting(32, "LoRA alpha (the update is scaled by alpha / r).", min=1, max=8192)
     lora_dropout: float | None = setting(
@@ -306,6 +319,15 @@ class DPOConfig(TrainingConfig):
         for name in ("prompt_column", "chosen_column", "rejected_column", "data_split"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is empty: name the dataset column (or split).")
+        self.previous_lora = self.previous_lora or None
+        if self.reference == "previous" and self.previous_lora is None:
+            raise ValueError("reference 'previous' needs previous_lora: the folder of the previous round's LoRA.")
+        if self.reference == "base" and self.previous_lora is not None:
+            raise ValueError(f"previous_lora {self.previous_lora!r} is only used with reference 'previous'; set "
+                             "reference to 'previous', or leave previous_lora empty.")
+        if self.previous_lora is not None and not Path(self.previous_lora).expanduser().exists():
+            raise ValueError(f"previous_lora: no LoRA folder at {self.previous_lora}; give the folder of the previous "
+                             "round's run (it holds pytorch_lora_weights.safetensors).")
 
     @property
     def reader_options(self) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 What is unusual here:
 - There is one UNet in memory. The reference model is that UNet with its LoRA switched off
   (``disable_adapters``) under ``no_grad``; since the LoRA starts at zero, policy and reference are
-  equal at step 0 and the loss starts at exactly log 2.
+  equal at step 0 and the loss starts at exactly log 2. With ``reference="previous"`` (preference rounds) the
+  previous round's LoRA is a second, frozen peft adapter of the same UNet, active during the reference pass, and
+  the trained LoRA starts as a copy of it: again equal at step 0, and the output is one LoRA over the base.
 - Each step runs winner and loser as one batch of 2B with the same noise and timestep, so their
   MSE difference measures the clips, not the draw. The reference pass goes first: its activations
   are freed before the policy's graph is built.
@@ -38,6 +40,9 @@ from huvidpo.training.trainer import (
 )
 
 
+REFERENCE_ADAPTER = "reference"  # the previous round's LoRA, frozen, when DPOConfig.reference is "previous"
+
+
 @contextlib.contextmanager
 def adapters_disabled(unet):
     """The UNet without its LoRA (the DPO reference), restored afterwards even on error."""
@@ -48,9 +53,29 @@ def adapters_disabled(unet):
         unet.enable_adapters()
 
 
+@contextlib.contextmanager
+def reference_model(unet, reference_adapter: str | None = None):
+    """The DPO reference: ``unet`` without its LoRA, or with only the frozen adapter ``reference_adapter`` active.
+    The trained adapter is active again afterwards (peft's ``set_adapter`` makes it the trainable one), even on error."""
+    if reference_adapter is None:
+        with adapters_disabled(unet):
+            yield unet
+        return
+    trained = [name for name in unet.peft_config if name != reference_adapter]
+    unet.set_adapter(reference_adapter)
+    try:
+        yield unet
+    finally:
+        unet.set_adapter(trained)
+
+
 def add_dpo_lora(unet, config: DPOConfig, adapter_name: str) -> None:
-    """Freeze ``unet`` and give it a fresh LoRA (B = 0, so the policy starts equal to the reference)."""
+    """Freeze ``unet`` and give it the LoRA DPO trains: a fresh one (B = 0) with reference "base"; with reference
+    "previous", a copy of ``config.previous_lora`` next to a frozen copy (``REFERENCE_ADAPTER``) that the reference
+    pass uses. Either way the policy starts equal to the reference."""
     from peft import LoraConfig
+
+    from huvidpo.hub import restore_lora
 
     if getattr(unet, "peft_config", None):
         raise ValueError(
@@ -58,17 +83,34 @@ def add_dpo_lora(unet, config: DPOConfig, adapter_name: str) -> None:
             "(huvidpo.hub.unload_lora(pipe)); DPO trains a fresh LoRA on the bare model."
         )
     unet.requires_grad_(False)
-    lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        init_lora_weights="gaussian",
-        target_modules=list(config.lora_target_modules),
-    )
-    try:
-        unet.add_adapter(lora, adapter_name=adapter_name)
-    except ValueError as err:
-        raise ValueError(f"lora_target_modules {config.lora_target_modules} do not fit this UNet: {err}") from err
+
+    def lora() -> LoraConfig:
+        return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          init_lora_weights="gaussian",
+                          target_modules=list(config.lora_target_modules))
+
+    names = [adapter_name] if config.reference == "base" else [REFERENCE_ADAPTER, adapter_name]
+    for name in names:  # the trained adapter last: add_adapter makes it the active, trainable one
+        try:
+            unet.add_adapter(lora(), adapter_name=name)
+        except ValueError as err:
+            raise ValueError(f"lora_target_modules {config.lora_target_modules} do not fit this UNet: {err}") from err
+        if config.reference == "previous":
+            check_previous_lora(config)
+            restore_lora(unet, config.previous_lora, adapter_name=name)
+    unet.set_adapter(adapter_name)
+
+
+def check_previous_lora(config: DPOConfig) -> None:
+    """The previous round's LoRA must have this run's alpha (rank and targets are checked when it is loaded)."""
+    from huvidpo.pipeline import HuViDPOPipeline
+
+    _, _, metadata = HuViDPOPipeline.lora_state_dict(str(config.previous_lora), return_lora_metadata=True)
+    metadata = metadata or {}
+    alpha = metadata.get("unet.lora_alpha", metadata.get("lora_alpha"))  # diffusers prefixes the component
+    if alpha is not None and alpha != config.lora_alpha:
+        raise ValueError(f"previous_lora {config.previous_lora} was trained with lora_alpha {alpha}, this run with "
+                         f"{config.lora_alpha}: train the next round with the previous round's LoRA settings.")
 
 
 def dpo_step(
@@ -86,18 +128,20 @@ def dpo_step(
     negative_embeds: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
     timestep_range: tuple[int, int | None] = (0, None),
+    reference_adapter: str | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The DPO loss of one batch of pairs (``b c f h w`` latents each, ``b l d`` text states).
 
     ``model`` is the trained UNet as the optimizer sees it (possibly DDP-wrapped); ``reference`` is the
-    same module unwrapped, run with its adapters disabled. With ``guidance_scale`` > 1 both are compared by
-    their classifier-free-guided predictions, ``negative_embeds`` (``1 l d``, the empty prompt) giving the
+    same module unwrapped, run with its adapters disabled (or with only ``reference_adapter`` active). With
+    ``guidance_scale`` > 1 both are compared by their classifier-free-guided predictions, ``negative_embeds`` (``1 l d``, the empty prompt) giving the
     unconditional one. Timesteps are drawn from ``timestep_range`` (``DPOConfig.min_timestep/max_timestep``).
     """
     batch = latents_w.shape[0]
     model_mse, ref_mse, model_cond_mse = _pair_mses(
         model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast, negative_embeds, guidance_scale,
         timestep_range,
+        reference_adapter,
     )
     return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type, rpo_alpha,
                           anchor_mse_w=model_cond_mse[:batch])
@@ -122,7 +166,8 @@ def guided_prediction(unet, noisy, timesteps, embeds, negative_embeds=None, guid
 
 
 def _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast=contextlib.nullcontext,
-               negative_embeds=None, guidance_scale: float = 1.0, timestep_range: tuple[int, int | None] = (0, None)):
+               negative_embeds=None, guidance_scale: float = 1.0, timestep_range: tuple[int, int | None] = (0, None),
+               reference_adapter: str | None = None):
     """Per-sample MSEs ``(2b,)`` (winners, then losers) of the policy and of the reference, one noise and
     timestep per pair shared by its winner and loser (of the guided predictions with ``guidance_scale`` > 1),
     and the policy's MSEs of its conditional prediction (the same tensor when not guiding)."""
@@ -132,7 +177,7 @@ def _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_e
     noise, timesteps = noise.repeat(2, 1, 1, 1, 1), timesteps.repeat(2)  # winner and loser share both
     noisy, target = noisy_latents_and_target(noise_scheduler, latents, noise, timesteps)
     embeds = prompt_embeds.repeat(2, 1, 1)
-    with torch.no_grad(), adapters_disabled(reference), autocast():
+    with torch.no_grad(), reference_model(reference, reference_adapter), autocast():
         ref_mse = per_sample_mse(guided_prediction(reference, noisy, timesteps, embeds, negative_embeds, guidance_scale), target)
     guided, cond = guided_prediction(model, noisy, timesteps, embeds, negative_embeds, guidance_scale, return_conditional=True)
     model_mse = per_sample_mse(guided, target)
@@ -215,6 +260,7 @@ class DPOTrainer(Trainer):
             config.beta, config.loss_type, autocast=self.accelerator.autocast, rpo_alpha=config.rpo_alpha,
             negative_embeds=self.negative_embeds, guidance_scale=config.guidance_scale,
             timestep_range=(config.min_timestep, config.max_timestep),
+            reference_adapter=REFERENCE_ADAPTER if config.reference == "previous" else None,
         )
 
     def save_trainable(self, directory: Path) -> None:
@@ -239,6 +285,8 @@ class DPOTrainer(Trainer):
         return {
             "beta": config.beta,
             "loss_type": config.loss_type,
+            "reference (and start)": "the base model" if config.reference == "base" else
+            f"the previous round's LoRA ({Path(config.previous_lora).name})",
             **({"rpo_alpha (winner denoising weight)": config.rpo_alpha} if config.rpo_alpha else {}),
             **({"guidance_scale (DPO on guided predictions)": config.guidance_scale} if config.guidance_scale > 1 else {}),
             **({"timesteps": f"[{config.min_timestep}, {config.max_timestep or 'T'})"}

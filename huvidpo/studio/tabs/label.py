@@ -97,6 +97,7 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
             labelers_table = gr.Dataframe(label="Votes per labeler", interactive=False, wrap=True, elem_id="label-labelers")
             leaderboard_table = gr.Dataframe(label="Leaderboard of model versions", interactive=False, wrap=True,
                                              elem_id="label-leaderboard")
+            leaderboard_md = gr.Markdown(elem_id="label-leaderboard-note")
         stats_timer = gr.Timer(STATS_EVERY_SECONDS, active=False)
 
     def show(labeler: str, state: SessionState, pair: dict | None, message: str = "", last_vote: dict | None = None):
@@ -161,6 +162,7 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
             sync_md: labeling.sync_summary() if user.maintainer else "",
             labelers_table: table(stats["labelers"]),
             leaderboard_table: table(stats["leaderboard"]),
+            leaderboard_md: stats["leaderboard_note"],
         }
 
     def stats_while_open(labeler_name: str | None, profile: gr.OAuthProfile | None = None):
@@ -176,7 +178,7 @@ def build_label_tab(page: Page, labeling: LabelingService) -> None:
     for choice, button in buttons.items():
         button.click(vote_on_screen(choice), [page.name, page.state], outputs, api_visibility="private", **limits)
     undo_button.click(undo, [page.name, page.state], outputs, api_name="undo", **limits)
-    stats_outputs = [progress_json, agreement_json, labelers_table, leaderboard_table, sync_md]
+    stats_outputs = [progress_json, agreement_json, labelers_table, leaderboard_table, leaderboard_md, sync_md]
     stats_limits = {"concurrency_limit": 2, "concurrency_id": "stats"}
     stats_button.click(label_stats, [page.name], stats_outputs, api_name="label_stats", **stats_limits)
     # While the panel is open the stats follow the votes (everyone's): a refresh when it opens, then on a timer.

@@ -9,6 +9,8 @@ What is unusual here:
 - Every endpoint answers with what ``TrainingManager.view`` computes; a timer polls it while a run is active.
 - Starting a run outputs only the (hidden) status, then the view follows: a refused start (a bad setting, a run
   already going) shows its message and leaves the plots, log and clips of the last run as they were.
+- Preference rounds: "Start round k+1" fills the pool with the newest finished run's clips (the base clips'
+  prompts and seeds); the reference box trains the next LoRA against the base or against that previous round.
 - The number boxes take any number and the server says what is wrong, naming the setting as the CLI and the
   config file do (Gradio's own bounds would say "Value 0 is less than minimum value 1", and round 2.5 to 2).
 """
@@ -21,6 +23,7 @@ from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
 from huvidpo.studio.tabs.label import table
 from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, number, text, whole
+from huvidpo.training.config import REFERENCES
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
 FOLLOW_LOG = """() => requestAnimationFrame(() => {
@@ -66,6 +69,11 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 exclude_box = gr.Checkbox(value=False, label="Leave out labelers flagged by gold checks ('votes')",
                                           elem_id="train-exclude-flagged")
                 base_model_box = gr.Textbox(label="Base model (empty: the one this app serves)", placeholder=config.model_name)
+                reference_box = gr.Dropdown(
+                    choices=list(REFERENCES), value=REFERENCES[0], elem_id="train-reference",
+                    label="DPO reference: 'base' (the model without a LoRA; the LoRA starts at zero) or 'previous' (the "
+                          "newest finished run's LoRA, which the new one starts from)",
+                )
                 with gr.Row():
                     beta_box = checked_by_handler(gr.Number(label="beta", elem_id="train-beta"))
                     learning_rate_box = checked_by_handler(gr.Number(label="Learning rate (learning_rate)",
@@ -97,6 +105,11 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                         resume_box = gr.Dropdown(label="Interrupted run to resume", choices=[], allow_custom_value=True,
                                                  scale=3)
                         resume = gr.Button("Resume", scale=1, elem_id="train-resume")
+        with gr.Accordion("Preference rounds", open=False):
+            gr.Markdown("A round adds the newest finished run's clips to the pool, on the prompts and seeds of the base "
+                        "clips, so labelers compare it with the earlier rounds; the Label tab's leaderboard ranks them.")
+            round_md = gr.Markdown(elem_id="train-rounds")
+            round_button = gr.Button("Start the next round", elem_id="train-start-round")
         gr.Markdown("#### Before / after (fixed prompts and seed)")
         comparison_videos = []
         for prompt in config.comparison_prompts[:COMPARISON_ROWS]:
@@ -134,12 +147,19 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             updates.update({before_video: before, after_video: after})
         return updates
 
+    def rounds_shown(message: str = "") -> dict:
+        view = training.round_view()
+        button = gr.Button(value=f"Start round {view['next_round']}" if view["next_round"] else "Start the next round",
+                           interactive=view["lora"] is not None)
+        return {round_md: "\n\n".join(part for part in (message, view["summary"]) if part), round_button: button}
+
     @handler(config)
     def start_training(dataset, base_model, beta=None, learning_rate=None, max_steps=None, lora_rank=None, frames=None,
-                       user: User = None, data_format=STUDIO, exclude_flagged=False, preset=None):
+                       user: User = None, data_format=STUDIO, exclude_flagged=False, preset=None, reference="base"):
         """Start a DPO run in the background (maintainers only); returns its status. Settings left out take the
         Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`); preset
-        is DPOConfig's optimizer preset ('ours', or 'huvidpo': the original code's)."""
+        is DPOConfig's optimizer preset ('ours', or 'huvidpo': the original code's); reference 'previous' trains
+        against (and from) the newest finished run's LoRA."""
         require_maintainer(config, user, "Training")
         status = training.start(user, TrainRequest(
             dataset=text(dataset, "dataset") or "votes", data_format=text(data_format, "format") or STUDIO,
@@ -147,8 +167,21 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             beta=number(beta, "beta"), learning_rate=number(learning_rate, "learning_rate"),
             steps=whole(max_steps, "max_steps"), lora_rank=whole(lora_rank, "lora_rank"), frames=whole(frames, "num_frames"),
             preset=text(preset, "preset") or None,
+            reference=text(reference, "reference") or "base",
         ))
         return {status_json: status}
+
+    @handler(config)
+    def start_round(user: User):
+        """Start the pool's next preference round from the newest finished run (maintainers only): its clips of the
+        base clips' prompts and seeds go into the pool; returns what was added."""
+        return rounds_shown(training.start_round(user))
+
+    @handler(config)
+    def rounds_status(user: User):
+        """The pool's rounds and what the next one would come from (maintainers only)."""
+        require_maintainer(config, user, "Starting a round")
+        return rounds_shown()
 
     @handler(config)
     def resume_training(run_id: str, user: User):
@@ -205,8 +238,11 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
                *(video for row in comparison_videos for video in row), timer, runs_table, resume_box]
     settings = [dataset_box, base_model_box, beta_box, learning_rate_box, steps_box, rank_box, frames_box]
-    started = start.click(start_training, [*settings, page.name, format_box, exclude_box, preset_box], [status_json],
+    started = start.click(start_training, [*settings, page.name, format_box, exclude_box, preset_box, reference_box], [status_json],
                           api_name="start_training", **limits)
+    round_button.click(start_round, [page.name], [round_md, round_button], api_name="start_round", **limits)
+    tab.select(rounds_status, [page.name], [round_md, round_button], api_name="rounds_status", show_progress="hidden",
+               **limits)
     refresh.click(training_status, [page.name], outputs, api_name="training_status", **limits)
     started.success(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
     timer.tick(training_status, [page.name], outputs, api_visibility="private", show_progress="hidden", **limits)
@@ -220,13 +256,14 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                                           dataset_box, preset_box], api_visibility="private", show_progress="hidden")
 
     def refresh_choices(status: dict):
-        """When a run ends, its LoRA appears in the picker and its export in the dataset list."""
+        """When a run ends, its LoRA appears in the picker, its export in the dataset list, and the next round's
+        button follows."""
         if status.get("state") not in ("finished", "cancelled"):
             return {component: gr.skip() for component in choice_outputs}
-        updates = {dataset_box: gr.Dropdown(choices=training.dataset_choices())}
+        updates = {dataset_box: gr.Dropdown(choices=training.dataset_choices()), **rounds_shown()}
         if lora_box is not None:
             updates[lora_box] = gr.Dropdown(choices=lora_choices(config, maintainer=True))
         return updates
 
-    choice_outputs = [dataset_box] + ([lora_box] if lora_box is not None else [])
+    choice_outputs = [dataset_box, round_md, round_button] + ([lora_box] if lora_box is not None else [])
     status_json.change(refresh_choices, status_json, choice_outputs, api_visibility="private", queue=False)
