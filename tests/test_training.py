@@ -31,7 +31,7 @@ from huvidpo.training import (
 )
 from huvidpo.training.data import encode_pairs
 from huvidpo.training.dpo import add_dpo_lora, guided_prediction, implicit_accuracy, implicit_margins
-from huvidpo.training.trainer import PUSH_IGNORE, batch_indices, push_output, step_generator, trainable_parameters
+from huvidpo.training.trainer import PUSH_IGNORE, batch_indices, example_generator, push_output, trainable_parameters
 
 NUM_FRAMES = 4
 SIZE = "32"  # pixels: 8x8 latents keep every step well under a second
@@ -222,7 +222,7 @@ def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir, guidance_scale):
     latents_w, latents_l, embeds = cache.batch([0], torch.device("cpu"), torch.float32)
 
     def step():  # the same pair, noise and timestep every time
-        return dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=50.0 / guidance_scale**2, **guided)
+        return dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, example_generator(0, 0), beta=50.0 / guidance_scale**2, **guided)
 
     with torch.no_grad():
         loss_before, before = step()
@@ -267,9 +267,9 @@ def test_guided_dpo_compares_the_prediction_the_sampler_follows(pair_dir, tmp_pa
     latents_w, latents_l, embeds = cache.batch([0], torch.device("cpu"), torch.float32)
     add_dpo_lora(pipe.unet, DPOConfig(), "dpo")
     with torch.no_grad():
-        loss, metrics = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=2.0,
+        loss, metrics = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, example_generator(0, 0), beta=2.0,
                                  rpo_alpha=3.0, negative_embeds=negative, guidance_scale=5.0)
-        conditional = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=2.0)[1]
+        conditional = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, example_generator(0, 0), beta=2.0)[1]
     assert loss.item() == pytest.approx(math.log(2) + 3.0 * conditional["mse/model_w"].item(), rel=1e-4)
     assert metrics["mse/model_w"].item() != pytest.approx(conditional["mse/model_w"].item(), rel=0.05)  # DPO compares the guided error
     pipe.unet.delete_adapters("dpo")
@@ -296,13 +296,13 @@ def test_rpo_alpha_keeps_the_winner_denoised(pair_dir):
         torch.manual_seed(0)
         optimizer = torch.optim.AdamW(trainable_parameters(unet).values(), lr=3e-3)
         for step in range(6):
-            loss, _ = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, step), beta=50.0,
+            loss, _ = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, example_generator(0, step), beta=50.0,
                                rpo_alpha=rpo_alpha)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
         with torch.no_grad():
-            after[rpo_alpha] = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 99), beta=50.0)[1]
+            after[rpo_alpha] = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, example_generator(0, 99), beta=50.0)[1]
     assert after[20.0]["mse/model_w"] < after[0.0]["mse/model_w"]
     assert after[20.0]["rewards/margins"] > 0
 

@@ -3,10 +3,12 @@
 What is unusual here:
 - A stage is a small subclass of :class:`Trainer` that says what it trains and how: its data, the weights it
   makes trainable, its loss, its card, and what it saves at the end (:mod:`.stage1`, :mod:`.dpo`).
-- Randomness is a pure function of (seed, micro-step, process): data order, noise, timesteps and
-  augmentation come from a ``torch.Generator`` seeded from those numbers (a CPU generator, so GPU
-  and CPU runs draw the same values). A resumed run therefore replays exactly what an uninterrupted
-  run would have drawn; accelerate saves and restores the global RNG states too, for anything else.
+- Randomness is a pure function of (seed, the example's position in the run's stream of examples): data
+  order, and each example's noise, timestep and augmentation from its own ``torch.Generator`` (a CPU
+  generator, so GPU and CPU runs draw the same values). A resumed run therefore replays exactly what an
+  uninterrupted run would have drawn, and a batch split over processes or micro-batches draws what one
+  process with the whole batch draws: 2 processes x batch 1 train the same LoRA as 1 process x batch 2
+  (DDP averages their gradients). accelerate saves and restores the global RNG states too, for anything else.
 - Checkpoints are accelerate's ``save_state`` / ``load_state``. A save hook stores only what the stage trains
   (the LoRA in the diffusers format, which ``load_lora`` reads, or the stage-1 set), never the frozen UNet;
   the optimizer, the LR schedule and the step are registered with accelerate. Each is written aside and
@@ -166,9 +168,11 @@ class Trainer:
         return batch_indices(num_items, micro_step, self.config.batch_size, self.config.seed,
                              accelerator.num_processes, accelerator.process_index)
 
-    def generator(self, micro_step: int) -> torch.Generator:
-        """This process's generator of ``micro_step`` (:func:`step_generator`)."""
-        return step_generator(self.config.seed, micro_step, self.accelerator.process_index)
+    def generators(self, micro_step: int) -> list[torch.Generator]:
+        """One generator per example of this process's share of ``micro_step`` (:func:`example_generator`)."""
+        accelerator = self.accelerator
+        return [example_generator(self.config.seed, position) for position in
+                stream_positions(micro_step, self.config.batch_size, accelerator.num_processes, accelerator.process_index)]
 
     # ------------------------------------------------------------------------------------------ the run
 
@@ -468,31 +472,50 @@ def derived_seed(*numbers: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
-def step_generator(seed: int, micro_step: int, process_index: int = 0) -> torch.Generator:
-    """The CPU generator of one micro-step on one process: noise, timesteps and augmentation."""
-    return torch.Generator().manual_seed(derived_seed(seed, 1, micro_step, process_index))
+def example_generator(seed: int, position: int) -> torch.Generator:
+    """The CPU generator of the example at ``position`` in the run's stream: its noise, timestep and augmentation.
+
+    (With one process and batch size 1, ``position`` is the micro-step.)"""
+    return torch.Generator().manual_seed(derived_seed(seed, 1, position))
+
+
+def stream_positions(micro_step: int, batch_size: int, num_processes: int = 1, process_index: int = 0) -> range:
+    """The positions in the run's stream of the examples of one micro-step on one process.
+
+    Micro-step k takes the next ``batch_size * num_processes`` positions and each process its own slice.
+    """
+    start = (micro_step * num_processes + process_index) * batch_size
+    return range(start, start + batch_size)
 
 
 def batch_indices(num_items: int, micro_step: int, batch_size: int, seed: int, num_processes: int = 1, process_index: int = 0) -> list[int]:
     """The examples of one micro-step on one process.
 
-    The data is an endless stream of epochs, each a seeded permutation; micro-step k takes the next
-    ``batch_size * num_processes`` items and each process its own slice of them.
+    The data is an endless stream of epochs, each a seeded permutation, read in :func:`stream_positions` order.
     """
-    start = (micro_step * num_processes + process_index) * batch_size
     indices = []
-    for position in range(start, start + batch_size):
+    for position in stream_positions(micro_step, batch_size, num_processes, process_index):
         epoch, offset = divmod(position, num_items)
         order = torch.randperm(num_items, generator=torch.Generator().manual_seed(derived_seed(seed, 0, epoch)))
         indices.append(int(order[offset]))
     return indices
 
 
-def sample_noise(scheduler, shape: tuple[int, ...], generator: torch.Generator, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ε ~ N(0, 1) of ``shape``, t ~ U{0..T-1} per sample), drawn on the CPU generator."""
-    noise = torch.randn(shape, generator=generator).to(device, dtype)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (shape[0],), generator=generator).to(device)
-    return noise, timesteps
+def sample_noise(scheduler, shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator], device,
+                 dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ε ~ N(0, 1) of ``shape``, t ~ U{0..T-1} per sample), drawn on CPU generators: one for the batch, or,
+    as diffusers' ``randn_tensor`` takes them, a list of one per sample (each draws its noise, then its t)."""
+    num_train_timesteps = scheduler.config.num_train_timesteps
+    if isinstance(generator, torch.Generator):
+        noise = torch.randn(shape, generator=generator)
+        timesteps = torch.randint(0, num_train_timesteps, (shape[0],), generator=generator)
+    else:
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}: give one per sample.")
+        draws = [(torch.randn(shape[1:], generator=g), torch.randint(0, num_train_timesteps, (1,), generator=g)) for g in generator]
+        noise = torch.stack([n for n, _ in draws])
+        timesteps = torch.cat([t for _, t in draws])
+    return noise.to(device, dtype), timesteps.to(device)
 
 
 def noisy_latents_and_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
