@@ -133,3 +133,50 @@ def test_stage1_on_two_processes_equals_one_process_with_twice_the_batch(tiny_mo
     assert distance(trained_two, trained_one) < RTOL * moved
     assert metric_steps(two) == [1, 2]
     assert (two / "model_index.json").is_file() and "stage-1 video model" in (two / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- accelerate configs
+
+
+def launch_environment(config_file: Path) -> tuple[object, dict[str, str]]:
+    """What ``accelerate launch --config_file F -m huvidpo.train`` reads from F: its parsed arguments and, for
+    torchrun-launched configs, the environment each process gets (accelerate's own parser and helpers)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(config_file), "-m", "huvidpo.train", "dpo"])
+    args, defaults, _ = _validate_launch_command(args)
+    return defaults, ({} if args.use_deepspeed else prepare_multi_gpu_env(args))
+
+
+def test_the_shipped_accelerate_configs_parse_as_accelerate_reads_them(monkeypatch, tiny_model_dir):
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    names = {path.stem: path for path in ACCELERATE_CONFIGS}
+    assert set(names) == {"multi-gpu", "deepspeed-zero2", "fsdp"}
+    for path in ACCELERATE_CONFIGS:
+        defaults, env = launch_environment(path)
+        assert defaults.num_processes == 8 and defaults.mixed_precision == "bf16", path.name
+    assert launch_environment(names["multi-gpu"])[0].distributed_type == DistributedType.MULTI_GPU
+
+    defaults, env = launch_environment(names["fsdp"])
+    assert defaults.distributed_type == DistributedType.FSDP
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* variables the launcher sets
+    assert plugin.fsdp_version == 2 and plugin.transformer_cls_names_to_wrap == ["BasicTransformerBlock"]
+    unet = load_pipeline(str(tiny_model_dir)).unet  # the class it wraps is the one our UNet is made of
+    assert any(type(module).__name__ == "BasicTransformerBlock" for module in unet.modules())
+
+    defaults, _ = launch_environment(names["deepspeed-zero2"])
+    assert defaults.distributed_type == DistributedType.DEEPSPEED
+    assert defaults.deepspeed_config["zero_stage"] == 2
+
+
+def test_the_deepspeed_config_builds_accelerates_plugin():
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed (it is only needed on GPU machines)")
+    from accelerate.utils import DeepSpeedPlugin
+
+    defaults, _ = launch_environment(ROOT / "configs" / "accelerate" / "deepspeed-zero2.yaml")
+    plugin = DeepSpeedPlugin(**{k: v for k, v in defaults.deepspeed_config.items() if k != "zero3_init_flag"})
+    assert plugin.zero_stage == 2

@@ -351,7 +351,7 @@ def make_accelerator(config: TrainingConfig):
     """An ``Accelerator`` for the config's precision, accumulation and tracker."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DistributedType, ProjectConfiguration
 
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on a CPU.")
@@ -365,12 +365,20 @@ def make_accelerator(config: TrainingConfig):
     if state and state.get("_mixed_precision") not in (None, config.mixed_precision) and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # A second run in the same process (the app) may use another precision; accelerate keeps the first.
         AcceleratorState._reset_state()
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=config.log_with,
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / LOGS_DIR)),
     )
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "FSDP is not supported yet: checkpoints save the LoRA (or the stage-1 set) from each process's weights, "
+            "which FSDP shards. Launch with configs/accelerate/multi-gpu.yaml (DDP) or deepspeed-zero2.yaml."
+        )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no DataLoader to infer it from (as diffusers' scripts)
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
+    return accelerator
 
 
 def weight_dtype(accelerator) -> torch.dtype:
