@@ -29,7 +29,7 @@ from huvidpo.training import (
     train_stage1,
     write_world_pairs,
 )
-from huvidpo.training.data import encode_pairs
+from huvidpo.training.data import TensorShards, build_pair_cache, encode_pairs, write_pair_cache
 from huvidpo.training.dpo import add_dpo_lora, guided_prediction, implicit_accuracy, implicit_margins
 from huvidpo.training.trainer import PUSH_IGNORE, batch_indices, example_generator, push_output, trainable_parameters
 
@@ -207,6 +207,32 @@ def test_saved_lora_reloads_in_the_pipeline_and_changes_its_output(dpo_runs):
     unload_lora(pipe)
     np.testing.assert_allclose(generate(), base, atol=1e-6)
     assert np.abs(with_lora - base).max() > 1e-4
+
+
+def test_the_pair_cache_on_disk_reads_what_was_encoded_and_is_reused(pair_dir, tmp_path, monkeypatch):
+    import huvidpo.training.data as data
+
+    pipe, pairs = tiny_pipe(), PreferencePairs.load(pair_dir)
+    in_ram = encode_pairs(pipe, pairs, NUM_FRAMES, (32, 32), torch.device("cpu"), show_progress=False)
+    on_disk = build_pair_cache(pipe, pairs, NUM_FRAMES, (32, 32), torch.device("cpu"), cache_dir=tmp_path)
+    assert isinstance(on_disk.latents, TensorShards) and on_disk.latents.paths[0].suffix == ".safetensors"
+    for indices in ([0], [1, 0, 1]):
+        for ram, disk in zip(in_ram.batch(indices, "cpu", torch.float32), on_disk.batch(indices, "cpu", torch.float32)):
+            assert torch.equal(ram, disk)
+    monkeypatch.setattr(data, "read_clip", lambda *args, **kwargs: pytest.fail("the cache was encoded again"))
+    again = build_pair_cache(pipe, pairs, NUM_FRAMES, (32, 32), torch.device("cpu"), cache_dir=tmp_path)
+    assert torch.equal(again.batch([1], "cpu", torch.float32)[0], in_ram.batch([1], "cpu", torch.float32)[0])
+
+
+def test_tensor_shards_return_rows_across_shards_in_the_order_asked(tmp_path):
+    rows = torch.randn(50, 3, 2, generator=torch.Generator().manual_seed(0))
+    cache = write_pair_cache(tmp_path / "cache", rows.split(7), [rows[:4, 0]], torch.arange(25), torch.arange(25, 50),
+                             torch.arange(25) % 4, shard_bytes=200)
+    assert len(cache.latents.paths) > 3 and len(cache.latents) == 50
+    order = torch.tensor([49, 0, 13, 13, 27])
+    assert torch.equal(cache.latents[order], rows[order])
+    with pytest.raises(IndexError):
+        cache.latents[torch.tensor([50])]
 
 
 @pytest.mark.parametrize("guidance_scale", [1.0, 4.0])

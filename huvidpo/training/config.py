@@ -245,7 +245,11 @@ class DPOConfig(TrainingConfig):
     prompt_column: str = setting("prompt", "Column with the prompt.")
     chosen_column: str = setting("video_w", "Column with the preferred (winner) video.")
     rejected_column: str = setting("video_l", "Column with the rejected (loser) video.")
-    cache_latents: bool = setting(True, "Also keep the encoded latents on disk under output_dir/cache (reused on resume).")
+    cache_latents: bool = setting(
+        True,
+        "Keep the encoded latents and text states on disk under output_dir/cache, read a batch at a time (RAM does "
+        "not grow with the number of pairs; reused on resume). Off: all of them in RAM.",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
