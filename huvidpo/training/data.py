@@ -352,7 +352,7 @@ class ShardWriter:
     """Appends rows to ``folder/NAME-NNNNN.safetensors`` shards of about ``shard_bytes`` each (a row is one
     video's latents or one prompt's text states); :meth:`close` returns the paths."""
 
-    def __init__(self, folder: Path, name: str, shard_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, folder: Path, name: str, shard_bytes: int = 64 * 2**20) -> None:
         self.folder, self.name, self.shard_bytes = folder, name, shard_bytes
         self.pending: list[torch.Tensor] = []
         self.pending_bytes = 0
@@ -418,7 +418,7 @@ class PairCache:
 
 def write_pair_cache(folder: str | Path, latents: Iterable[torch.Tensor], prompt_embeds: Iterable[torch.Tensor],
                      index_w: torch.Tensor, index_l: torch.Tensor, index_prompt: torch.Tensor,
-                     shard_bytes: int = 256 * 2**20) -> PairCache:
+                     shard_bytes: int = 64 * 2**20) -> PairCache:
     """Write a pair cache to ``folder`` as it is produced (``latents`` and ``prompt_embeds`` yield ``n ...``
     blocks of rows), written aside and renamed, so RAM holds one shard at most and a crash leaves no half
     cache; return it opened from disk."""
