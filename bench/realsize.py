@@ -223,14 +223,15 @@ def run_variant(name: str, args) -> dict:
 
 
 def model_terms(result: dict, variant: SimpleNamespace) -> dict:
-    """Weights and optimizer in GB from the parameter counts; activations = the measured rest."""
+    """Weights and optimizer in GB from the parameter counts; activations = what the step added to the RSS of
+    the built model (its peak minus the RSS before it) beyond the optimizer's tensors."""
     params, trainable = result["params"], result.get("trainable_params", 0)
     frozen_bytes = 2 if variant.bf16 else 4
     weights = (params - trainable) * frozen_bytes + trainable * 4
     if variant.naive:
         weights += params * frozen_bytes
-    optimizer = trainable * (4 + 8)  # its gradient and AdamW's two moments, fp32
-    activations = max(0.0, result["peak_gb"] * GB - result["runtime_gb"] * GB - weights - optimizer)
+    optimizer = trainable * (4 + 8)  # its gradient and AdamW's two moments, fp32, made by the first step
+    activations = max(0.0, (result["peak_gb"] - result["built_gb"]) * GB - optimizer)
     return {"weights_gb": weights / GB, "optimizer_gb": optimizer / GB, "activations_gb": activations / GB,
             "activation_bytes_per_unit": activations / result["units"]}
 
@@ -315,7 +316,8 @@ def main() -> None:
 
     print("\nPREDICTION (a memory model, not a measurement): GPU memory at 16 frames of 320x512, one pair / clip,")
     print("= weights + optimizer (gradient and AdamW moments of the trained weights) + activations measured here per")
-    print("frame and latent pixel, scaled; add the CUDA context (~0.5-1 GB). From a smaller run it extrapolates linearly.")
+    print("frame and latent pixel, scaled; add the CUDA context (~0.5-1 GB). From a smaller run it extrapolates linearly,")
+    print("overhead included: trust it at (or near) the size measured.")
     prediction = {}
     for name, r in results.items():
         variant = parse_variant(name)

@@ -34,7 +34,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from huvidpo.training.config import LATEST, TrainingConfig
+from huvidpo.training.config import AUTO, LATEST, TrainingConfig
 
 logger = logging.getLogger("huvidpo.training")
 
@@ -183,12 +183,15 @@ class Trainer:
         from diffusers import DDPMScheduler
         from diffusers.training_utils import cast_training_params
 
-        config = self.config
-
         # 1. Data: columns and files are checked before any model work
-        self.data = self.load_data(self.dataset if self.dataset is not None else config.data)
+        self.data = self.load_data(self.dataset if self.dataset is not None else self.config.data)
 
-        # 2. Devices, output folder, resume point
+        # 2. Precision, devices, output folder, resume point
+        unet_config = self.pipe.unet.config if self.pipe is not None else read_unet_config(self.config.model)
+        config, chosen = resolve_auto_precision(self.config, unet_config, torch.cuda.is_available())
+        self.config = config
+        if chosen:
+            logger.warning("%s", chosen)
         accelerator = self.accelerator = make_accelerator(config)
         resume_from = prepare_output_dir(config, accelerator)
         output_dir = Path(config.output_dir)
@@ -345,6 +348,35 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------------------------------- setup
+
+SD_SIZED_CHANNELS = 1280  # Stable Diffusion 1.x's widest UNet block; the embedded default's is a fraction of it
+
+
+def read_unet_config(model: str) -> dict | None:
+    """The UNet config of ``model`` (a folder or Hub id; empty: the embedded default) without loading weights."""
+    from huvidpo.hub import ModelLoadError, read_model_json
+    from huvidpo.locations import default_model_path
+
+    try:
+        return read_model_json(model or default_model_path(), "unet/config.json")
+    except (ModelLoadError, OSError, ValueError):
+        return None  # loading the model will say what is wrong
+
+
+def resolve_auto_precision(config: TrainingConfig, unet_config: Any, cuda: bool) -> tuple[TrainingConfig, str | None]:
+    """``mixed_precision='auto'`` made concrete: bf16 with gradient checkpointing for a UNet as wide as Stable
+    Diffusion's on a CUDA GPU (16 frames of 320x512 then fit 24 GB: ``bench/realsize.py``), 'no' otherwise.
+    Returns the settings to train with and, when it chose bf16, the sentence that says so."""
+    import dataclasses
+
+    if config.mixed_precision != AUTO:
+        return config, None
+    widths = list((unet_config or {}).get("block_out_channels") or [0])
+    if not (cuda and max(widths) >= SD_SIZED_CHANNELS):
+        return dataclasses.replace(config, mixed_precision="no"), None
+    chosen = dataclasses.replace(config, mixed_precision="bf16", gradient_checkpointing=True)
+    return chosen, ("A Stable Diffusion-sized UNet on a CUDA GPU: training in bf16 with gradient checkpointing "
+                    "(mixed_precision 'auto'; set mixed_precision to 'no' or 'bf16' to choose yourself).")
 
 
 def make_accelerator(config: TrainingConfig):
