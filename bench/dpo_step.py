@@ -140,10 +140,10 @@ class Bench:
 
     def step(self, variant: str) -> float:
         """One optimizer step of ``variant``; its wall time in seconds."""
-        from huvidpo.training.trainer import step_generator
+        from huvidpo.training.trainer import example_generator
 
         start = time.perf_counter()
-        loss = getattr(self, f"{variant}_loss")(step_generator(0, self.steps_done))
+        loss = getattr(self, f"{variant}_loss")(example_generator(0, self.steps_done))
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ from huvidpo.losses import LOSS_TYPES, video_dpo_loss
 from huvidpo.models import VideoUNet
 from huvidpo.training import DPOConfig, dpo_step
 from huvidpo.training.dpo import add_dpo_lora
-from huvidpo.training.trainer import step_generator
+from huvidpo.training.trainer import example_generator
 from huvidpo.world.tiny import sd_ddim_scheduler, tiny_unet_config
 
 from conftest import randomize_temporal_layers
@@ -112,7 +112,7 @@ def test_dpo_step_on_the_tiny_model():
     prompt_embeds = torch.randn(1, 8, 64, generator=generator)
     scheduler = DDPMScheduler.from_config(sd_ddim_scheduler().config)  # as the trainer builds it
     with torch.no_grad():
-        loss, metrics = dpo_step(unet, unet, scheduler, latents_w, latents_l, prompt_embeds, step_generator(0, 0), beta=50.0)
+        loss, metrics = dpo_step(unet, unet, scheduler, latents_w, latents_l, prompt_embeds, example_generator(0, 0), beta=50.0)
     assert_values(loss, 0.699578)
     assert_values([metrics[name] for name in EXPECTED_DPO_STEP_METRICS], list(EXPECTED_DPO_STEP_METRICS.values()))
 

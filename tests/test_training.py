@@ -29,9 +29,9 @@ from huvidpo.training import (
     train_stage1,
     write_world_pairs,
 )
-from huvidpo.training.data import encode_pairs
+from huvidpo.training.data import TensorShards, build_pair_cache, encode_pairs, write_pair_cache
 from huvidpo.training.dpo import add_dpo_lora, guided_prediction, implicit_accuracy, implicit_margins
-from huvidpo.training.trainer import PUSH_IGNORE, batch_indices, push_output, sample_noise, step_generator, trainable_parameters
+from huvidpo.training.trainer import PUSH_IGNORE, batch_indices, example_generator, push_output, sample_noise, trainable_parameters
 
 NUM_FRAMES = 4
 SIZE = "32"  # pixels: 8x8 latents keep every step well under a second
@@ -278,6 +278,32 @@ def test_saved_lora_reloads_in_the_pipeline_and_changes_its_output(dpo_runs):
     assert np.abs(with_lora - base).max() > 1e-4
 
 
+def test_the_pair_cache_on_disk_reads_what_was_encoded_and_is_reused(pair_dir, tmp_path, monkeypatch):
+    import huvidpo.training.data as data
+
+    pipe, pairs = tiny_pipe(), PreferencePairs.load(pair_dir)
+    in_ram = encode_pairs(pipe, pairs, NUM_FRAMES, (32, 32), torch.device("cpu"), show_progress=False)
+    on_disk = build_pair_cache(pipe, pairs, NUM_FRAMES, (32, 32), torch.device("cpu"), cache_dir=tmp_path)
+    assert isinstance(on_disk.latents, TensorShards) and on_disk.latents.paths[0].suffix == ".safetensors"
+    for indices in ([0], [1, 0, 1]):
+        for ram, disk in zip(in_ram.batch(indices, "cpu", torch.float32), on_disk.batch(indices, "cpu", torch.float32)):
+            assert torch.equal(ram, disk)
+    monkeypatch.setattr(data, "read_clip", lambda *args, **kwargs: pytest.fail("the cache was encoded again"))
+    again = build_pair_cache(pipe, pairs, NUM_FRAMES, (32, 32), torch.device("cpu"), cache_dir=tmp_path)
+    assert torch.equal(again.batch([1], "cpu", torch.float32)[0], in_ram.batch([1], "cpu", torch.float32)[0])
+
+
+def test_tensor_shards_return_rows_across_shards_in_the_order_asked(tmp_path):
+    rows = torch.randn(50, 3, 2, generator=torch.Generator().manual_seed(0))
+    cache = write_pair_cache(tmp_path / "cache", rows.split(7), [rows[:4, 0]], torch.arange(25), torch.arange(25, 50),
+                             torch.arange(25) % 4, shard_bytes=200)
+    assert len(cache.latents.paths) > 3 and len(cache.latents) == 50
+    order = torch.tensor([49, 0, 13, 13, 27])
+    assert torch.equal(cache.latents[order], rows[order])
+    with pytest.raises(IndexError):
+        cache.latents[torch.tensor([50])]
+
+
 @pytest.mark.parametrize("guidance_scale", [1.0, 4.0])
 def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir, guidance_scale):
     pipe = tiny_pipe()
@@ -291,7 +317,7 @@ def test_dpo_raises_implicit_accuracy_on_a_fixed_pair(pair_dir, guidance_scale):
     latents_w, latents_l, embeds = cache.batch([0], torch.device("cpu"), torch.float32)
 
     def step():  # the same pair, noise and timestep every time
-        return dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=50.0 / guidance_scale**2, **guided)
+        return dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, example_generator(0, 0), beta=50.0 / guidance_scale**2, **guided)
 
     with torch.no_grad():
         loss_before, before = step()
@@ -336,9 +362,9 @@ def test_guided_dpo_compares_the_prediction_the_sampler_follows(pair_dir, tmp_pa
     latents_w, latents_l, embeds = cache.batch([0], torch.device("cpu"), torch.float32)
     add_dpo_lora(pipe.unet, DPOConfig(), "dpo")
     with torch.no_grad():
-        loss, metrics = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=2.0,
+        loss, metrics = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, example_generator(0, 0), beta=2.0,
                                  rpo_alpha=3.0, negative_embeds=negative, guidance_scale=5.0)
-        conditional = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 0), beta=2.0)[1]
+        conditional = dpo_step(pipe.unet, pipe.unet, scheduler, latents_w, latents_l, embeds, example_generator(0, 0), beta=2.0)[1]
     assert loss.item() == pytest.approx(math.log(2) + 3.0 * conditional["mse/model_w"].item(), rel=1e-4)
     assert metrics["mse/model_w"].item() != pytest.approx(conditional["mse/model_w"].item(), rel=0.05)  # DPO compares the guided error
     pipe.unet.delete_adapters("dpo")
@@ -365,13 +391,13 @@ def test_rpo_alpha_keeps_the_winner_denoised(pair_dir):
         torch.manual_seed(0)
         optimizer = torch.optim.AdamW(trainable_parameters(unet).values(), lr=3e-3)
         for step in range(6):
-            loss, _ = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, step), beta=50.0,
+            loss, _ = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, example_generator(0, step), beta=50.0,
                                rpo_alpha=rpo_alpha)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
         with torch.no_grad():
-            after[rpo_alpha] = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, step_generator(0, 99), beta=50.0)[1]
+            after[rpo_alpha] = dpo_step(unet, unet, scheduler, latents_w, latents_l, embeds, example_generator(0, 99), beta=50.0)[1]
     assert after[20.0]["mse/model_w"] < after[0.0]["mse/model_w"]
     assert after[20.0]["rewards/margins"] > 0
 
@@ -479,6 +505,22 @@ def test_stage1_data_sources(world_dir):
     assert len(from_folder) == 2 and all(path.is_file() for path in from_folder.videos)
     from_tuples = VideoPromptData.load([(str(v), p) for v, p in zip(from_folder.videos, from_folder.prompts)])
     assert from_tuples == from_folder
+
+
+def test_auto_precision_is_bf16_with_checkpointing_only_for_an_sd_sized_unet_on_cuda(tmp_path):
+    from huvidpo.training.trainer import SD_SIZED_CHANNELS, resolve_auto_precision
+
+    config = DPOConfig(output_dir=str(tmp_path))
+    assert config.mixed_precision == "auto" and config.gradient_checkpointing is False
+    sd = {"block_out_channels": [320, 640, SD_SIZED_CHANNELS, SD_SIZED_CHANNELS]}
+    tiny = build_tiny_pipeline(seed=0, with_image_pipeline=False).unet.config
+    chosen, said = resolve_auto_precision(config, sd, cuda=True)
+    assert (chosen.mixed_precision, chosen.gradient_checkpointing) == ("bf16", True) and "bf16" in said
+    for unet_config, cuda in ((sd, False), (tiny, True), (None, True)):
+        chosen, said = resolve_auto_precision(config, unet_config, cuda=cuda)
+        assert (chosen.mixed_precision, chosen.gradient_checkpointing, said) == ("no", False, None)
+    explicit = dataclasses.replace(config, mixed_precision="no")
+    assert resolve_auto_precision(explicit, sd, cuda=True) == (explicit, None)
 
 
 def test_batches_cover_each_epoch_once_per_process():

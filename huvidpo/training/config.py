@@ -24,7 +24,8 @@ from huvidpo.data.preferences import CRITERIA, KEEP_OR_DROP, PREFERENCE_FORMATS,
 from huvidpo.locations import check_hub_id
 from huvidpo.settings import MAX_SEED, check_settings, setting
 
-MIXED_PRECISIONS = ("no", "fp16", "bf16")
+AUTO = "auto"  # mixed_precision: bf16 + gradient checkpointing for an SD-sized UNet on a CUDA GPU, else no
+MIXED_PRECISIONS = (AUTO, "no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "wandb")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 LOSS_TYPES = ("sigmoid", "hinge", "ipo")  # the branches of huvidpo.losses.video_dpo_loss
@@ -57,7 +58,10 @@ class TrainingConfig:
     batch_size: int = setting(1, "Training clips (stage 1) or pairs (DPO) per device per micro-batch.", min=1, max=1024)
     gradient_accumulation_steps: int = setting(1, "Micro-batches per optimizer step.", min=1, max=1024)
     mixed_precision: str = setting(
-        "no", "Frozen weights in this dtype, trained ones in fp32. fp16 needs a GPU.", choices=MIXED_PRECISIONS
+        AUTO,
+        "Frozen weights in this dtype, trained ones in fp32. fp16 needs a GPU. 'auto': bf16, with gradient "
+        "checkpointing on, for a Stable Diffusion-sized UNet on a CUDA GPU (what a 24 GB card needs); 'no' otherwise.",
+        choices=MIXED_PRECISIONS,
     )
     gradient_checkpointing: bool = setting(False, "Recompute UNet activations in backward to save memory.")
     seed: int = setting(0, "Seed of data order, noise, timesteps and augmentation.", min=0, max=MAX_SEED)
@@ -300,7 +304,11 @@ class DPOConfig(TrainingConfig):
     prompt_column: str = setting("prompt", "Column with the prompt.")
     chosen_column: str = setting("video_w", "Column with the preferred (winner) video.")
     rejected_column: str = setting("video_l", "Column with the rejected (loser) video.")
-    cache_latents: bool = setting(True, "Also keep the encoded latents on disk under output_dir/cache (reused on resume).")
+    cache_latents: bool = setting(
+        True,
+        "Keep the encoded latents and text states on disk under output_dir/cache, read a batch at a time (RAM does "
+        "not grow with the number of pairs; reused on resume). Off: all of them in RAM.",
+    )
 
     def __post_init__(self) -> None:
         if self.preset not in DPO_PRESETS:

@@ -11,7 +11,8 @@ What is unusual here:
   videos are reported the same way when they are first decoded.
 - DPO never runs the VAE or the text encoder in its loop: :func:`build_pair_cache` encodes every
   distinct video and prompt once (the VAE posterior's mode, so it is deterministic) and can keep the
-  result on disk, keyed by the model, the files and the clip settings.
+  result on disk, keyed by the model, the files and the clip settings: safetensors shards written as they
+  are encoded and read a batch at a time, so RAM stays flat however many pairs there are.
 - Clips are taken from frame 0 for DPO (frame 0 is the clean condition that was shown to the labeler)
   and from a seeded random start frame, optionally flipped, for stage 1.
 """
@@ -24,11 +25,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from huvidpo.data.preferences import STUDIO, is_url, read_preference_pairs
 from huvidpo.data.video import read_video
@@ -309,16 +311,82 @@ class PreferencePairs:
         return cls(prompts, winners, losers)
 
 
+class TensorShards:
+    """Rows of one ``n ...`` tensor kept on disk in safetensors shards (``NAME-00000.safetensors``, ...), read a
+    few rows at a time: a shard is memory-mapped only while rows are sliced out of it, so what stays in RAM is
+    the rows asked for, however many there are on disk."""
+
+    def __init__(self, paths: Sequence[Path], key: str = "rows") -> None:
+        from safetensors import safe_open
+
+        self.paths, self.key, self.starts = [Path(p) for p in paths], key, [0]
+        for path in self.paths:
+            with safe_open(str(path), framework="pt") as shard:
+                shape = shard.get_slice(key).get_shape()
+            self.starts.append(self.starts[-1] + shape[0])
+            self.row_shape = tuple(shape[1:])
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, indices: torch.Tensor) -> torch.Tensor:
+        """The rows ``indices`` (a 1-d index tensor), stacked in that order."""
+        from safetensors import safe_open
+
+        rows: list[torch.Tensor | None] = [None] * len(indices)
+        wanted = [int(i) for i in indices]
+        for number, path in enumerate(self.paths):
+            first, stop = self.starts[number], self.starts[number + 1]
+            here = [(k, i - first) for k, i in enumerate(wanted) if first <= i < stop]
+            if here:
+                with safe_open(str(path), framework="pt") as shard:
+                    block = shard.get_slice(self.key)
+                    for k, offset in here:
+                        rows[k] = block[offset : offset + 1].clone()
+        if any(row is None for row in rows):
+            raise IndexError(f"row index out of range 0..{len(self) - 1} in {wanted}")
+        return torch.cat(rows)
+
+
+class ShardWriter:
+    """Appends rows to ``folder/NAME-NNNNN.safetensors`` shards of about ``shard_bytes`` each (a row is one
+    video's latents or one prompt's text states); :meth:`close` returns the paths."""
+
+    def __init__(self, folder: Path, name: str, shard_bytes: int = 64 * 2**20) -> None:
+        self.folder, self.name, self.shard_bytes = folder, name, shard_bytes
+        self.pending: list[torch.Tensor] = []
+        self.pending_bytes = 0
+        self.paths: list[Path] = []
+
+    def append(self, rows: torch.Tensor) -> None:
+        self.pending.append(rows.float().contiguous())
+        self.pending_bytes += rows.numel() * 4
+        if self.pending_bytes >= self.shard_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            path = self.folder / f"{self.name}-{len(self.paths):05d}.safetensors"
+            save_file({"rows": torch.cat(self.pending)}, str(path))
+            self.paths.append(path)
+            self.pending, self.pending_bytes = [], 0
+
+    def close(self) -> list[Path]:
+        self.flush()
+        return self.paths
+
+
 @dataclass
 class PairCache:
     """Everything a DPO step reads, encoded once.
 
     ``latents``: ``v c f h w`` scaled VAE latents of each distinct video; ``prompt_embeds``: ``u l d`` text
-    states of each distinct prompt; per pair, the index of its winner / loser video and of its prompt.
+    states of each distinct prompt (each a tensor in RAM, or :class:`TensorShards` on disk, read a batch at a
+    time); per pair, the index of its winner / loser video and of its prompt.
     """
 
-    latents: torch.Tensor
-    prompt_embeds: torch.Tensor
+    latents: torch.Tensor | TensorShards
+    prompt_embeds: torch.Tensor | TensorShards
     index_w: torch.Tensor
     index_l: torch.Tensor
     index_prompt: torch.Tensor
@@ -333,6 +401,42 @@ class PairCache:
         latents_l = self.latents[self.index_l[idx]].to(device, dtype)
         embeds = self.prompt_embeds[self.index_prompt[idx]].to(device, dtype)
         return latents_w, latents_l, embeds
+
+    INDEX_NAME = "pairs.safetensors"
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "PairCache":
+        """The cache :func:`write_pair_cache` wrote to ``folder``: the pair indices in RAM, the rest on disk."""
+        folder = Path(folder)
+        index = load_file(str(folder / cls.INDEX_NAME))
+        return cls(
+            latents=TensorShards(sorted(folder.glob("latents-*.safetensors"))),
+            prompt_embeds=TensorShards(sorted(folder.glob("prompt_embeds-*.safetensors"))),
+            index_w=index["index_w"], index_l=index["index_l"], index_prompt=index["index_prompt"],
+        )
+
+
+def write_pair_cache(folder: str | Path, latents: Iterable[torch.Tensor], prompt_embeds: Iterable[torch.Tensor],
+                     index_w: torch.Tensor, index_l: torch.Tensor, index_prompt: torch.Tensor,
+                     shard_bytes: int = 64 * 2**20) -> PairCache:
+    """Write a pair cache to ``folder`` as it is produced (``latents`` and ``prompt_embeds`` yield ``n ...``
+    blocks of rows), written aside and renamed, so RAM holds one shard at most and a crash leaves no half
+    cache; return it opened from disk."""
+    import shutil
+
+    folder = Path(folder)
+    staged = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    for name, blocks in (("latents", latents), ("prompt_embeds", prompt_embeds)):
+        writer = ShardWriter(staged, name, shard_bytes)
+        for rows in blocks:
+            writer.append(rows)
+        writer.close()
+    save_file({"index_w": index_w, "index_l": index_l, "index_prompt": index_prompt}, str(staged / PairCache.INDEX_NAME))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staged, folder)
+    return PairCache.open(folder)
 
 
 def _fingerprint(module: torch.nn.Module) -> str:
@@ -355,9 +459,11 @@ def pair_cache_key(pipe, pairs: PreferencePairs, num_frames: int, size: tuple[in
 
 @torch.no_grad()
 def encode_pairs(
-    pipe, pairs: PreferencePairs, num_frames: int, size: tuple[int, int], device: torch.device, show_progress: bool = True
+    pipe, pairs: PreferencePairs, num_frames: int, size: tuple[int, int], device: torch.device, show_progress: bool = True,
+    folder: str | Path | None = None,
 ) -> PairCache:
-    """Encode every distinct video (VAE, first ``num_frames`` frames) and prompt (text encoder) once."""
+    """Encode every distinct video (VAE, first ``num_frames`` frames) and prompt (text encoder) once: into RAM,
+    or with ``folder`` into safetensors shards there, written as they are encoded (:func:`write_pair_cache`)."""
     from tqdm.auto import tqdm
 
     videos = list(dict.fromkeys(pairs.videos_w + pairs.videos_l))
@@ -368,18 +474,22 @@ def encode_pairs(
     for i in range(len(pairs)):
         where.setdefault(pairs.videos_w[i], f"Pair {i}, winner: ")
         where.setdefault(pairs.videos_l[i], f"Pair {i}, loser: ")
-    latents = []
-    for path in tqdm(videos, desc="Encoding videos", disable=not show_progress):
-        clip = read_clip(path, num_frames, size, start=0, where=where[path])
-        latents.append(pipe.encode_video(clip[None].to(device, pipe.vae.dtype)).float().cpu())
-    embeds = [pipe.encode_prompt(prompts[i : i + 64], device).float().cpu() for i in range(0, len(prompts), 64)]
-    return PairCache(
-        latents=torch.cat(latents),
-        prompt_embeds=torch.cat(embeds),
-        index_w=torch.tensor([video_index[p] for p in pairs.videos_w]),
-        index_l=torch.tensor([video_index[p] for p in pairs.videos_l]),
-        index_prompt=torch.tensor([prompt_index[p] for p in pairs.prompts]),
-    )
+
+    def video_latents():
+        for path in tqdm(videos, desc="Encoding videos", disable=not show_progress):
+            clip = read_clip(path, num_frames, size, start=0, where=where[path])
+            yield pipe.encode_video(clip[None].to(device, pipe.vae.dtype)).float().cpu()
+
+    def text_states():
+        for i in range(0, len(prompts), 64):
+            yield pipe.encode_prompt(prompts[i : i + 64], device).float().cpu()
+
+    index_w = torch.tensor([video_index[p] for p in pairs.videos_w])
+    index_l = torch.tensor([video_index[p] for p in pairs.videos_l])
+    index_prompt = torch.tensor([prompt_index[p] for p in pairs.prompts])
+    if folder is not None:
+        return write_pair_cache(folder, video_latents(), text_states(), index_w, index_l, index_prompt)
+    return PairCache(torch.cat(list(video_latents())), torch.cat(list(text_states())), index_w, index_l, index_prompt)
 
 
 def build_pair_cache(
@@ -391,23 +501,20 @@ def build_pair_cache(
     cache_dir: str | Path | None = None,
     accelerator=None,
 ) -> PairCache:
-    """:func:`encode_pairs`, reusing ``cache_dir/pairs-<key>.pt`` when the model, files and settings match.
+    """:func:`encode_pairs`: into RAM, or with ``cache_dir`` into ``cache_dir/pairs-<key>/`` on disk (read a batch
+    at a time, so RAM does not grow with the number of pairs), reused when the model, files and settings match.
 
     With an ``accelerator`` and a ``cache_dir``, the main process encodes and writes, the others read.
     """
     if cache_dir is None:
         return encode_pairs(pipe, pairs, num_frames, size, device)
-    path = Path(cache_dir) / f"pairs-{pair_cache_key(pipe, pairs, num_frames, size)}.pt"
+    folder = Path(cache_dir) / f"pairs-{pair_cache_key(pipe, pairs, num_frames, size)}"
     is_main = accelerator is None or accelerator.is_main_process
-    if is_main and not path.is_file():
-        cache = encode_pairs(pipe, pairs, num_frames, size, device)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staged = path.with_name(f".{path.name}.tmp")
-        torch.save(vars(cache), staged)
-        os.replace(staged, path)
+    if is_main and not (folder / PairCache.INDEX_NAME).is_file():
+        encode_pairs(pipe, pairs, num_frames, size, device, folder=folder)
     if accelerator is not None:
         accelerator.wait_for_everyone()
-    return PairCache(**torch.load(path, weights_only=True))
+    return PairCache.open(folder)
 
 
 # ---------------------------------------------------------------------------------------------- synthetic pairs

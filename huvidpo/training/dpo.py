@@ -120,7 +120,7 @@ def dpo_step(
     latents_w: torch.Tensor,
     latents_l: torch.Tensor,
     prompt_embeds: torch.Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | list[torch.Generator],
     beta: float,
     loss_type: str = "sigmoid",
     autocast: Callable[[], ContextManager] = contextlib.nullcontext,
@@ -133,9 +133,11 @@ def dpo_step(
     """The DPO loss of one batch of pairs (``b c f h w`` latents each, ``b l d`` text states).
 
     ``model`` is the trained UNet as the optimizer sees it (possibly DDP-wrapped); ``reference`` is the
-    same module unwrapped, run with its adapters disabled (or with only ``reference_adapter`` active). With
-    ``guidance_scale`` > 1 both are compared by their classifier-free-guided predictions, ``negative_embeds`` (``1 l d``, the empty prompt) giving the
-    unconditional one. Timesteps are drawn from ``timestep_range`` (``DPOConfig.min_timestep/max_timestep``).
+    same module unwrapped, run with its adapters disabled (or with only ``reference_adapter`` active). ``generator``
+    draws each pair's noise and timestep: one for the batch, or one per pair
+    (:func:`~huvidpo.training.trainer.sample_noise`). With ``guidance_scale`` > 1 both are compared by their
+    classifier-free-guided predictions, ``negative_embeds`` (``1 l d``, the empty prompt) giving the unconditional
+    one. Timesteps are drawn from ``timestep_range`` (``DPOConfig.min_timestep/max_timestep``).
     """
     batch = latents_w.shape[0]
     model_mse, ref_mse, model_cond_mse = _pair_mses(
@@ -256,7 +258,7 @@ class DPOTrainer(Trainer):
         config = self.config
         latents_w, latents_l, embeds = self.cache.batch(self.micro_batch(len(self.cache), micro_step), self.device, self.dtype)
         return dpo_step(
-            self.model, self.unet, self.noise_scheduler, latents_w, latents_l, embeds, self.generator(micro_step),
+            self.model, self.unet, self.noise_scheduler, latents_w, latents_l, embeds, self.generators(micro_step),
             config.beta, config.loss_type, autocast=self.accelerator.autocast, rpo_alpha=config.rpo_alpha,
             negative_embeds=self.negative_embeds, guidance_scale=config.guidance_scale,
             timestep_range=(config.min_timestep, config.max_timestep),

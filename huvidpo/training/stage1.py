@@ -61,10 +61,11 @@ class Stage1Trainer(Trainer):
         self.latent_cache: dict[int, torch.Tensor] = {}
         freeze_all_but_stage1(pipe.unet)
 
-    def encode_clips(self, indices: list[int], generator: torch.Generator) -> torch.Tensor:
+    def encode_clips(self, indices: list[int], generators: list[torch.Generator]) -> torch.Tensor:
+        """The latents of clips ``indices``, each augmented by its own generator."""
         config = self.config
         clips = []
-        for i in indices:
+        for i, generator in zip(indices, generators):
             start = generator if config.random_start_frame else 0
             clip = read_clip(self.data.videos[i], config.num_frames, self.size, start=start, where=f"Row {i}: ")
             if config.horizontal_flip and bool(torch.rand(1, generator=generator) < 0.5):
@@ -76,19 +77,20 @@ class Stage1Trainer(Trainer):
     def compute_loss(self, micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         config = self.config
         indices = self.micro_batch(len(self.data), micro_step)
-        generator = self.generator(micro_step)
-        if config.cache_latents:  # no augmentation (checked by the config): the generator is not needed here
+        generators = self.generators(micro_step)  # one per clip: its augmentation, noise, timestep, dropout
+        if config.cache_latents:  # no augmentation (checked by the config): the generators are not needed here
             missing = [i for i in dict.fromkeys(indices) if i not in self.latent_cache]
             if missing:
-                self.latent_cache.update(zip(missing, self.encode_clips(missing, generator)))
+                self.latent_cache.update(zip(missing, self.encode_clips(missing, generators)))
             latents = torch.stack([self.latent_cache[i] for i in indices])
         else:
-            latents = self.encode_clips(indices, generator)
-        noise, timesteps = sample_noise(self.noise_scheduler, tuple(latents.shape), generator, self.device, self.dtype)
+            latents = self.encode_clips(indices, generators)
+        noise, timesteps = sample_noise(self.noise_scheduler, tuple(latents.shape), generators, self.device, self.dtype)
         noisy, target = noisy_latents_and_target(self.noise_scheduler, latents, noise, timesteps)
         rows = self.prompt_index[indices]
         if config.prompt_dropout > 0:  # drawn last, so the noise and timesteps are those of a run without dropout
-            rows = torch.where(torch.rand(len(rows), generator=generator) < config.prompt_dropout, len(self.embeds) - 1, rows)
+            dropped = torch.cat([torch.rand(1, generator=g) for g in generators]) < config.prompt_dropout
+            rows = torch.where(dropped, len(self.embeds) - 1, rows)
         text = self.embeds[rows].to(self.device, self.dtype)
         return denoising_loss(self.model(noisy, timesteps, text).sample, target), {}
 

@@ -3,10 +3,12 @@
 What is unusual here:
 - A stage is a small subclass of :class:`Trainer` that says what it trains and how: its data, the weights it
   makes trainable, its loss, its card, and what it saves at the end (:mod:`.stage1`, :mod:`.dpo`).
-- Randomness is a pure function of (seed, micro-step, process): data order, noise, timesteps and
-  augmentation come from a ``torch.Generator`` seeded from those numbers (a CPU generator, so GPU
-  and CPU runs draw the same values). A resumed run therefore replays exactly what an uninterrupted
-  run would have drawn; accelerate saves and restores the global RNG states too, for anything else.
+- Randomness is a pure function of (seed, the example's position in the run's stream of examples): data
+  order, and each example's noise, timestep and augmentation from its own ``torch.Generator`` (a CPU
+  generator, so GPU and CPU runs draw the same values). A resumed run therefore replays exactly what an
+  uninterrupted run would have drawn, and a batch split over processes or micro-batches draws what one
+  process with the whole batch draws: 2 processes x batch 1 train the same LoRA as 1 process x batch 2
+  (DDP averages their gradients). accelerate saves and restores the global RNG states too, for anything else.
 - Checkpoints are accelerate's ``save_state`` / ``load_state``. A save hook stores only what the stage trains
   (the LoRA in the diffusers format, which ``load_lora`` reads, or the stage-1 set), never the frozen UNet;
   the optimizer, the LR schedule and the step are registered with accelerate. Each is written aside and
@@ -32,7 +34,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from huvidpo.training.config import LATEST, TrainingConfig
+from huvidpo.training.config import AUTO, LATEST, TrainingConfig
 
 logger = logging.getLogger("huvidpo.training")
 
@@ -166,9 +168,11 @@ class Trainer:
         return batch_indices(num_items, micro_step, self.config.batch_size, self.config.seed,
                              accelerator.num_processes, accelerator.process_index)
 
-    def generator(self, micro_step: int) -> torch.Generator:
-        """This process's generator of ``micro_step`` (:func:`step_generator`)."""
-        return step_generator(self.config.seed, micro_step, self.accelerator.process_index)
+    def generators(self, micro_step: int) -> list[torch.Generator]:
+        """One generator per example of this process's share of ``micro_step`` (:func:`example_generator`)."""
+        accelerator = self.accelerator
+        return [example_generator(self.config.seed, position) for position in
+                stream_positions(micro_step, self.config.batch_size, accelerator.num_processes, accelerator.process_index)]
 
     # ------------------------------------------------------------------------------------------ the run
 
@@ -179,12 +183,15 @@ class Trainer:
         from diffusers import DDPMScheduler
         from diffusers.training_utils import cast_training_params
 
-        config = self.config
-
         # 1. Data: columns and files are checked before any model work
-        self.data = self.load_data(self.dataset if self.dataset is not None else config.data)
+        self.data = self.load_data(self.dataset if self.dataset is not None else self.config.data)
 
-        # 2. Devices, output folder, resume point
+        # 2. Precision, devices, output folder, resume point
+        unet_config = self.pipe.unet.config if self.pipe is not None else read_unet_config(self.config.model)
+        config, chosen = resolve_auto_precision(self.config, unet_config, torch.cuda.is_available())
+        self.config = config
+        if chosen:
+            logger.warning("%s", chosen)
         accelerator = self.accelerator = make_accelerator(config)
         resume_from = prepare_output_dir(config, accelerator)
         output_dir = Path(config.output_dir)
@@ -342,12 +349,41 @@ class Trainer:
 
 # ---------------------------------------------------------------------------------------------- setup
 
+SD_SIZED_CHANNELS = 1280  # Stable Diffusion 1.x's widest UNet block; the embedded default's is a fraction of it
+
+
+def read_unet_config(model: str) -> dict | None:
+    """The UNet config of ``model`` (a folder or Hub id; empty: the embedded default) without loading weights."""
+    from huvidpo.hub import ModelLoadError, read_model_json
+    from huvidpo.locations import default_model_path
+
+    try:
+        return read_model_json(model or default_model_path(), "unet/config.json")
+    except (ModelLoadError, OSError, ValueError):
+        return None  # loading the model will say what is wrong
+
+
+def resolve_auto_precision(config: TrainingConfig, unet_config: Any, cuda: bool) -> tuple[TrainingConfig, str | None]:
+    """``mixed_precision='auto'`` made concrete: bf16 with gradient checkpointing for a UNet as wide as Stable
+    Diffusion's on a CUDA GPU (16 frames of 320x512 then fit 24 GB: ``bench/realsize.py``), 'no' otherwise.
+    Returns the settings to train with and, when it chose bf16, the sentence that says so."""
+    import dataclasses
+
+    if config.mixed_precision != AUTO:
+        return config, None
+    widths = list((unet_config or {}).get("block_out_channels") or [0])
+    if not (cuda and max(widths) >= SD_SIZED_CHANNELS):
+        return dataclasses.replace(config, mixed_precision="no"), None
+    chosen = dataclasses.replace(config, mixed_precision="bf16", gradient_checkpointing=True)
+    return chosen, ("A Stable Diffusion-sized UNet on a CUDA GPU: training in bf16 with gradient checkpointing "
+                    "(mixed_precision 'auto'; set mixed_precision to 'no' or 'bf16' to choose yourself).")
+
 
 def make_accelerator(config: TrainingConfig):
     """An ``Accelerator`` for the config's precision, accumulation and tracker."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DistributedType, ProjectConfiguration
 
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on a CPU.")
@@ -361,12 +397,20 @@ def make_accelerator(config: TrainingConfig):
     if state and state.get("_mixed_precision") not in (None, config.mixed_precision) and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # A second run in the same process (the app) may use another precision; accelerate keeps the first.
         AcceleratorState._reset_state()
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=config.log_with,
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / LOGS_DIR)),
     )
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "FSDP is not supported yet: checkpoints save the LoRA (or the stage-1 set) from each process's weights, "
+            "which FSDP shards. Launch with configs/accelerate/multi-gpu.yaml (DDP) or deepspeed-zero2.yaml."
+        )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # no DataLoader to infer it from (as diffusers' scripts)
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
+    return accelerator
 
 
 def weight_dtype(accelerator) -> torch.dtype:
@@ -469,39 +513,55 @@ def derived_seed(*numbers: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
-def step_generator(seed: int, micro_step: int, process_index: int = 0) -> torch.Generator:
-    """The CPU generator of one micro-step on one process: noise, timesteps and augmentation."""
-    return torch.Generator().manual_seed(derived_seed(seed, 1, micro_step, process_index))
+def example_generator(seed: int, position: int) -> torch.Generator:
+    """The CPU generator of the example at ``position`` in the run's stream: its noise, timestep and augmentation.
+
+    (With one process and batch size 1, ``position`` is the micro-step.)"""
+    return torch.Generator().manual_seed(derived_seed(seed, 1, position))
+
+
+def stream_positions(micro_step: int, batch_size: int, num_processes: int = 1, process_index: int = 0) -> range:
+    """The positions in the run's stream of the examples of one micro-step on one process.
+
+    Micro-step k takes the next ``batch_size * num_processes`` positions and each process its own slice.
+    """
+    start = (micro_step * num_processes + process_index) * batch_size
+    return range(start, start + batch_size)
 
 
 def batch_indices(num_items: int, micro_step: int, batch_size: int, seed: int, num_processes: int = 1, process_index: int = 0) -> list[int]:
     """The examples of one micro-step on one process.
 
-    The data is an endless stream of epochs, each a seeded permutation; micro-step k takes the next
-    ``batch_size * num_processes`` items and each process its own slice of them.
+    The data is an endless stream of epochs, each a seeded permutation, read in :func:`stream_positions` order.
     """
-    start = (micro_step * num_processes + process_index) * batch_size
     indices = []
-    for position in range(start, start + batch_size):
+    for position in stream_positions(micro_step, batch_size, num_processes, process_index):
         epoch, offset = divmod(position, num_items)
         order = torch.randperm(num_items, generator=torch.Generator().manual_seed(derived_seed(seed, 0, epoch)))
         indices.append(int(order[offset]))
     return indices
 
 
-def sample_noise(scheduler, shape: tuple[int, ...], generator: torch.Generator, device, dtype,
-                 timestep_range: tuple[int, int | None] = (0, None)) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ε ~ N(0, 1) of ``shape``, t ~ U{low..high-1} per sample), drawn on the CPU generator.
-
+def sample_noise(scheduler, shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator], device,
+                 dtype, timestep_range: tuple[int, int | None] = (0, None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ε ~ N(0, 1) of ``shape``, t ~ U{low..high-1} per sample), drawn on CPU generators: one for the batch, or,
+    as diffusers' ``randn_tensor`` takes them, a list of one per sample (each draws its noise, then its t).
     ``timestep_range`` is ``(low, high)``, ``high`` None for the scheduler's T; the default draws from all of them."""
     low, high = timestep_range
     high = scheduler.config.num_train_timesteps if high is None else high
     if not 0 <= low < high <= scheduler.config.num_train_timesteps:
         raise ValueError(f"Timestep range [{low}, {high}) must lie within [0, {scheduler.config.num_train_timesteps}) "
                          "and hold at least one timestep.")
-    noise = torch.randn(shape, generator=generator).to(device, dtype)
-    timesteps = torch.randint(low, high, (shape[0],), generator=generator).to(device)
-    return noise, timesteps
+    if isinstance(generator, torch.Generator):
+        noise = torch.randn(shape, generator=generator)
+        timesteps = torch.randint(low, high, (shape[0],), generator=generator)
+    else:
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}: give one per sample.")
+        draws = [(torch.randn(shape[1:], generator=g), torch.randint(low, high, (1,), generator=g)) for g in generator]
+        noise = torch.stack([n for n, _ in draws])
+        timesteps = torch.cat([t for _, t in draws])
+    return noise.to(device, dtype), timesteps.to(device)
 
 
 def noisy_latents_and_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
