@@ -153,7 +153,7 @@ class StudioConfig:
                                                       "version needs before the leaderboard ranks it.")
     )
     leaderboard_resamples: int = field(
-        default=BOOTSTRAP_RESAMPLES, metadata=_help("Bootstrap resamples of the leaderboard's 95% intervals (the board "
+        default=BOOTSTRAP_RESAMPLES, metadata=_help("Bootstrap resamples of the leaderboard's 95 percent intervals (the board "
                                                     "ranks by their lower bound); 0: no intervals.")
     )
 
