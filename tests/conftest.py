@@ -14,6 +14,17 @@ from huvidpo.world.tiny import build_tiny_image_pipeline, build_tiny_pipeline  #
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models with one intra-op thread: with two, a CPU shared with other jobs makes OpenMP's barriers wait
+    (seconds per tiny step instead of milliseconds). Modules that want it for every test say
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def quiet(pipe):
     for pipeline in (pipe, getattr(pipe, "image_pipeline", None)):
         if pipeline is not None:

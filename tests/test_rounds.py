@@ -19,12 +19,7 @@ FILL = ["--prompts", "train-speedless", "--num-prompts", "2", "--clips-per-promp
         "--image-steps", "2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_lora(model_dir, folder, seed: int):
@@ -158,7 +153,7 @@ def test_a_maintainer_starts_round_2_from_the_train_tab_and_trains_against_round
         assert [row[board["headers"].index("round")] for row in board["data"]] == [1, 0]
         assert "relative to" in note and "bootstrap" in note
 
-        second = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "maintainer", "studio", False, "previous",
+        second = client.predict("votes", "", 50.0, 1e-3, 2, 4, 4, "maintainer", "studio", False, "ours", "previous",
                                 api_name="/start_training")
         assert training.wait(timeout=600)
         status = training.status()

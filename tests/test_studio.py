@@ -368,16 +368,6 @@ def test_gpu_uses_spaces_gpu_when_present(monkeypatch):
 # ---------------------------------------------------------------------------------------------- services
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Generation in the test's own thread with one intra-op thread: with two, a CPU shared with other jobs
-    makes OpenMP's barriers wait (seconds per tiny step instead of milliseconds)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_generation_writes_clips_into_the_data_dir_and_prunes(tiny_model_dir, tmp_path, one_torch_thread):
@@ -553,7 +543,7 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     assert status["settings"] == {
         "dataset": "team/pairs", "data_format": "studio", "exclude_flagged": False, "model": "", "beta": default.beta,
         "learning_rate": TASTE_DPO["learning_rate"], "steps": 2, "lora_rank": 4, "frames": TASTE_DPO["num_frames"],
-        "seed": default.seed, "preset": "ours",
+        "seed": default.seed, "preset": "ours", "reference": "base", "previous_lora": None,
     }
     # The plan's settings the tab does not show reach the run too, and its log says so.
     from huvidpo.studio.runs import read_record

@@ -3,20 +3,13 @@
 import json
 
 import pytest
-import torch
 import yaml
 
 from huvidpo.train import main, parse_command
 from huvidpo.training import DPOConfig, Stage1Config, write_world_pairs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Other test runs share the cores: OpenMP threads spin-waiting for a busy core make steps 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def parse_config(argv):

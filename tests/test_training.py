@@ -41,13 +41,7 @@ DPO_METRICS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Other test runs share the cores: OpenMP threads spin-waiting for a busy core make steps 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lora_file(folder) -> dict[str, torch.Tensor]:

@@ -23,7 +23,6 @@ from huvidpo.studio.tabs.generate import lora_choices
 from huvidpo.studio.training import TrainingManager, TrainRequest
 from huvidpo.studio.tabs.label import table
 from huvidpo.studio.ui import Page, checked_by_handler, flag, handler, number, text, whole
-from huvidpo.training.config import REFERENCES
 
 COMPARISON_ROWS = 2  # before/after rows on the page (the run makes clips for every comparison prompt)
 FOLLOW_LOG = """() => requestAnimationFrame(() => {
@@ -45,6 +44,13 @@ def preset_dropdown() -> gr.Dropdown:
              f"{original['weight_decay']:g} and LoRA dropout {original['lora_dropout']:g} (ours: {ours['adam_epsilon']:g}, "
              f"{ours['weight_decay']:g}, {ours['lora_dropout']:g}); the settings above apply to either.",
     )
+
+
+def reference_dropdown() -> gr.Dropdown:
+    """The DPO reference's choices and default, from ``DPOConfig`` (read when a page loads, as the preset's)."""
+    from huvidpo.training.config import REFERENCES
+
+    return gr.Dropdown(choices=list(REFERENCES), value=REFERENCES[0])
 
 
 def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown | None) -> None:
@@ -69,8 +75,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
                 exclude_box = gr.Checkbox(value=False, label="Leave out labelers flagged by gold checks ('votes')",
                                           elem_id="train-exclude-flagged")
                 base_model_box = gr.Textbox(label="Base model (empty: the one this app serves)", placeholder=config.model_name)
-                reference_box = gr.Dropdown(
-                    choices=list(REFERENCES), value=REFERENCES[0], elem_id="train-reference",
+                reference_box = gr.Dropdown(  # choices on load (reference_dropdown), as the preset's
+                    value=TrainRequest().reference, allow_custom_value=True, elem_id="train-reference",
                     label="DPO reference: 'base' (the model without a LoRA; the LoRA starts at zero) or 'previous' (the "
                           "newest finished run's LoRA, which the new one starts from)",
                 )
@@ -214,7 +220,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         if not user.maintainer:
             return {tab: gr.Tab(visible=False), timer: gr.Timer(active=False),
                     **{box: gr.skip() for box in (beta_box, learning_rate_box, rank_box, steps_box, frames_box, dataset_box,
-                                                  preset_box)}}
+                                                  preset_box, reference_box)}}
         defaults, bounds = training.setting_defaults(), training.setting_bounds()
 
         def bounded(name: str, **value) -> gr.Number:
@@ -233,6 +239,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
             frames_box: bounded("frames", value=defaults["frames"]),
             dataset_box: gr.Dropdown(choices=training.dataset_choices()),
             preset_box: preset_dropdown(),
+            reference_box: reference_dropdown(),
         }
 
     outputs = [status_json, summary_md, loss_plot, accuracy_plot, margin_plot, log_box,
@@ -253,7 +260,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     resume.click(resume_training, [resume_box, page.name], outputs, api_name="resume_training", **limits)
     push.click(push_lora, [repo_box, private_box, page.name], [push_md], api_name="push_lora", **limits)
     page.demo.load(on_load, [page.name], [tab, timer, beta_box, learning_rate_box, rank_box, steps_box, frames_box,
-                                          dataset_box, preset_box], api_visibility="private", show_progress="hidden")
+                                          dataset_box, preset_box, reference_box], api_visibility="private", show_progress="hidden")
 
     def refresh_choices(status: dict):
         """When a run ends, its LoRA appears in the picker, its export in the dataset list, and the next round's
