@@ -25,6 +25,7 @@ it small first (a UNet with 1/10 of SD's channels, 4 frames of 64x64)::
 
     python bench/realsize.py --channels-div 10 --frames 4 --height 64 --width 64 --out /tmp/realsize.json
     python bench/realsize.py            # the real size (variants predicted not to fit in free RAM are skipped)
+    python bench/realsize.py --keep     # after a stop: measure only what the results file does not hold yet
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ def run_variant(name: str, args) -> dict:
         counts["params"] = sum(p.numel() for p in vae.parameters())
         latents = torch.randn(1, 4, frames, latent_h, latent_w, generator=generator)
         units = frames * latent_h * latent_w
-        step = lambda: HuViDPOPipeline.decode_latents(SimpleNamespace(vae=vae), latents)  # noqa: E731
+
+        def step():  # as the pipeline's __call__ runs it: without autograd (with it, 16 frames filled 24 GB)
+            with torch.inference_mode():
+                return HuViDPOPipeline.decode_latents(SimpleNamespace(vae=vae), latents)
     else:
         torch.manual_seed(0)
         unet2d = UNet2DConditionModel(**config)
@@ -251,48 +255,15 @@ def available_gb() -> float:
     return psutil.virtual_memory().available / GB
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--height", type=int, default=320, help="Pixels (latents are 1/8).")
-    parser.add_argument("--width", type=int, default=512, help="Pixels (latents are 1/8).")
-    parser.add_argument("--channels-div", type=int, default=1, help="Divide SD 1.5's UNet channels (a quick check: 10).")
-    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
-    parser.add_argument("--steps", type=int, default=1, help="Steps per variant; the last one's time is reported.")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads in each child.")
-    parser.add_argument("--headroom-gb", type=float, default=1.0, help="Skip a variant predicted to need more than "
-                        "free RAM minus this (predictions come from the smaller variants already measured).")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(run_variant(args.child, args)))
-        return
+def settings_of(args) -> dict:
+    return {"frames": args.frames, "height": args.height, "width": args.width, "channels_div": args.channels_div,
+            "unet": "SD 1.5 config, random weights, VideoUNet.from_unet2d (preset ours)", "steps": args.steps,
+            "threads": args.threads, "lora": "r16 alpha 32 on to_q, to_k, to_v, to_out.0", "cfg_scale": 7.5}
 
-    paper_units = {"infer": 2 * 16 * 40 * 64, "decode": 16 * 40 * 64, "dpo": 2 * 16 * 40 * 64, "stage1": 16 * 40 * 64}
-    results, skipped = {}, {}
-    for name in args.variants:
-        variant = parse_variant(name)
-        similar = [results[other] for other in results if parse_variant(other).kind == variant.kind]
-        if similar:  # a guard, not the model: the largest activations seen so far for this kind, scaled
-            worst = max(similar, key=lambda r: r["peak_gb"])
-            guess = worst["peak_gb"] * (1.5 if not variant.gc and parse_variant(worst["variant"]).gc else 1.0)
-            if guess > available_gb() - args.headroom_gb:
-                skipped[name] = f"predicted about {guess:.1f} GB, more than the {available_gb():.1f} GB free"
-                print(f"{name}: skipped ({skipped[name]})", flush=True)
-                continue
-        command = [sys.executable, __file__, "--child", name, "--frames", str(args.frames), "--height", str(args.height),
-                   "--width", str(args.width), "--channels-div", str(args.channels_div), "--steps", str(args.steps),
-                   "--threads", str(args.threads)]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
-        if done.returncode:
-            reason = "killed (out of memory?)" if done.returncode < 0 else done.stderr.strip().splitlines()[-1][:300]
-            skipped[name] = f"failed: {reason}"
-            print(f"{name}: {skipped[name]}", flush=True)
-            continue
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-        r = results[name]
-        print(f"{name:20s} peak {r['peak_gb']:7.2f} GB (process {r['process_peak_gb']:.2f})  {r['seconds']:8.2f} s", flush=True)
+
+def write_report(results: dict, skipped: dict, args, paper_units: dict, show: bool) -> None:
+    """Summary, targets and the memory model of the variants measured so far, into ``args.out`` (printed if ``show``)."""
+    say = print if show else (lambda *a, **k: None)
 
     def peak(name):
         return results[name]["peak_gb"] if name in results else None
@@ -314,10 +285,10 @@ def main() -> None:
         targets[key] = {"target": f"{op} {bound}", "value": value,
                         "met": None if value is None else (value <= bound if op == "<=" else value >= bound)}
 
-    print("\nPREDICTION (a memory model, not a measurement): GPU memory at 16 frames of 320x512, one pair / clip,")
-    print("= weights + optimizer (gradient and AdamW moments of the trained weights) + activations measured here per")
-    print("frame and latent pixel, scaled; add the CUDA context (~0.5-1 GB). From a smaller run it extrapolates linearly,")
-    print("overhead included: trust it at (or near) the size measured.")
+    say("\nPREDICTION (a memory model, not a measurement): GPU memory at 16 frames of 320x512, one pair / clip,")
+    say("= weights + optimizer (gradient and AdamW moments of the trained weights) + activations measured here per")
+    say("frame and latent pixel, scaled; add the CUDA context (~0.5-1 GB). From a smaller run it extrapolates linearly,")
+    say("overhead included: trust it at (or near) the size measured.")
     prediction = {}
     for name, r in results.items():
         variant = parse_variant(name)
@@ -325,12 +296,12 @@ def main() -> None:
         gpu = predict(r, variant, paper_units[variant.kind])
         prediction[name] = {**{k: round(v, 3) for k, v in terms.items()}, "predicted_gpu_gb_at_16x320x512": round(gpu, 2),
                             "fits_24gb": gpu + 1.0 <= GPU_GB}
-        print(f"  {name:20s} {gpu:7.2f} GB = weights {terms['weights_gb']:.2f} + optimizer {terms['optimizer_gb']:.2f} + "
+        say(f"  {name:20s} {gpu:7.2f} GB = weights {terms['weights_gb']:.2f} + optimizer {terms['optimizer_gb']:.2f} + "
               f"activations {terms['activation_bytes_per_unit'] * paper_units[variant.kind] / GB:.2f}"
               f"  -> {'fits' if gpu + 1.0 <= GPU_GB else 'does not fit'} {GPU_GB:.0f} GB")
     fitting = [n for n in prediction if n.startswith("dpo_") and "naive" not in n and prediction[n]["fits_24gb"]]
     if fitting:
-        print(f"  24 GB card, DPO: {', '.join(fitting)} (predicted)")
+        say(f"  24 GB card, DPO: {', '.join(fitting)} (predicted)")
 
     result = {
         **summary,
@@ -339,14 +310,68 @@ def main() -> None:
         "variants": results,
         "skipped": skipped,
         "prediction": prediction,
-        "settings": {"frames": args.frames, "height": args.height, "width": args.width, "channels_div": args.channels_div,
-                     "unet": "SD 1.5 config, random weights, VideoUNet.from_unet2d (preset ours)", "steps": args.steps,
-                     "threads": args.threads, "lora": "r16 alpha 32 on to_q, to_k, to_v, to_out.0", "cfg_scale": 7.5},
+        "settings": settings_of(args),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"Wrote {args.out}")
+    say(f"Wrote {args.out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--height", type=int, default=320, help="Pixels (latents are 1/8).")
+    parser.add_argument("--width", type=int, default=512, help="Pixels (latents are 1/8).")
+    parser.add_argument("--channels-div", type=int, default=1, help="Divide SD 1.5's UNet channels (a quick check: 10).")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--steps", type=int, default=1, help="Steps per variant; the last one's time is reported.")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in each child.")
+    parser.add_argument("--headroom-gb", type=float, default=1.0, help="Skip a variant predicted to need more than "
+                        "free RAM minus this (predictions come from the smaller variants already measured).")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", action="store_true", help="Keep the variants --out already holds at the same "
+                        "settings and measure only the others (the file is rewritten after each variant).")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_variant(args.child, args)))
+        return
+
+    paper_units = {"infer": 2 * 16 * 40 * 64, "decode": 16 * 40 * 64, "dpo": 2 * 16 * 40 * 64, "stage1": 16 * 40 * 64}
+    results, skipped = {}, {}
+    earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.keep and earlier.get("settings") == settings_of(args):
+        results = {name: row for name, row in earlier.get("variants", {}).items() if name in args.variants}
+        if results:
+            print(f"kept from {args.out}: {', '.join(results)}", flush=True)
+    for name in args.variants:
+        if name in results:
+            continue
+        variant = parse_variant(name)
+        similar = [results[other] for other in results if parse_variant(other).kind == variant.kind]
+        if similar:  # a guard, not the model: the largest activations seen so far for this kind, scaled
+            worst = max(similar, key=lambda r: r["peak_gb"])
+            guess = worst["peak_gb"] * (1.5 if not variant.gc and parse_variant(worst["variant"]).gc else 1.0)
+            if guess > available_gb() - args.headroom_gb:
+                skipped[name] = f"predicted about {guess:.1f} GB, more than the {available_gb():.1f} GB free"
+                print(f"{name}: skipped ({skipped[name]})", flush=True)
+                continue
+        command = [sys.executable, __file__, "--child", name, "--frames", str(args.frames), "--height", str(args.height),
+                   "--width", str(args.width), "--channels-div", str(args.channels_div), "--steps", str(args.steps),
+                   "--threads", str(args.threads)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+        if done.returncode:
+            reason = "killed (out of memory?)" if done.returncode < 0 else done.stderr.strip().splitlines()[-1][:300]
+            skipped[name] = f"failed: {reason}"
+            print(f"{name}: {skipped[name]}", flush=True)
+            continue
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        r = results[name]
+        print(f"{name:20s} peak {r['peak_gb']:7.2f} GB (process {r['process_peak_gb']:.2f})  {r['seconds']:8.2f} s", flush=True)
+        write_report(results, skipped, args, paper_units, show=False)  # a stopped run keeps what it measured
+
+    write_report(results, skipped, args, paper_units, show=True)
 
 
 if __name__ == "__main__":
