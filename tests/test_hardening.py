@@ -336,17 +336,24 @@ def test_6_9_a_full_disk_on_vote_is_logged_and_shown_without_server_paths(tmp_pa
 # ------------------------------------------------------------------------------- 2, 12. runs on a shared data dir
 
 OTHER_STUDIO = """
-import sys, time
+import sys
+sys.path.insert(0, sys.argv[2])  # the tests' folder: the run's process imports the loader from there
 from huvidpo.studio import StudioConfig, TrainingManager, TrainRequest, User
-
-def slow_load(model):
-    print("loading", flush=True)
-    time.sleep(300)
+from worker_loads import slow_load
 
 manager = TrainingManager(StudioConfig(data_dir=sys.argv[1], oauth=False), None, load_pipeline=slow_load)
 manager.start(User(name="grace", maintainer=True), TrainRequest(dataset="team/pairs", steps=3, lora_rank=4))
 manager.wait()
 """
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def claim_many(runs_dir: str, start, claimed) -> None:
@@ -372,21 +379,21 @@ def test_2_two_studios_claiming_run_folders_in_the_same_second_get_distinct_fold
     assert len(names) == 40 and len(set(names)) == 40
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc")
 def test_2_12_a_second_studio_sees_the_run_and_a_killed_run_is_listed_interrupted_and_resumable(tmp_path):
+    from worker_loads import failing_load
+
     from huvidpo.studio import LabelingService, StudioConfig, TrainingManager, TrainRequest, User
 
     config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False)
-    other = subprocess.Popen([sys.executable, "-c", OTHER_STUDIO, str(config.root)], cwd=REPO_ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    other = subprocess.Popen([sys.executable, "-c", OTHER_STUDIO, str(config.root), str(Path(__file__).parent)],
+                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert other.stdout.readline().strip() == "loading", other.stdout.read()
+        said = other.stdout.readline().split()
+        assert said[:1] == ["loading"], said + [other.stdout.read()]
+        run_process = int(said[1])  # the other studio's run, in a process of its own
+        assert run_process != other.pid
         boss = User(name="ada", maintainer=True)
-        loads = []
-
-        def failing_load(model):
-            loads.append(model)
-            raise ValueError("no model here")
-
         manager = TrainingManager(config, LabelingService(config), load_pipeline=failing_load)
         with pytest.raises(ValueError, match="in progress in another studio.*started by grace"):
             manager.start(boss, TrainRequest(dataset="team/pairs", steps=2, lora_rank=4))
@@ -399,15 +406,19 @@ def test_2_12_a_second_studio_sees_the_run_and_a_killed_run_is_listed_interrupte
     finally:
         other.kill()  # kill -9: the run's lock goes with the process
         other.wait()
+    deadline = time.monotonic() + 120  # and the run's process ends with its studio: it writes nothing more
+    while process_alive(run_process) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_alive(run_process)
 
     view = manager.view()
     assert [(r["run"], r["state"]) for r in view["runs"]] == [(row["run"], "interrupted")]
     assert "Interrupted (resumable): " + row["run"] in view["summary"]
     status = manager.resume(boss, row["run"])
-    assert status["run_id"] == row["run"] and manager.wait(60)
+    assert status["run_id"] == row["run"] and manager.wait(600)
     run = manager._run
     assert run.output_dir == config.runs_dir / row["run"] and run.dpo_config.resume == "latest"
-    assert run.dpo_config.max_steps == 3 and run.dpo_config.lora_rank == 4 and loads
+    assert run.dpo_config.max_steps == 3 and run.dpo_config.lora_rank == 4 and run.error == "no model here"
     assert [r["state"] for r in manager.view()["runs"]] == ["failed"]
     assert sorted(path.name for path in config.runs_dir.iterdir() if path.is_dir()) == [row["run"]]
 

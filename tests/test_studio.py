@@ -512,7 +512,13 @@ def test_training_is_refused_to_non_maintainers_and_checks_its_inputs(tmp_path):
 
 
 def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
-    """Loading patches torch globally (meta-device init): the serving load and a run's load never overlap."""
+    """Loading patches torch globally (meta-device init): the serving load holds the build lock, and a run's load
+    happens in the run's own process, so the two never overlap."""
+    import os
+    import re
+
+    from worker_loads import failing_load
+
     from huvidpo.studio import generation
 
     seen = []
@@ -524,17 +530,15 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr(generation, "load_studio_pipeline", fake_load)
     GenerationService(make_config(tmp_path)).pipeline()
 
-    def failing_training_load(model):
-        seen.append(generation.MODEL_BUILD_LOCK.locked())
-        raise ValueError("no model here")
-
     config = make_config(tmp_path)
-    manager = TrainingManager(config, LabelingService(config), load_pipeline=failing_training_load)
+    manager = TrainingManager(config, LabelingService(config), load_pipeline=failing_load)
     manager.start(User(maintainer=True), TrainRequest(dataset="team/pairs", steps=2, lora_rank=4))
-    assert manager.wait(60)
+    assert manager.wait(600)
     status = manager.status()
     assert (status["state"], status["error"]) == ("failed", "no model here")
-    assert seen == [True, True] and not generation.MODEL_BUILD_LOCK.locked()
+    assert seen == [True] and not generation.MODEL_BUILD_LOCK.locked()
+    [pid] = re.findall(r"\(training process (\d+)\)", manager.view()["log"])
+    assert int(pid) != os.getpid()
     # What the request left out is DPOConfig's default (beta) or, on the embedded default, the taste plan (lr, frames).
     from huvidpo.training import DPOConfig
     from huvidpo.world.taste import TASTE_DPO
@@ -554,7 +558,7 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
     assert manager.view()["summary"].startswith(f"**{status['run_id']}** · failed")
     # The Train tab's optimizer preset reaches the run's DPOConfig: the original code's AdamW eps, decay, dropout.
     manager.start(User(maintainer=True), TrainRequest(dataset="team/pairs", steps=2, preset="huvidpo"))
-    assert manager.wait(60) and manager.status()["settings"]["preset"] == "huvidpo"
+    assert manager.wait(600) and manager.status()["settings"]["preset"] == "huvidpo"
     from huvidpo.studio.runs import read_record
 
     run_config = read_record(config.runs_dir / manager.status()["run_id"])["dpo_config"]  # what the run trains with
@@ -573,6 +577,8 @@ def test_models_are_built_one_thread_at_a_time(tmp_path, monkeypatch):
 
 def test_before_clips_are_made_once_per_model_and_cancel_stops_a_run_at_any_point(tmp_path, tiny_model_dir,
                                                                                     monkeypatch, one_torch_thread):
+    from worker_loads import slowed_load
+
     from huvidpo.studio import training as training_module
 
     config = make_config(tmp_path, model=str(tiny_model_dir), train_frames=4, comparison_frames=4, comparison_steps=2,
@@ -583,14 +589,14 @@ def test_before_clips_are_made_once_per_model_and_cancel_stops_a_run_at_any_poin
     labeling.vote("ada", "s1", pair["token"], "left")
     manager, boss = TrainingManager(config, labeling), User(maintainer=True)
 
-    def run(patches: dict | None = None) -> dict:
+    def run(patches: dict | None = None, on: TrainingManager = manager) -> dict:
         with monkeypatch.context() as patched:
             for (owner, name), value in (patches or {}).items():
                 patched.setattr(owner, name, value)
-            manager.start(boss, TrainRequest(steps=1, lora_rank=4))
-            assert manager.wait(300)
-        status = manager.status()
-        status["log"] = manager.view()["log"]
+            on.start(boss, TrainRequest(steps=1, lora_rank=4))
+            assert on.wait(300)
+        status = on.status()
+        status["log"] = on.view()["log"]
         return status
 
     first = run()
@@ -600,24 +606,28 @@ def test_before_clips_are_made_once_per_model_and_cancel_stops_a_run_at_any_poin
     for old, new in zip(first["comparison"], second["comparison"]):
         assert Path(old["before"]).read_bytes() == Path(new["before"]).read_bytes() and old["after"] != new["after"]
 
+    # The run's process reports to the app, which cancels as it hears of a stage; the slowed model's UNet calls
+    # last long enough for the cancel to land inside that stage.
+    slowed = TrainingManager(config, labeling, load_pipeline=slowed_load)
+    real_set_state = training_module.TrainingRun.set_state
+
     # Cancel pressed while a before/after clip is being drawn: the clip stops at its next step, the run ends cancelled.
-    real_generate = training_module.generate
+    def comparing_then_cancel(run_self, state):
+        real_set_state(run_self, state)
+        if state == "comparing":
+            slowed.cancel(boss)
 
-    def generate_then_cancel(*args, **kwargs):
-        manager.cancel(boss)
-        return real_generate(*args, **kwargs)
-
-    third = run({(training_module, "generate"): generate_then_cancel})
+    third = run({(training_module.TrainingRun, "set_state"): comparing_then_cancel}, on=slowed)
     assert third["state"] == "cancelled" and third["comparison"] == [] and third["lora"]
     assert "cancelled during the before/after clips" in third["log"]
 
-    # Cancel pressed during the last step: the step ends, the LoRA is saved, no before/after clips are made.
+    # Cancel pressed during the last step: the step ends, the LoRA is saved, no before/after clip is made.
     real_on_metrics = training_module.TrainingRun.on_metrics
 
     def metrics_then_cancel(run_self, row):
         real_on_metrics(run_self, row)
-        manager.cancel(boss)
+        slowed.cancel(boss)
 
-    fourth = run({(training_module.TrainingRun, "on_metrics"): metrics_then_cancel})
+    fourth = run({(training_module.TrainingRun, "on_metrics"): metrics_then_cancel}, on=slowed)
     assert fourth["state"] == "cancelled" and fourth["comparison"] == [] and fourth["step"] == 1
     assert "made" not in fourth["log"]

@@ -5,8 +5,9 @@ Nothing imported here imports Gradio: the services compute what the tabs show (`
 (``build_demo``, ``main``) and one module per tab in ``huvidpo.studio.tabs``.
 
     config = StudioConfig(data_dir="data", local_maintainer=True)
-    generation, labeling = GenerationService(config), LabelingService(config)
-    training = TrainingManager(config, labeling)
+    gpu = GpuTurns(config)  # one GPU, both jobs: generation is refused while a run trains on it
+    generation, labeling = GenerationService(config, gpu=gpu), LabelingService(config)
+    training = TrainingManager(config, labeling, gpu=gpu)  # each run in its own process
 """
 
 from huvidpo.studio.access import AccessError, User, require_labeler, require_maintainer, resolve_user, role_text
@@ -19,6 +20,7 @@ from huvidpo.studio.generation import (
     reproduce_command,
     resolve_lora,
 )
+from huvidpo.studio.gpu_turns import GpuTurns
 from huvidpo.studio.labeling import AnnotationSync, LabelingService
 from huvidpo.studio.session import SessionState
 from huvidpo.studio.training import TrainingManager, TrainRequest
@@ -29,6 +31,7 @@ __all__ = [
     "AnnotationSync",
     "GeneratedClip",
     "GenerationService",
+    "GpuTurns",
     "LabelingService",
     "SessionState",
     "StudioConfig",

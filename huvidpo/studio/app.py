@@ -19,6 +19,7 @@ from huvidpo.studio.access import MAX_NAME_CHARS, User, role_text  # noqa: E402
 from huvidpo.studio.cli import build_parser, config_from_args, main  # noqa: E402,F401 - the entry point's home
 from huvidpo.studio.config import StudioConfig  # noqa: E402
 from huvidpo.studio.generation import GenerationService  # noqa: E402
+from huvidpo.studio.gpu_turns import GpuTurns  # noqa: E402
 from huvidpo.studio.labeling import LabelingService  # noqa: E402
 from huvidpo.studio.session import SessionState  # noqa: E402
 from huvidpo.studio.tabs import build_generate_tab, build_label_tab, build_train_tab  # noqa: E402
@@ -56,11 +57,12 @@ def build_demo(config: StudioConfig | None = None) -> gr.Blocks:
     config = config or StudioConfig.from_env()
     use_hub_timeouts()  # every Hub call of the app (model downloads, vote sync, pushes) fails in bounded time
     config.make_dirs()
-    generation = GenerationService(config) if "generate" in config.tabs else None
+    gpu = GpuTurns(config)  # generation and training take turns on one GPU
+    generation = GenerationService(config, gpu=gpu) if "generate" in config.tabs else None
     if generation is not None and config.preload_model:
         generation.start_loading()
     labeling = LabelingService(config) if "label" in config.tabs else None
-    training = TrainingManager(config, labeling) if "train" in config.tabs else None
+    training = TrainingManager(config, labeling, gpu=gpu) if "train" in config.tabs else None
 
     with StudioBlocks(config, title="HuViDPO Studio") as demo:
         with gr.Row(equal_height=True, elem_id="studio-header"):

@@ -39,6 +39,7 @@ from huvidpo.locations import (
     is_hub_id,
 )
 from huvidpo.studio.config import StudioConfig
+from huvidpo.studio.gpu_turns import GpuTurns
 from huvidpo.studio.runs import trained_run
 from huvidpo.studio.zerogpu import gpu
 from huvidpo.world.clips import REFERENCE_SIZE
@@ -198,8 +199,9 @@ _MODEL_STACK_LOCK = threading.Lock()
 
 # Held while a pipeline or a LoRA is being built (loading, adding adapters): transformers, accelerate and peft
 # build modules on the meta device by patching torch globally for the duration, so a second thread building
-# modules meanwhile gets weightless ("meta") parameters. The serving pipeline, the training runs and every
-# LoRA swap take it; plain generations with no LoRA involved do not.
+# modules meanwhile gets weightless ("meta") parameters. The serving pipeline, a preference round's clips and every
+# LoRA swap take it; plain generations with no LoRA involved do not. A training run builds its model in a process
+# of its own, where nothing else builds.
 MODEL_BUILD_LOCK = threading.Lock()
 
 
@@ -230,12 +232,18 @@ def render(pipe, settings: GenerationSettings, image: PIL.Image.Image | None, st
 
 @dataclass
 class GenerationService:
-    """Loads the pipeline once and turns settings into clips, one at a time."""
+    """Loads the pipeline once and turns settings into clips, one at a time. ``gpu``: the turns generation and the
+    app's training runs take on a shared GPU (give the app's ``TrainingManager`` the same; default: one of its own)."""
 
     config: StudioConfig
     pipe: Any = None
+    gpu: GpuTurns | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.gpu is None:
+            self.gpu = GpuTurns(self.config)
 
     def start_loading(self) -> threading.Thread:
         """Load the pipeline in a background thread (a failure is logged; the next request retries and reports it)."""
@@ -269,11 +277,11 @@ class GenerationService:
         maintainer: bool = False,
     ) -> GeneratedClip:
         """One clip; ``step_callback(step, total)`` after every denoising step. Maintainers may also use the LoRAs
-        of training runs."""
+        of training runs. Refused while a training run holds the GPU this app generates on (:mod:`.gpu_turns`)."""
         check_settings(settings, self.config)
         run_settings = replace(settings, lora=resolve_lora(settings.lora, self.config, maintainer))
         started = time.perf_counter()
-        with self._lock:
+        with self.gpu.generating(), self._lock:
             pipe = self.pipeline()
             swaps_lora = bool(run_settings.lora) or bool(pipe.get_list_adapters())
             with MODEL_BUILD_LOCK if swaps_lora else contextlib.nullcontext():

@@ -1,9 +1,16 @@
-"""The Train tab without the browser: one DPO run at a time in a background thread, its live status,
-cancel, a before/after comparison when it finishes, and the push of its LoRA to the Hub.
+"""The Train tab without the browser: one DPO run at a time in its own process, its live status, cancel, a
+before/after comparison when it finishes, and the push of its LoRA to the Hub.
 
 What is unusual here:
-- The run trains its own copy of the model (loaded in the worker), never the pipeline that serves the
-  Generate tab, so visitors keep generating while it trains; only the CPU/GPU is shared.
+- The run (loading the model, ``train_dpo``, the before/after clips) is a ``spawn`` child process
+  (:mod:`.train_worker`); a thread of the app is its monitor: it applies what the process reports (state, log
+  lines, metrics, clips) to the run, writes ``run.json`` and holds the run's locks. A crash, a segfault or the
+  out-of-memory killer ends the process, never the app: the run is "failed" with what happened in words and what
+  to change, and the next run can start. The process's exit frees all its memory, GPU memory included; the app
+  process never loads the model it trains (it imports the trainers, to check a run's settings).
+- The run trains its own copy of the model, never the pipeline that serves the Generate tab. When both use one CUDA
+  device, they take turns (:class:`~huvidpo.studio.gpu_turns.GpuTurns`): during a run a generation is refused with
+  a message, and a run started while a clip is being made waits for that clip. On a CPU both run at once.
 - Every entry point checks the user server-side (``require_maintainer``); hiding the tab is cosmetic.
 - The before/after clips come from the trained pipeline through ``huvidpo.generate``: "after" loads the
   LoRA back from the run folder exactly as the LoRA picker will, so a LoRA that does not load fails here.
@@ -15,16 +22,19 @@ What is unusual here:
   pool is small; the Label tab serves the new pairs as soon as they are in). A run may take the previous round as
   its DPO reference (``TrainRequest.reference``): the newest finished run's LoRA.
 - Several studios may share one data dir: a run claims its folder by creating it, holds ``runs/.training.lock``
-  (one run at a time per data dir) and its own lock for its life, and keeps ``run.json`` (:mod:`.runs`) up to
-  date, so every studio lists every run with its state, and sees a killed run as interrupted and resumable.
+  (one run at a time per data dir) and its own lock for its life (in the app's process, which outlives the run's),
+  and keeps ``run.json`` (:mod:`.runs`) up to date, so every studio lists every run with its state, and sees a
+  killed studio's run as interrupted and resumable (its training process ends with it).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
-import shutil
+import multiprocessing
+import multiprocessing.util  # noqa: F401 - registers its exit handler before ours (see _closing)
 import threading
 import time
 import traceback
@@ -34,13 +44,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from huvidpo.data.preferences import STUDIO
-from huvidpo.data.video import write_video
-from huvidpo.generate import GenerationSettings, generate
+from huvidpo.generate import GenerationSettings
 from huvidpo.hub_calls import scrub_tokens
 from huvidpo.locations import check_hub_id, default_model_path, is_hub_id
 from huvidpo.studio.access import User, require_maintainer
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import MODEL_BUILD_LOCK, import_model_stack
+from huvidpo.studio.gpu_turns import GpuTurns
 from huvidpo.studio.labeling import LabelingService
 from huvidpo.studio.runs import (
     ACTIVE_STATES,
@@ -53,6 +63,7 @@ from huvidpo.studio.runs import (
     trained_steps,
     write_record,
 )
+from huvidpo.studio.train_worker import RunJob, exit_message, run_job
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +77,12 @@ TAB_DPO_SETTINGS = ("beta", "learning_rate", "lora_rank")  # what the Train tab 
 TAB_SETTING_FIELDS = {"beta": "beta", "learning_rate": "learning_rate", "lora_rank": "lora_rank", "steps": "max_steps",
                       "frames": "num_frames"}
 BEFORE_CLIPS_DIR = "before-clips"  # in generated/comparison/: the base model's comparison clips, made once per model
+# A run's process: a fresh interpreter (fork would copy the app's threads, locks and CUDA state into it).
+SPAWN = multiprocessing.get_context("spawn")
+_closing = threading.Event()  # set when the app's process exits: its runs' processes end with it, not as failures
+# Registered after multiprocessing's own exit handler, so it runs first (atexit runs handlers last-in first-out):
+# the monitors know the app is closing before that handler stops the runs' processes.
+atexit.register(_closing.set)
 
 
 @dataclass
@@ -116,9 +133,10 @@ class TrainingRun:
     comparison: list[dict[str, Any]] = field(default_factory=list)
     hub_url: str | None = None
     dpo_config: Any = None
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    stop_event: Any = field(default_factory=SPAWN.Event)  # cancel: shared with the run's process
     clips_done: tuple[int, int] | None = None  # (made, total) before/after clips while comparing
-    locks: list = field(default_factory=list)  # released when the worker ends
+    locks: list = field(default_factory=list)  # released when the run's process has ended
+    pid: int | None = None  # the run's process, once started
 
     def record(self) -> dict[str, Any]:
         """What ``run.json`` keeps: enough to list the run in any studio and to resume it."""
@@ -145,39 +163,31 @@ class TrainingRun:
         )
 
 
-class Cancelled(Exception):
-    """A cancel request reached the run while it was making its before/after clips."""
-
-
-class _RunLogHandler(logging.Handler):
-    """Copies the library's log records into the run's log tail."""
-
-    def __init__(self, run: TrainingRun) -> None:
-        super().__init__(level=logging.INFO)
-        self.run = run
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.run.say(f"{record.levelname.lower()}: {record.getMessage()}")
-
-
 def _load_training_pipeline(model: str):
+    """The run's model (in the run's process): module-level, so the process imports it by name."""
     from huvidpo.training.trainer import load_training_pipeline
 
     return load_training_pipeline(model)
 
 
 class TrainingManager:
-    """Starts, watches, cancels and pushes DPO runs (at most one at a time) in ``data_dir/runs``."""
+    """Starts, watches, cancels and pushes DPO runs (at most one at a time) in ``data_dir/runs``.
+
+    ``load_pipeline(model)`` loads the model a run trains, in the run's process (and the model that makes a round's
+    clips, in the app's): a module-level function, which the run's new interpreter imports by name. ``gpu``: the turns this app's generations and runs take on a shared GPU (the
+    one the app's ``GenerationService`` has; by default one of its own)."""
 
     def __init__(
         self,
         config: StudioConfig,
         labeling: LabelingService | None = None,
         load_pipeline: Callable[[str], Any] = _load_training_pipeline,
+        gpu: GpuTurns | None = None,
     ) -> None:
         self.config = config
         self.labeling = labeling
         self._load_pipeline = load_pipeline
+        self.gpu = gpu or GpuTurns(config)
         self._lock = threading.Lock()
         self._run: TrainingRun | None = None
         self._thread: threading.Thread | None = None
@@ -236,7 +246,7 @@ class TrainingManager:
 
     def start(self, user: User, request: TrainRequest) -> dict[str, Any]:
         """Check, export the votes if asked (or reuse the export of the same votes), claim a run folder and start
-        the run in a background thread; returns its status."""
+        the run in its own process; returns its status."""
         require_maintainer(self.config, user, "Training")
         import_model_stack(training=True)
         from huvidpo.training import DPOConfig
@@ -322,8 +332,9 @@ class TrainingManager:
 
     def start_round(self, user: User, progress: Callable[[int, int], None] | None = None) -> str:
         """Start the pool's next preference round: the newest finished run's LoRA makes its clips of the base clips'
-        prompts and seeds (``huvidpo.annotation.rounds.fill_round``); returns what was added. Runs in the request,
-        holding the training lock (no run meanwhile)."""
+        prompts and seeds (``huvidpo.annotation.rounds.fill_round``); returns what was added; ``progress(done,
+        total)`` after each clip. Runs in the request, holding the training lock (no run meanwhile) and, on a GPU the
+        Generate tab shares, the GPU (a clip being generated is waited for; new ones are refused meanwhile)."""
         require_maintainer(self.config, user, "Starting a round")
         if self.labeling is None:
             raise ValueError("This app has no Label tab, so no pool to start a round in.")
@@ -338,8 +349,15 @@ class TrainingManager:
                                  "LoRA makes the next round's clips.")
             training_lock = self._hold_training_lock()
             self._filling = f"round clips of runs/{run_dir.name}"
+            try:
+                self.gpu.hold(f"the next preference round's clips ({self._filling})")
+            except BaseException:
+                self._filling = None
+                training_lock.release()
+                raise
         try:
             import_model_stack(training=True)
+            self.gpu.wait_for_generations()
             pairs_before = pool_progress(self.labeling.pool, self.labeling.store)["pairs_total"]
             with MODEL_BUILD_LOCK:
                 pipe = self._load_pipeline(self.config.model)
@@ -349,6 +367,7 @@ class TrainingManager:
                 self.labeling.make_gold_copies()
         finally:
             self._filling = None
+            self.gpu.release()
             training_lock.release()
         pairs = pool_progress(self.labeling.pool, self.labeling.store)["pairs_total"] - pairs_before
         logger.info("Round %d started by %s: %d clips of runs/%s", number, user.name or "local maintainer", len(clips),
@@ -402,15 +421,18 @@ class TrainingManager:
         return lock
 
     def _launch(self, run: TrainingRun, training_lock) -> None:
-        """Hold the run's locks for its life, record it, and start its worker."""
+        """Hold the run's locks for its life, record it, take the GPU, and start its monitor (which starts its process)."""
         try:
             run.locks = [training_lock, hold_run_lock(run.output_dir)]
             run.set_state("starting")
+            job = self._job(run)
+            self.gpu.hold(f"the training run {run.run_id} (started by {run.started_by})")
         except BaseException:
-            training_lock.release()
+            for lock in reversed(run.locks or [training_lock]):
+                lock.release()
             raise
         self._run = run
-        self._thread = threading.Thread(target=self._work, args=(run,), name=f"train-{run.run_id}", daemon=True)
+        self._thread = threading.Thread(target=self._watch, args=(run, job), name=f"train-{run.run_id}", daemon=True)
         self._thread.start()
 
     def cancel(self, user: User) -> dict[str, Any]:
@@ -423,7 +445,7 @@ class TrainingManager:
         return self.status()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the current run's worker ends (for scripts and tests); True if it ended."""
+        """Block until the current run has ended and released its locks (for scripts and tests); True if it ended."""
         thread = self._thread
         if thread is None:
             return True
@@ -579,80 +601,12 @@ class TrainingManager:
             return str(path.relative_to(self.config.root))
         return data
 
-    def _work(self, run: TrainingRun) -> None:
-        import_model_stack(training=True)
-        from huvidpo.training import train_dpo
+    def _job(self, run: TrainingRun) -> RunJob:
+        """What the run's process needs: the trainer's config, the loader, and the before/after clips to make."""
+        import torch
 
-        handler = _RunLogHandler(run)
-        library_logger = logging.getLogger("huvidpo")
-        library_logger.addHandler(handler)
-        previous_level = library_logger.level
-        if library_logger.getEffectiveLevel() > logging.INFO:
-            library_logger.setLevel(logging.INFO)
-        # The model is built, and its LoRA added, while holding the build lock; the first step's metrics
-        # mean both are done, so the lock is released there rather than held for the whole run.
-        building = MODEL_BUILD_LOCK.acquire()
-
-        def built(_row: dict | None = None) -> None:
-            nonlocal building
-            if building:
-                MODEL_BUILD_LOCK.release()
-                building = False
-
-        try:
-            run.set_state("loading")
-            run.say(f"loading {run.dpo_config.model or self.config.model_name}")
-            pipe = self._load_pipeline(run.dpo_config.model)
-            run.set_state("running")
-            result = train_dpo(run.dpo_config, callbacks=[built, run.on_metrics], stop_event=run.stop_event, pipe=pipe)
-            built()
-            run.lora_path = result.lora_path
-            if result.cancelled or run.stop_event.is_set():  # a cancel during the last step counts too
-                run.finished_at = time.time()
-                run.set_state("cancelled")
-                run.say(f"cancelled at step {result.steps}; " + (
-                    f"the LoRA so far is saved in runs/{run.run_id}" if result.steps else "nothing was trained"))
-                return
-            run.say(f"trained {result.steps} steps; LoRA saved in runs/{run.run_id}")
-            run.set_state("comparing")
-            try:
-                with MODEL_BUILD_LOCK:  # swaps LoRAs in and out
-                    self._compare(run, pipe)
-            except Cancelled:
-                run.finished_at = time.time()
-                run.set_state("cancelled")
-                run.say(f"cancelled during the before/after clips; the LoRA is saved in runs/{run.run_id}")
-                return
-            run.finished_at = time.time()
-            run.set_state("finished")
-            run.say("finished: the LoRA is in the Generate tab's picker")
-        except Exception as err:  # noqa: BLE001 - the worker reports every failure in the status
-            # a Hub dataset's error body may echo the token: scrubbed from the status and the log alike
-            run.error = scrub_tokens(str(err) if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {err}")
-            run.finished_at = time.time()
-            try:
-                run.set_state("failed")
-            except OSError:
-                run.state = "failed"
-            run.say(f"failed: {run.error}")
-            logger.error("Training run %s failed:\n%s", run.run_id, scrub_tokens("".join(traceback.format_exception(err))))
-        finally:
-            built()
-            run.finished_at = run.finished_at or time.time()
-            library_logger.removeHandler(handler)
-            library_logger.setLevel(previous_level)
-            for lock in reversed(run.locks):
-                lock.release()
-
-    def _compare(self, run: TrainingRun, pipe) -> None:
-        """Before/after clips on the fixed prompts and seed, written to ``generated/comparison/<run>/`` (served like
-        generated clips; the run folder is not); "before" clips come from the per-model cache when made already.
-        Raises ``Cancelled`` as soon as a cancel is requested."""
-        folder = self.config.comparisons_dir / run.run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        prompts = self.config.comparison_prompts
-        jobs = []
-        for index, prompt in enumerate(prompts):
+        comparison = []
+        for prompt in self.config.comparison_prompts:
             settings = GenerationSettings(
                 prompt=prompt,
                 frames=self.config.comparison_frames,
@@ -660,34 +614,89 @@ class TrainingManager:
                 image_steps=self.config.comparison_steps,
                 seed=self.config.comparison_seed,
             )
-            cached = self._before_clip_path(run, settings)
-            jobs.append((index, settings, cached))
-        total = len(prompts) + sum(1 for _, _, cached in jobs if not cached.is_file())
-        run.clips_done = (0, total)
+            comparison.append((settings, self._before_clip_path(run, settings)))
+        return RunJob(run_id=run.run_id, dpo_config=run.dpo_config, load_pipeline=self._load_pipeline,
+                      model_name=self.config.model_name, clips_dir=self.config.comparisons_dir / run.run_id,
+                      comparison=comparison, torch_threads=torch.get_num_threads())
 
-        def check(_step: int = 0, _total: int = 0) -> None:
-            if run.stop_event.is_set():
-                raise Cancelled()
+    def _watch(self, run: TrainingRun, job: RunJob) -> None:
+        """The app's side of a run, in a thread: wait for the clips being generated on a shared GPU, start the run's
+        process, apply what it reports, and say how it ended, also when it died without a word. Releases the GPU and
+        the run's locks when the process has ended."""
+        reported_end, process = False, None
+        try:
+            def waiting() -> None:
+                run.say("waiting for the clip being generated on the GPU to be done (generation and training share it)")
 
-        def made(what: str) -> None:
-            run.clips_done = (run.clips_done[0] + 1, total)
-            run.say(f"before/after clips: {run.clips_done[0]}/{total} made ({what})")
+            if not self.gpu.wait_for_generations(run.stop_event.is_set, waiting):
+                run.finished_at = time.time()
+                run.set_state("cancelled")
+                run.say("cancelled before it started; nothing was trained")
+                return
+            receiver, sender = SPAWN.Pipe(duplex=False)
+            process = SPAWN.Process(target=run_job, args=(job, sender, run.stop_event), name=f"train-{run.run_id}",
+                                    daemon=True)  # ended by multiprocessing when the app exits
+            process.start()
+            sender.close()  # the process holds the only sending end: its end is the end of the messages
+            run.pid = process.pid
+            with receiver:
+                while True:
+                    try:
+                        message = receiver.recv()
+                    except EOFError:
+                        break
+                    reported_end = self._apply(run, message) or reported_end
+            process.join()
+            if not reported_end and not _closing.is_set():
+                self._fail(run, exit_message(process.exitcode))
+            process.close()
+        except Exception as err:  # noqa: BLE001 - e.g. a process that could not start; the app stays up
+            if process is not None and process.is_alive():  # never a run going on without its locks
+                process.kill()
+                process.join()
+            self._fail(run, scrub_tokens(str(err) if isinstance(err, (ValueError, OSError)) else
+                                         f"{type(err).__name__}: {err}"), traceback.format_exc())
+        finally:
+            run.finished_at = run.finished_at or time.time()
+            self.gpu.release()
+            for lock in reversed(run.locks):
+                lock.release()
 
-        for index, settings, cached in jobs:
-            row = {"prompt": settings.prompt, "seed": settings.seed}
-            check()
-            frames, _ = generate(pipe, replace(settings, lora=str(run.output_dir)), step_callback=check)
-            row["after"] = str(write_video(frames, folder / f"{index}-after.mp4", fps=settings.fps))
-            made(f"after, prompt {index + 1}")
-            if not cached.is_file():
-                check()
-                frames, _ = generate(pipe, settings, step_callback=check)
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                partial = write_video(frames, cached.with_name(f"{cached.stem}-{run.run_id}.mp4"), fps=settings.fps)
-                partial.replace(cached)  # whole or absent: a crash never leaves a broken clip to reuse
-                made(f"before, prompt {index + 1}")
-            row["before"] = str(shutil.copyfile(cached, folder / f"{index}-before.mp4"))
-            run.comparison.append(row)
+    def _apply(self, run: TrainingRun, message: tuple) -> bool:
+        """Apply one message of the run's process (:mod:`.train_worker` lists them); True for the last one."""
+        kind, *values = message
+        if kind == "state":
+            run.set_state(values[0])
+        elif kind == "say":
+            run.say(values[0])
+        elif kind == "metrics":
+            run.on_metrics(values[0])
+        elif kind == "lora":
+            run.lora_path = Path(values[0])
+        elif kind == "clips":
+            run.clips_done = (values[0], values[1])
+        elif kind == "comparison":
+            run.comparison.append(values[0])
+        elif kind == "ended":
+            run.finished_at = time.time()
+            run.set_state(values[0])
+            return True
+        elif kind == "failed":
+            self._fail(run, values[0], values[1])
+            return True
+        return False
+
+    @staticmethod
+    def _fail(run: TrainingRun, error: str, trace: str | None = None) -> None:
+        """End ``run`` as failed with ``error`` in its status and log (a Hub error body may echo the token: scrubbed)."""
+        run.error = scrub_tokens(error)
+        run.finished_at = time.time()
+        try:
+            run.set_state("failed")
+        except OSError:
+            run.state = "failed"
+        run.say(f"failed: {run.error}")
+        logger.error("Training run %s failed: %s", run.run_id, scrub_tokens(trace) if trace else run.error)
 
     def _before_clip_path(self, run: TrainingRun, settings: GenerationSettings) -> Path:
         """Where the base model's clip for ``settings`` is kept: named by the model (and, for a folder, the time its

@@ -10,7 +10,8 @@ What is unusual here:
 - Starting a run outputs only the (hidden) status, then the view follows: a refused start (a bad setting, a run
   already going) shows its message and leaves the plots, log and clips of the last run as they were.
 - Preference rounds: "Start round k+1" fills the pool with the newest finished run's clips (the base clips'
-  prompts and seeds); the reference box trains the next LoRA against the base or against that previous round.
+  prompts and seeds), with a progress bar over the clips; the reference box trains the next LoRA against the base
+  or against that previous round.
 - The number boxes take any number and the server says what is wrong, naming the setting as the CLI and the
   config file do (Gradio's own bounds would say "Value 0 is less than minimum value 1", and round 2.5 to 2).
 """
@@ -58,7 +59,8 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     limits = {"concurrency_limit": 4, "concurrency_id": "train"}
     with gr.Tab("Train", id="train", visible=config.local_maintainer) as tab:
         gr.Markdown(
-            "Train a DPO LoRA on the votes, on this machine, while the app keeps serving. "
+            "Train a DPO LoRA on the votes, on this machine, while the app keeps serving (each run in its own process; "
+            "on a GPU the Generate tab shares, generation pauses during a run). "
             "Maintainers only; the Hub token comes from the server's environment (`HF_TOKEN`)."
         )
         with gr.Row(equal_height=False):
@@ -162,7 +164,7 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
     @handler(config)
     def start_training(dataset, base_model, beta=None, learning_rate=None, max_steps=None, lora_rank=None, frames=None,
                        user: User = None, data_format=STUDIO, exclude_flagged=False, preset=None, reference="base"):
-        """Start a DPO run in the background (maintainers only); returns its status. Settings left out take the
+        """Start a DPO run in its own process (maintainers only); returns its status. Settings left out take the
         Train tab's presets and DPOConfig's defaults; data_format names a public schema (see `--data_format`); preset
         is DPOConfig's optimizer preset ('ours', or 'huvidpo': the original code's); reference 'previous' trains
         against (and from) the newest finished run's LoRA."""
@@ -178,10 +180,15 @@ def build_train_tab(page: Page, training: TrainingManager, lora_box: gr.Dropdown
         return {status_json: status}
 
     @handler(config)
-    def start_round(user: User):
+    def start_round(user: User, progress=gr.Progress()):
         """Start the pool's next preference round from the newest finished run (maintainers only): its clips of the
         base clips' prompts and seeds go into the pool; returns what was added."""
-        return rounds_shown(training.start_round(user))
+        progress(0, desc="Loading the model")
+
+        def made(done: int, total: int) -> None:
+            progress((done, total), desc="Making the round's clips", unit="clips")
+
+        return rounds_shown(training.start_round(user, progress=made))
 
     @handler(config)
     def rounds_status(user: User):
