@@ -373,6 +373,28 @@ def reuse_image_stages(image_from: Path, plan: BuildPlan, seed: int):
     return image_pipe, earlier["text_encoder_head_accuracy"], earlier["first_frame_heldout"]
 
 
+def stage1_plan(plan: BuildPlan, workdir: Path, seed: int) -> Stage1Config:
+    """Build step 5's stage-1 run: the world's clips (written to ``workdir/world``) and the trainer's settings."""
+    world = generate_world(workdir / "world", plan.world_clips, seed=seed + 7, num_frames=plan.num_frames,
+                           unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob)
+    return Stage1Config(
+        data=str(world),
+        output_dir=str(workdir / "stage1"),
+        num_frames=plan.num_frames,
+        max_steps=plan.stage1_steps,
+        batch_size=plan.stage1_batch,
+        learning_rate=plan.stage1_lr,
+        lr_scheduler="cosine",
+        lr_warmup_steps=min(100, plan.stage1_steps // 10),
+        random_start_frame=False,
+        horizontal_flip=False,
+        cache_latents=True,
+        checkpointing_steps=0,
+        prompt_dropout=plan.stage1_prompt_dropout,
+        seed=seed,
+    )
+
+
 def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path | None = None, image_from: Path | None = None) -> Path:
     """Train every part and write the pipeline folder ``out``. ``vae_from``: take the VAE of an earlier
     build (same plan and seed) instead of training it again; the VAE stage comes first and depends on
@@ -397,24 +419,7 @@ def build(out: Path, plan: BuildPlan, seed: int = 0, log=print, vae_from: Path |
     )
     log("== 5/5 stage 1 on world clips")
     with tempfile.TemporaryDirectory() as tmp:
-        world = generate_world(Path(tmp) / "world", plan.world_clips, seed=seed + 7, num_frames=plan.num_frames,
-                               unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob)
-        config = Stage1Config(
-            data=str(world),
-            output_dir=str(Path(tmp) / "stage1"),
-            num_frames=plan.num_frames,
-            max_steps=plan.stage1_steps,
-            batch_size=plan.stage1_batch,
-            learning_rate=plan.stage1_lr,
-            lr_scheduler="cosine",
-            lr_warmup_steps=min(100, plan.stage1_steps // 10),
-            random_start_frame=False,
-            horizontal_flip=False,
-            cache_latents=True,
-            checkpointing_steps=0,
-            prompt_dropout=plan.stage1_prompt_dropout,
-            seed=seed,
-        )
+        config = stage1_plan(plan, Path(tmp), seed)
         result = train_stage1(config, pipe=pipe, callbacks=[_log_every(100, log)])
         card = out / "README.md"
         old_card = card.read_text() if card.is_file() else None  # its build history outlives the rebuild

@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Pipeline to measure (default: the embedded default).")
     parser.add_argument("--quick", action="store_true", help="A few specs and steps: checks every step runs.")
     parser.add_argument("--specs", type=int, default=48, help="Held-out specs (each a shape, colour, direction...).")
+    parser.add_argument("--out", type=Path, default=None, help="Results file (default: research/results/shape.json).")
     args = parser.parse_args()
     num = 3 if args.quick else args.specs
     steps, frames = (3, 4) if args.quick else (25, 16)
@@ -81,7 +82,7 @@ def main() -> None:
         clips.append(video)
     result["video_given_true_first_frame"] = tally(asked, clips)
 
-    out = RESULTS_DIR / ("shape-quick.json" if args.quick else "shape.json")
+    out = args.out or RESULTS_DIR / ("shape-quick.json" if args.quick else "shape.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'stage':<30} {'all':>5} " + " ".join(f"{s:>8}" for s in SHAPES) + "  square corner stat (2.0 = square)")
