@@ -258,7 +258,8 @@ def available_gb() -> float:
 def settings_of(args) -> dict:
     return {"frames": args.frames, "height": args.height, "width": args.width, "channels_div": args.channels_div,
             "unet": "SD 1.5 config, random weights, VideoUNet.from_unet2d (preset ours)", "steps": args.steps,
-            "threads": args.threads, "lora": "r16 alpha 32 on to_q, to_k, to_v, to_out.0", "cfg_scale": 7.5}
+            "lora": "r16 alpha 32 on to_q, to_k, to_v, to_out.0", "cfg_scale": 7.5}  # threads: per variant (they change
+    # its seconds, not its memory)
 
 
 def write_report(results: dict, skipped: dict, args, paper_units: dict, show: bool) -> None:
@@ -341,8 +342,11 @@ def main() -> None:
     paper_units = {"infer": 2 * 16 * 40 * 64, "decode": 16 * 40 * 64, "dpo": 2 * 16 * 40 * 64, "stage1": 16 * 40 * 64}
     results, skipped = {}, {}
     earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    if args.keep and earlier.get("settings") == settings_of(args):
-        results = {name: row for name, row in earlier.get("variants", {}).items() if name in args.variants}
+    earlier_settings = dict(earlier.get("settings", {}))
+    earlier_threads = earlier_settings.pop("threads", None)  # a file from before threads were per variant
+    if args.keep and earlier_settings == settings_of(args):
+        results = {name: {"threads": earlier_threads, **row}
+                   for name, row in earlier.get("variants", {}).items() if name in args.variants}
         if results:
             print(f"kept from {args.out}: {', '.join(results)}", flush=True)
     for name in args.variants:
@@ -366,9 +370,9 @@ def main() -> None:
             skipped[name] = f"failed: {reason}"
             print(f"{name}: {skipped[name]}", flush=True)
             continue
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        results[name] = {"threads": args.threads, **json.loads(done.stdout.strip().splitlines()[-1])}
         r = results[name]
-        print(f"{name:20s} peak {r['peak_gb']:7.2f} GB (process {r['process_peak_gb']:.2f})  {r['seconds']:8.2f} s", flush=True)
+        print(f"{name:20s} peak {r['peak_gb']:7.2f} GB (process {r['process_peak_gb']:.2f})  {r['seconds']:8.2f} s on {r['threads']} threads", flush=True)
         write_report(results, skipped, args, paper_units, show=False)  # a stopped run keeps what it measured
 
     write_report(results, skipped, args, paper_units, show=True)
