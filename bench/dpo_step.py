@@ -103,12 +103,13 @@ class Bench:
         import torch
 
         from huvidpo.losses import denoising_loss
-        from huvidpo.training.trainer import noisy_latents_and_target, sample_noise
+        from huvidpo.backends import HUVIDPO
+        from huvidpo.training.trainer import sample_noise
 
         latents = torch.cat([self.latents_w, self.latents_l])
         noise, t = sample_noise(self.scheduler, tuple(self.latents_w.shape), generator, "cpu", torch.float32)
         noise, t = noise.repeat(2, 1, 1, 1, 1), t.repeat(2)
-        noisy, target = noisy_latents_and_target(self.scheduler, latents, noise, t)
+        noisy, target = HUVIDPO.noisy_input_and_target(self.scheduler, latents, noise, t)[:2]
         return denoising_loss(self.unet(noisy, t, self.embeds.repeat(2, 1, 1)).sample, target)
 
     def dpo_loss(self, generator):
@@ -126,11 +127,12 @@ class Bench:
         import torch
 
         from huvidpo.losses import per_sample_mse, video_dpo_loss
-        from huvidpo.training.trainer import noisy_latents_and_target, sample_noise
+        from huvidpo.backends import HUVIDPO
+        from huvidpo.training.trainer import sample_noise
 
         noise, t = sample_noise(self.scheduler, tuple(self.latents_w.shape), generator, "cpu", torch.float32)
-        noisy_w, target_w = noisy_latents_and_target(self.scheduler, self.latents_w, noise, t)
-        noisy_l, target_l = noisy_latents_and_target(self.scheduler, self.latents_l, noise, t)
+        noisy_w, target_w = HUVIDPO.noisy_input_and_target(self.scheduler, self.latents_w, noise, t)[:2]
+        noisy_l, target_l = HUVIDPO.noisy_input_and_target(self.scheduler, self.latents_l, noise, t)[:2]
         model_w = per_sample_mse(self.unet(noisy_w, t, self.embeds).sample, target_w)
         model_l = per_sample_mse(self.unet(noisy_l, t, self.embeds).sample, target_l)
         with torch.no_grad():
