@@ -4,6 +4,8 @@ One code path for both worlds: the embedded default is a saved :class:`HuViDPOPi
 Stable Diffusion 1.x id or folder (``stable-diffusion-v1-5/stable-diffusion-v1-5``) is loaded with
 diffusers and inflated on the fly; the first-frame model is any text-to-image pipeline, or a
 UNet-only repository such as ``mhdang/dpo-sdxl-text2image-v1`` put on its base pipeline (SDXL base).
+A Wan 2.1 or AnimateDiff folder is loaded as its own diffusers pipeline: ``model_index.json`` names the family
+(:func:`huvidpo.backends.backend_for`), and LoRAs are written in the format that family's pipeline loads.
 """
 
 from __future__ import annotations

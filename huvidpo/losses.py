@@ -39,9 +39,9 @@ def per_sample_mse(model_pred: torch.Tensor, target: torch.Tensor, exclude_first
     return error.mean(dim=(1, 2, 3, 4))
 
 
-def denoising_loss(model_pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def denoising_loss(model_pred: torch.Tensor, target: torch.Tensor, exclude_first_frame: bool = True) -> torch.Tensor:
     """The plain (stage-1 / SFT) loss: the mean of :func:`per_sample_mse` over the batch."""
-    return per_sample_mse(model_pred, target).mean()
+    return per_sample_mse(model_pred, target, exclude_first_frame).mean()
 
 
 def video_dpo_loss(
@@ -79,8 +79,9 @@ def video_dpo_loss(
     predictions passes the conditional prediction's, since a guided prediction is not a denoiser and pulling it
     onto the data trains the guidance away.
 
-    Flow matching (Flow-DPO): for a model trained on the velocity ``v = noise - x0`` at ``x_t = (1 - σ) x0 + σ noise``
-    the inputs are velocity MSEs and the loss is unchanged. Beta convention: one constant β for every timestep,
+    Flow matching (Flow-DPO, Liu et al. 2025, "Improving Video Generation with Human Feedback", arXiv 2501.13918):
+    for a model trained on the velocity ``v = noise - x0`` at ``x_t = (1 - σ) x0 + σ noise`` the inputs are
+    velocity MSEs and the loss is unchanged. Beta convention: one constant β for every timestep,
     applied to the per-sample *mean* squared error, with the same ``β/2`` as above, so β = 50 means the same
     formula in both families. It does not mean the same strength: at one noisy sample an epsilon error is
     ``(1 - σ)`` times the velocity error, so velocity MSEs are ``1 / (1 - σ)²`` times larger and a constant β on
