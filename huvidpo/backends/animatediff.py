@@ -3,9 +3,9 @@ motion modules (``UNetMotionModel``), trained as its scheduler says (epsilon or 
 
 Its latents are the image VAE's, frame by frame (as HuViDPO's); there is no first-frame conditioning, so the loss
 covers every frame. The model call differs from the others': ``UNetMotionModel`` takes the text states once per
-frame (``(b f) l d``), as the pipeline repeats them. The default LoRA targets (``to_q``, ``to_k``, ``to_v``, ``to_out.0``) match the spatial
-attention and the motion modules' temporal attention alike; the LoRA is saved with the ``unet.`` prefix that
-``AnimateDiffPipeline.load_lora_weights`` reads.
+frame (``(b f) l d``), as the pipeline repeats them. The default LoRA targets (``to_q``, ``to_k``, ``to_v``,
+``to_out.0``) match the spatial attention and the motion modules' temporal attention alike; the LoRA is saved with
+the ``unet.`` prefix that ``AnimateDiffPipeline.load_lora_weights`` reads.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
     from huvidpo.generate import GenerationSettings
 
-DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # attention projections: the paper's, and diffusers' scripts'
+# The attention projections: the paper's LoRA targets, and diffusers' training scripts' for these families.
+DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 def diffusion_input_and_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
