@@ -19,6 +19,10 @@ on one torch thread (spinning OpenMP threads make timings erratic on a busy mach
 
     python bench/dpo_step.py                # about two minutes on a laptop CPU
     python bench/dpo_step.py --rounds 3     # a quick look
+
+The same DPO/SFT ratios are measured for the other model families on their tiny random pipelines
+(``--backends``; keys ``backends.<name>.time_ratio_dpo_over_sft`` and ``backends.<name>.memory_ratio_dpo_over_sft``;
+HuViDPO's are the figures above), each family's step made by its backend (Wan: flow matching, 1 + 4k frames).
 """
 
 from __future__ import annotations
@@ -59,15 +63,26 @@ def reset_peak() -> bool:
         return False
 
 
+def frames_for(backend, pipe, num_frames: int) -> int:
+    """The first frame count from ``num_frames`` up that the family takes (Wan: 1 + 4k)."""
+    for count in range(num_frames, num_frames + 16):
+        try:
+            backend.check_num_frames(pipe, count)
+            return count
+        except ValueError:
+            continue
+    raise ValueError(f"{backend.title} takes no frame count from {num_frames} to {num_frames + 15}.")
+
+
 class Bench:
-    """The tiny components, one LoRA, one batch of pairs, and the step function of each variant."""
+    """A family's tiny components (``--backend``), one LoRA, one batch of pairs, and the step function of each
+    variant; the family's backend makes the latents, the noisy input and target, and the model call."""
 
-    def __init__(self, pairs: int, num_frames: int, threads: int):
+    def __init__(self, pairs: int, num_frames: int, threads: int, backend_name: str = "huvidpo"):
         import torch
-        from diffusers import DDPMScheduler
 
+        from huvidpo.backends import BACKENDS
         from huvidpo.world.clips import render_clip, render_degraded, sample_specs
-        from huvidpo.world.tiny import build_tiny_pipeline
         from huvidpo.training import DPOConfig
         from huvidpo.training.dpo import add_dpo_lora
         from huvidpo.training.trainer import trainable_parameters
@@ -75,24 +90,27 @@ class Bench:
         if threads > 0:
             torch.set_num_threads(threads)
         torch.manual_seed(0)
-        pipe = build_tiny_pipeline(seed=0, with_image_pipeline=False)
+        self.backend = backend = BACKENDS[backend_name]
+        pipe = backend.tiny_pipeline(seed=0)
+        num_frames = frames_for(backend, pipe, num_frames)
         specs = sample_specs(pairs, seed=0, num_frames=num_frames)
         winners = torch.stack([torch.from_numpy(render_clip(s, num_frames)) for s in specs])
         losers = torch.stack([torch.from_numpy(render_degraded(s, "jitter", num_frames)) for s in specs])
         with torch.no_grad():
             def encode(frames):  # b f h w 3 uint8 -> b c f h w latents
-                return pipe.encode_video(frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1)
+                return backend.encode_video(pipe, frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1)
 
             self.latents_w, self.latents_l = encode(winners), encode(losers)
-            self.embeds = pipe.encode_prompt([s.prompt for s in specs], torch.device("cpu"))
-            self.negative_embeds = pipe.encode_prompt([""], torch.device("cpu"))
-        self.unet = pipe.unet
+            self.embeds = backend.encode_prompt(pipe, [s.prompt for s in specs], torch.device("cpu"))
+            self.negative_embeds = backend.encode_prompt(pipe, [""], torch.device("cpu"))
+        self.unet = backend.denoiser(pipe)
         add_dpo_lora(self.unet, DPOConfig(), "default")
         self.unet.train()
         self.optimizer = torch.optim.AdamW(trainable_parameters(self.unet).values(), lr=1e-4)
-        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.scheduler = backend.training_scheduler(pipe)
         self.reference = None
         self.steps_done = 0
+        self.num_frames = num_frames
 
     def make_naive_reference(self) -> None:
         self.reference = copy.deepcopy(self.unet)
@@ -103,39 +121,43 @@ class Bench:
         import torch
 
         from huvidpo.losses import denoising_loss
-        from huvidpo.training.trainer import noisy_latents_and_target, sample_noise
+        from huvidpo.training.trainer import sample_noise
 
+        backend = self.backend
         latents = torch.cat([self.latents_w, self.latents_l])
         noise, t = sample_noise(self.scheduler, tuple(self.latents_w.shape), generator, "cpu", torch.float32)
         noise, t = noise.repeat(2, 1, 1, 1, 1), t.repeat(2)
-        noisy, target = noisy_latents_and_target(self.scheduler, latents, noise, t)
-        return denoising_loss(self.unet(noisy, t, self.embeds.repeat(2, 1, 1)).sample, target)
+        noisy, target, t = backend.noisy_input_and_target(self.scheduler, latents, noise, t)
+        prediction = backend.predict(self.unet, noisy, t, self.embeds.repeat(2, 1, 1))
+        return denoising_loss(prediction, target, backend.first_frame_condition)
 
     def dpo_loss(self, generator):
         from huvidpo.training import dpo_step
 
-        return dpo_step(self.unet, self.unet, self.scheduler, self.latents_w, self.latents_l, self.embeds, generator, beta=50.0)[0]
+        return dpo_step(self.unet, self.unet, self.scheduler, self.latents_w, self.latents_l, self.embeds, generator, beta=50.0,
+                        backend=self.backend)[0]
 
     def guided_loss(self, generator):
         from huvidpo.training import dpo_step
 
         return dpo_step(self.unet, self.unet, self.scheduler, self.latents_w, self.latents_l, self.embeds, generator, beta=1.0,
-                        negative_embeds=self.negative_embeds, guidance_scale=7.5)[0]
+                        negative_embeds=self.negative_embeds, guidance_scale=7.5, backend=self.backend)[0]
 
     def naive_loss(self, generator):
         import torch
 
         from huvidpo.losses import per_sample_mse, video_dpo_loss
-        from huvidpo.training.trainer import noisy_latents_and_target, sample_noise
+        from huvidpo.training.trainer import sample_noise
 
+        backend, exclude = self.backend, self.backend.first_frame_condition
         noise, t = sample_noise(self.scheduler, tuple(self.latents_w.shape), generator, "cpu", torch.float32)
-        noisy_w, target_w = noisy_latents_and_target(self.scheduler, self.latents_w, noise, t)
-        noisy_l, target_l = noisy_latents_and_target(self.scheduler, self.latents_l, noise, t)
-        model_w = per_sample_mse(self.unet(noisy_w, t, self.embeds).sample, target_w)
-        model_l = per_sample_mse(self.unet(noisy_l, t, self.embeds).sample, target_l)
+        noisy_w, target_w, t_w = backend.noisy_input_and_target(self.scheduler, self.latents_w, noise, t)
+        noisy_l, target_l, t_l = backend.noisy_input_and_target(self.scheduler, self.latents_l, noise, t)
+        model_w = per_sample_mse(backend.predict(self.unet, noisy_w, t_w, self.embeds), target_w, exclude)
+        model_l = per_sample_mse(backend.predict(self.unet, noisy_l, t_l, self.embeds), target_l, exclude)
         with torch.no_grad():
-            ref_w = per_sample_mse(self.reference(noisy_w, t, self.embeds).sample, target_w)
-            ref_l = per_sample_mse(self.reference(noisy_l, t, self.embeds).sample, target_l)
+            ref_w = per_sample_mse(backend.predict(self.reference, noisy_w, t_w, self.embeds), target_w, exclude)
+            ref_l = per_sample_mse(backend.predict(self.reference, noisy_l, t_l, self.embeds), target_l, exclude)
         return video_dpo_loss(model_w, model_l, ref_w, ref_l, beta=50.0)[0]
 
     def step(self, variant: str) -> float:
@@ -152,7 +174,7 @@ class Bench:
 
 
 def measure_memory(variant: str, args: argparse.Namespace) -> dict:
-    bench = Bench(args.pairs, args.num_frames, args.threads)
+    bench = Bench(args.pairs, args.num_frames, args.threads, args.backend)
     baseline_kb = rss_kb("VmRSS")
     resettable = reset_peak()
     if variant == "naive":
@@ -165,20 +187,23 @@ def measure_memory(variant: str, args: argparse.Namespace) -> dict:
         "peak_rss_increase_mb": (peak_kb - (baseline_kb or 0)) / 1024,
         "peak_measure": "VmHWM after clear_refs" if resettable else "ru_maxrss",
         "unet_params_mb": sum(p.numel() * p.element_size() for p in bench.unet.parameters()) / 2**20,
+        "num_frames": bench.num_frames,
     }
 
 
 def measure_time(args: argparse.Namespace) -> dict:
     import torch
 
-    bench = Bench(args.pairs, args.num_frames, args.threads)
-    bench.make_naive_reference()
-    for variant in VARIANTS * args.warmup:
+    variants = tuple(args.variants.split(","))
+    bench = Bench(args.pairs, args.num_frames, args.threads, args.backend)
+    if "naive" in variants:
+        bench.make_naive_reference()
+    for variant in variants * args.warmup:
         bench.step(variant)
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for round_index in range(args.rounds):
-        shift = round_index % len(VARIANTS)
-        order = VARIANTS[shift:] + VARIANTS[:shift]
+        shift = round_index % len(variants)
+        order = variants[shift:] + variants[:shift]
         for variant in order:
             times[variant].append(bench.step(variant))
     return {"times_s": times, "torch_threads": torch.get_num_threads()}
@@ -199,7 +224,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps of each variant first.")
     parser.add_argument("--memory_steps", type=int, default=3, help="Steps per memory run.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default).")
+    parser.add_argument("--backends", default="wan,animatediff",
+                        help="Other model families whose DPO/SFT ratios are measured too (sft and dpo only), comma-"
+                             "separated: wan, animatediff ('' for none); HuViDPO's are the figures above them.")
+    parser.add_argument("--out", default=str(RESULTS), help="Where to write the results.")
     parser.add_argument("--child", choices=("time", *VARIANTS), help=argparse.SUPPRESS)  # internal: one measurement
+    parser.add_argument("--backend", default="huvidpo", help=argparse.SUPPRESS)  # internal: the child's family
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=argparse.SUPPRESS)  # internal: timed variants
     args = parser.parse_args()
     if args.child == "time":
         print(json.dumps(measure_time(args)))
@@ -208,7 +239,8 @@ def main() -> None:
         print(json.dumps(measure_memory(args.child, args)))
         return
 
-    settings = [f"--{k}={v}" for k, v in vars(args).items() if k != "child"]
+    internal = ("child", "backend", "variants", "backends", "out")
+    settings = [f"--{k}={v}" for k, v in vars(args).items() if k not in internal]
     print(f"timing the {len(VARIANTS)} variants, interleaved ...", file=sys.stderr)
     timing = run_child("--child", "time", *settings)
     memory = {}
@@ -237,8 +269,10 @@ def main() -> None:
         "memory_ratio_guided_over_sft": memory_ratio("guided"),
         "targets": TARGETS,
         "summary": summary,
+        "backends": {"huvidpo": {"time_ratio_dpo_over_sft": time_ratio("dpo"), "memory_ratio_dpo_over_sft": memory_ratio("dpo"),
+                                 "num_frames": memory["sft"]["num_frames"]}},
         "settings": {
-            **{k: v for k, v in vars(args).items() if k != "child"},
+            **{k: v for k, v in vars(args).items() if k not in ("child", "backend", "variants", "out")},
             "python": platform.python_version(),
             "machine": platform.machine(),
             "torch_threads": timing["torch_threads"],
@@ -248,8 +282,21 @@ def main() -> None:
         "timing": timing,
         "memory": memory,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    for name in filter(None, args.backends.split(",")):
+        print(f"{name}: sft and dpo, timed interleaved, then each in a fresh process ...", file=sys.stderr)
+        family_times = run_child("--child", "time", f"--backend={name}", "--variants=sft,dpo", *settings)["times_s"]
+        family_memory = {v: run_child("--child", v, f"--backend={name}", *settings) for v in ("sft", "dpo")}
+        result["backends"][name] = {
+            "time_ratio_dpo_over_sft": statistics.median(t / b for t, b in zip(family_times["dpo"], family_times["sft"])),
+            "memory_ratio_dpo_over_sft": (family_memory["dpo"]["peak_rss_increase_mb"]
+                                          / family_memory["sft"]["peak_rss_increase_mb"]),
+            "step_time_s": {v: statistics.median(family_times[v]) for v in ("sft", "dpo")},
+            "num_frames": family_memory["sft"]["num_frames"],
+            "denoiser_params_mb": family_memory["sft"]["unet_params_mb"],
+        }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\nDPO step vs SFT step: {args.pairs} pairs x {args.num_frames} frames, tiny UNet, CPU, "
           f"{args.threads or 'default'} thread(s), median of {args.rounds} interleaved rounds")
@@ -259,8 +306,11 @@ def main() -> None:
         m_ratio = 1.0 if v == "sft" else memory_ratio(v)
         print(f"{v:<8} {summary[v]['step_time_s']:>9.3f} {t_ratio:>7.2f} {summary[v]['peak_rss_increase_mb']:>13.1f} {m_ratio:>7.2f}")
     print(f"UNet parameters: {result['settings']['unet_params_mb']:.1f} MB (the least the naive reference copy adds)")
+    for name, family in result["backends"].items():
+        print(f"{name:<12} dpo / sft: time x{family['time_ratio_dpo_over_sft']:.2f}, memory "
+              f"x{family['memory_ratio_dpo_over_sft']:.2f} ({family['num_frames']} frames)")
     print(f"targets for dpo: time x{TARGETS['time_ratio_dpo_over_sft']}, memory x{TARGETS['memory_ratio_dpo_over_sft']}; "
-          f"wrote {RESULTS.relative_to(REPO_ROOT)}")
+          f"wrote {out}")
 
 
 if __name__ == "__main__":

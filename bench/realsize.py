@@ -108,7 +108,8 @@ def run_variant(name: str, args) -> dict:
     from huvidpo.training import DPOConfig, dpo_step
     from huvidpo.training.dpo import add_dpo_lora
     from huvidpo.training.stage1 import freeze_all_but_stage1
-    from huvidpo.training.trainer import example_generator, noisy_latents_and_target, sample_noise
+    from huvidpo.backends import HUVIDPO
+    from huvidpo.training.trainer import example_generator, sample_noise
 
     torch.set_num_threads(args.threads)
     variant = parse_variant(name)
@@ -179,7 +180,7 @@ def run_variant(name: str, args) -> dict:
             def loss_of_step():
                 if variant.kind == "stage1":
                     noise, t = sample_noise(scheduler, tuple(latents_w.shape), [example_generator(0, 0)], "cpu", dtype)
-                    noisy, target = noisy_latents_and_target(scheduler, latents_w.to(dtype), noise, t)
+                    noisy, target = HUVIDPO.noisy_input_and_target(scheduler, latents_w.to(dtype), noise, t)[:2]
                     with autocast():
                         return denoising_loss(unet(noisy, t, embeds).sample, target)
                 if reference is None:
@@ -187,7 +188,7 @@ def run_variant(name: str, args) -> dict:
                                     [example_generator(0, 0)], beta=50.0, autocast=autocast)[0]
                 both = torch.cat([latents_w, latents_l]).to(dtype)
                 noise, t = sample_noise(scheduler, tuple(latents_w.shape), [example_generator(0, 0)], "cpu", dtype)
-                noisy, target = noisy_latents_and_target(scheduler, both, noise.repeat(2, 1, 1, 1, 1), t.repeat(2))
+                noisy, target = HUVIDPO.noisy_input_and_target(scheduler, both, noise.repeat(2, 1, 1, 1, 1), t.repeat(2))[:2]
                 with torch.no_grad(), autocast():
                     ref = per_sample_mse(reference(noisy, t.repeat(2), embeds.repeat(2, 1, 1)).sample, target)
                 with autocast():

@@ -37,14 +37,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .sampling import ADAIN_OPTIONS, SAMPLER_PRESETS
+from .sampling import SAMPLER_PRESETS
 from .settings import MAX_SEED, check_settings, setting, settings_without
 
 if TYPE_CHECKING:  # the model stack loads with the first generation
     import numpy as np
     import PIL.Image
 
-    from .pipeline import HuViDPOPipeline, VideoInput
+    from diffusers import DiffusionPipeline
+
+    from .pipeline import VideoInput
     from .settings import SettingsParser
 
 
@@ -95,7 +97,8 @@ GenerationFlags = settings_without(GenerationSettings, "prompt", "seed", "lora")
 class GenerateCommand:
     """What the command line adds to the settings: where the model and the inputs come from, where the clip goes."""
 
-    model: str | None = setting(None, "HuViDPO or SD 1.x pipeline folder or Hub id; None: $HUVIDPO_MODEL or the embedded model.")
+    model: str | None = setting(None, "HuViDPO, SD 1.x, Wan 2.1 or AnimateDiff pipeline folder or Hub id; None: "
+                                "$HUVIDPO_MODEL or the embedded model.")
     image_model: str | None = setting(None, "First-frame text-to-image model (e.g. mhdang/dpo-sdxl-text2image-v1).")
     image: str | None = setting(None, "First frame as an image file (image-to-video).")
     video: str | None = setting(None, "A clip (mp4, gif, ...) to re-draw (video-to-video); its first frame is kept.")
@@ -109,7 +112,7 @@ class GenerateCommand:
         check_settings(self)
 
 
-def apply_lora(pipe: HuViDPOPipeline, lora: str | None, scale: float) -> None:
+def apply_lora(pipe: DiffusionPipeline, lora: str | None, scale: float) -> None:
     """Put the pipeline in the state the settings ask for: no LoRA, or ``lora`` at ``scale``."""
     from .hub import load_lora, unload_lora
 
@@ -120,7 +123,7 @@ def apply_lora(pipe: HuViDPOPipeline, lora: str | None, scale: float) -> None:
 
 
 def generate(
-    pipe: HuViDPOPipeline,
+    pipe: DiffusionPipeline,
     settings: GenerationSettings,
     image: PIL.Image.Image | None = None,
     step_callback: Callable[[int, int], None] | None = None,
@@ -128,37 +131,14 @@ def generate(
     strength: float = 1.0,
 ) -> tuple[np.ndarray, PIL.Image.Image]:
     """One clip: frames (f, h, w, 3) float in [0, 1] and the first frame. ``step_callback(step, total)`` per step.
-    With ``video``, video-to-video at ``strength`` (the pipeline's); the clip's length then stands in for ``settings.frames``."""
-    import torch
-
-    from .pipeline import denoising_steps
+    With ``video``, video-to-video at ``strength`` (the pipeline's); the clip's length then stands in for
+    ``settings.frames``. The model family's backend makes it (:meth:`huvidpo.backends.Backend.generate`): the
+    sampler options are HuViDPO's, and a text-to-video family refuses a first frame or a video."""
+    from .backends import backend_for
 
     apply_lora(pipe, settings.lora, settings.lora_scale)
-    total = denoising_steps(settings.steps, strength)
-
-    def on_step_end(pipeline, step, timestep, callback_kwargs):
-        step_callback(step + 1, total)
-        return callback_kwargs
-
-    out = pipe(
-        prompt=settings.prompt,
-        negative_prompt=settings.negative_prompt or None,
-        image=image,
-        video=video,
-        strength=strength,
-        num_frames=None if video is not None else settings.frames,  # None: the pipeline follows the clip
-        height=settings.height,
-        width=settings.width,
-        num_inference_steps=settings.steps,
-        guidance_scale=settings.guidance,
-        sampler=settings.sampler,
-        shared_noise=settings.shared_noise,
-        **({} if settings.adain else dict.fromkeys(ADAIN_OPTIONS, False)),  # off: neither kind of AdaIN
-        generator=torch.Generator("cpu").manual_seed(settings.seed),
-        image_pipeline_kwargs={"num_inference_steps": settings.image_steps},
-        callback_on_step_end=on_step_end if step_callback else None,
-    )
-    return out.frames[0], out.first_frames[0]
+    return backend_for(pipe).generate(pipe, settings, image=image, step_callback=step_callback, video=video,
+                                      strength=strength)
 
 
 def build_parser() -> SettingsParser:

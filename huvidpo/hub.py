@@ -4,6 +4,8 @@ One code path for both worlds: the embedded default is a saved :class:`HuViDPOPi
 Stable Diffusion 1.x id or folder (``stable-diffusion-v1-5/stable-diffusion-v1-5``) is loaded with
 diffusers and inflated on the fly; the first-frame model is any text-to-image pipeline, or a
 UNet-only repository such as ``mhdang/dpo-sdxl-text2image-v1`` put on its base pipeline (SDXL base).
+A Wan 2.1 or AnimateDiff folder is loaded as its own diffusers pipeline: ``model_index.json`` names the family
+(:func:`huvidpo.backends.backend_for`), and LoRAs are written in the format that family's pipeline loads.
 """
 
 from __future__ import annotations
@@ -119,43 +121,60 @@ def load_pipeline(
     image_model_base: str = SDXL_BASE_ID,
     device: str | torch.device | None = None,
     torch_dtype: torch.dtype = torch.float32,
-) -> HuViDPOPipeline:
-    """Load a video pipeline by local path or Hub id.
+) -> DiffusionPipeline:
+    """Load a video pipeline by local path or Hub id, with the backend its ``model_index.json`` names
+    (:func:`huvidpo.backends.backend_for`).
 
     Args:
-        model: a saved HuViDPO pipeline, a Stable Diffusion 1.x pipeline to inflate, or a local LAMP/HuViDPO pipeline
-            folder (converted in memory by ``huvidpo.convert``); default the embedded model.
+        model: a saved HuViDPO pipeline, a Stable Diffusion 1.x pipeline to inflate, a local LAMP/HuViDPO pipeline
+            folder (converted in memory by ``huvidpo.convert``), or a Wan 2.1 or AnimateDiff pipeline; default the
+            embedded model.
         image_model: first-frame model replacing the pipeline's own (e.g. ``mhdang/dpo-sdxl-text2image-v1``);
-            None keeps the saved one (an inflated SD model then needs an uploaded first frame).
+            None keeps the saved one (an inflated SD model then needs an uploaded first frame). Only for models
+            conditioned on a first frame.
         image_model_base: base pipeline for a UNet-only ``image_model``.
     """
+    from huvidpo.backends import backend_for
+
     model = model or default_model_path()
     index = read_model_json(model, "model_index.json")
     if index is None:
-        raise ModelLoadError(f"'{model}' has no model_index.json: give a HuViDPO or Stable Diffusion 1.x pipeline folder or id.")
+        raise ModelLoadError(f"'{model}' has no model_index.json: give a HuViDPO, Stable Diffusion 1.x, Wan 2.1 or "
+                             "AnimateDiff pipeline folder or id.")
+    backend = backend_for(index)
+    if image_model and not backend.first_frame_condition:
+        raise ModelLoadError(f"'{model}' is a {backend.title} model, which makes videos from text alone: it takes no "
+                             "first-frame model. Leave the image model empty.")
     image_pipeline = load_image_pipeline(image_model, image_model_base, torch_dtype) if image_model else None
     try:
-        if convert.is_original_pipeline(index):
-            pipe = convert.load_original_pipeline(model, index, image_pipeline, torch_dtype)
-        elif index.get("_class_name") == HuViDPOPipeline.__name__:
-            kwargs = {"image_pipeline": image_pipeline} if image_pipeline is not None else {}
-            pipe = HuViDPOPipeline.from_pretrained(model, dtype=torch_dtype, **kwargs)
-        elif "unet" in index and "vae" in index:
-            sd = StableDiffusionPipeline.from_pretrained(
-                model, dtype=torch_dtype, safety_checker=None, requires_safety_checker=False
-            )
-            pipe = inflate_image_pipeline(sd, image_pipeline)
-        else:
-            raise ModelLoadError(f"'{model}' is a {index.get('_class_name')}, not a HuViDPO or Stable Diffusion 1.x pipeline.")
+        pipe = backend.load(model, index, torch_dtype, image_pipeline)
     except (LocalEntryNotFoundError, OSError, *NETWORK_ERRORS) as err:
         raise ModelLoadError(_offline_message(model)) from err
-    for pipeline in (pipe, pipe.image_pipeline):
+    for pipeline in (pipe, getattr(pipe, "image_pipeline", None)):
         if pipeline is not None:
             pipeline.set_progress_bar_config(disable=True)
     return pipe.to(device) if device is not None else pipe
 
 
-def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name: str = DEFAULT_ADAPTER) -> None:
+def load_huvidpo_pipeline(model: str, index: dict, torch_dtype: torch.dtype,
+                          image_pipeline: DiffusionPipeline | None = None) -> HuViDPOPipeline:
+    """The HuViDPO backend's loader: a saved HuViDPO pipeline, an original LAMP/HuViDPO checkpoint (converted), or a
+    Stable Diffusion 1.x pipeline (inflated); any other pipeline is refused with what the folder is."""
+    if convert.is_original_pipeline(index):
+        return convert.load_original_pipeline(model, index, image_pipeline, torch_dtype)
+    if index.get("_class_name") == HuViDPOPipeline.__name__:
+        kwargs = {"image_pipeline": image_pipeline} if image_pipeline is not None else {}
+        return HuViDPOPipeline.from_pretrained(model, dtype=torch_dtype, **kwargs)
+    if "unet" in index and "vae" in index:
+        sd = StableDiffusionPipeline.from_pretrained(
+            model, dtype=torch_dtype, safety_checker=None, requires_safety_checker=False
+        )
+        return inflate_image_pipeline(sd, image_pipeline)
+    raise ModelLoadError(f"'{model}' is a {index.get('_class_name')}, not a HuViDPO, Stable Diffusion 1.x, Wan 2.1 or "
+                         "AnimateDiff pipeline.")
+
+
+def load_lora(pipe: DiffusionPipeline, lora: str, scale: float = 1.0, adapter_name: str = DEFAULT_ADAPTER) -> None:
     """Load a diffusers-format LoRA (folder, file or Hub id) into the video UNet and activate it at ``scale``; HuViDPO's
     stage-2 ``.pth`` is converted on the way (``huvidpo.convert``)."""
     use_hub_timeouts()
@@ -163,7 +182,7 @@ def load_lora(pipe: HuViDPOPipeline, lora: str, scale: float = 1.0, adapter_name
         with tempfile.TemporaryDirectory() as folder:
             convert.convert_lora(lora, folder)
             return load_lora(pipe, folder, scale, adapter_name)
-    if adapter_name in pipe.get_list_adapters().get("unet", []):
+    if any(adapter_name in names for names in pipe.get_list_adapters().values()):
         pipe.delete_adapters(adapter_name)
     try:
         pipe.load_lora_weights(lora, adapter_name=adapter_name)
@@ -189,40 +208,42 @@ def _no_network_for_lora(lora: str, why: str) -> str:
     )
 
 
-def unload_lora(pipe: HuViDPOPipeline) -> None:
+def unload_lora(pipe: DiffusionPipeline) -> None:
     """Remove every LoRA: the pipeline is the base model again."""
     pipe.unload_lora_weights()
 
 
-def save_lora(unet: VideoUNet, out_dir: str | Path, adapter_name: str = "default") -> Path:
-    """Write ``adapter_name`` of ``unet`` in the diffusers LoRA format (``pytorch_lora_weights.safetensors``)."""
+def save_lora(model: torch.nn.Module, out_dir: str | Path, adapter_name: str = "default") -> Path:
+    """Write ``adapter_name`` of ``model`` (a pipeline's denoiser) in the diffusers LoRA format its family's pipeline
+    loads (``pytorch_lora_weights.safetensors``; :meth:`~huvidpo.backends.Backend.save_lora_weights`)."""
     from peft.utils import get_peft_model_state_dict
 
+    from huvidpo.backends import backend_for
+
     out_dir = Path(out_dir)
-    state_dict = get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    state_dict = get_peft_model_state_dict(model, adapter_name=adapter_name)
     # The adapter's config (rank, alpha, targets) travels in the file's metadata so the scale survives loading.
-    metadata = unet.peft_config[adapter_name].to_dict()
-    HuViDPOPipeline.save_lora_weights(
-        out_dir, unet_lora_layers=state_dict, unet_lora_adapter_metadata=metadata, safe_serialization=True
-    )
+    metadata = model.peft_config[adapter_name].to_dict()
+    backend_for(model).save_lora_weights(out_dir, state_dict, metadata)
     return out_dir / LORA_WEIGHT_NAME
 
 
-def restore_lora(unet: VideoUNet, folder: str | Path, adapter_name: str = DEFAULT_ADAPTER) -> None:
-    """Copy a LoRA written by :func:`save_lora` into ``unet``'s adapter ``adapter_name`` of the same shape (to
+def restore_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = DEFAULT_ADAPTER) -> None:
+    """Copy a LoRA written by :func:`save_lora` into ``model``'s adapter ``adapter_name`` of the same shape (to
     resume training); a LoRA of another rank or other target modules is refused with what to do."""
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-    saved, _ = HuViDPOPipeline.lora_state_dict(str(folder))
-    saved = {key.removeprefix("unet."): value for key, value in saved.items()}
-    expected = get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    from huvidpo.backends import backend_for
+
+    saved, _ = backend_for(model).read_lora(folder)
+    expected = get_peft_model_state_dict(model, adapter_name=adapter_name)
     mismatched = sorted(set(saved) ^ set(expected)) or sorted(k for k in saved if saved[k].shape != expected[k].shape)
     if mismatched:
         raise ValueError(
             f"The LoRA in {folder} was made with other LoRA settings (e.g. {mismatched[:3]}); resume with the settings "
             "it was trained with (lora_rank, lora_target_modules, model)."
         )
-    set_peft_model_state_dict(unet, saved, adapter_name=adapter_name)
+    set_peft_model_state_dict(model, saved, adapter_name=adapter_name)
 
 
 def card_name(reference: str | None) -> tuple[str | None, str]:

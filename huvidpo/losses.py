@@ -1,14 +1,16 @@
 """The two training losses of HuViDPO, as pure tensor functions (no model, no scheduler).
 
 What is unusual here:
-- Frame 0 of every training clip is the clean conditioning frame (the sampler keeps it clean too), so
-  every loss averages over frames 1..N-1 only: per sample, the mean over channels, frames >= 1,
-  height and width.
+- For a model conditioned on a first frame (HuViDPO), frame 0 of every training clip is the clean conditioning
+  frame (the sampler keeps it clean too), so every loss averages over frames 1..N-1 only: per sample, the mean
+  over channels, frames >= 1, height and width. A model without that condition (Wan, AnimateDiff) averages over
+  every frame (``exclude_first_frame=False``; the backend's ``first_frame_condition`` says which).
 - The DPO loss takes per-sample MSEs rather than log-probabilities. For a diffusion model the
   implicit log-likelihood ratio of a sample is (up to a positive, timestep-dependent weight that
   Diffusion-DPO folds into beta) minus its denoising error relative to the reference, which gives
   Diffusion-DPO's loss (Wallace et al. 2023, Eq. 14, "L(θ) = -log σ(-βT ω(λ_t)(...))"), applied to
-  videos by HuViDPO (arXiv 2502.01690).
+  videos by HuViDPO (arXiv 2502.01690). For a flow-matching model the errors are those of the predicted velocity
+  (Flow-DPO): see :func:`video_dpo_loss` for what that does to beta.
 """
 
 from __future__ import annotations
@@ -19,24 +21,27 @@ import torch.nn.functional as F
 from huvidpo.training.config import LOSS_TYPES
 
 
-def per_sample_mse(model_pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``(b,)``: the MSE of each sample over channels, frames 1..N-1, height and width.
+def per_sample_mse(model_pred: torch.Tensor, target: torch.Tensor, exclude_first_frame: bool = True) -> torch.Tensor:
+    """``(b,)``: the MSE of each sample over channels, frames, height and width.
 
-    Both tensors are latents ``b c f h w`` with ``f >= 2``; frame 0 (the clean condition) is excluded.
+    Both tensors are latents ``b c f h w``. With ``exclude_first_frame`` (a model conditioned on a clean frame 0),
+    frame 0 is left out and ``f >= 2``; without, every frame counts.
     """
     if model_pred.shape != target.shape:
         raise ValueError(f"Prediction {tuple(model_pred.shape)} and target {tuple(target.shape)} differ in shape.")
-    if model_pred.ndim != 5 or model_pred.shape[2] < 2:
+    least = 2 if exclude_first_frame else 1
+    if model_pred.ndim != 5 or model_pred.shape[2] < least:
         raise ValueError(
-            f"Expected video latents (batch, channels, frames >= 2, height, width); got {tuple(model_pred.shape)}."
+            f"Expected video latents (batch, channels, frames >= {least}, height, width); got {tuple(model_pred.shape)}."
         )
-    error = (model_pred[:, :, 1:].float() - target[:, :, 1:].float()) ** 2
+    first = 1 if exclude_first_frame else 0
+    error = (model_pred[:, :, first:].float() - target[:, :, first:].float()) ** 2
     return error.mean(dim=(1, 2, 3, 4))
 
 
-def denoising_loss(model_pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def denoising_loss(model_pred: torch.Tensor, target: torch.Tensor, exclude_first_frame: bool = True) -> torch.Tensor:
     """The plain (stage-1 / SFT) loss: the mean of :func:`per_sample_mse` over the batch."""
-    return per_sample_mse(model_pred, target).mean()
+    return per_sample_mse(model_pred, target, exclude_first_frame).mean()
 
 
 def video_dpo_loss(
@@ -73,6 +78,16 @@ def video_dpo_loss(
     ``anchor_mse_w`` (``(b,)``, default ``model_mse_w``) is the winners' MSE that term weighs: DPO on guided
     predictions passes the conditional prediction's, since a guided prediction is not a denoiser and pulling it
     onto the data trains the guidance away.
+
+    Flow matching (Flow-DPO, Liu et al. 2025, "Improving Video Generation with Human Feedback", arXiv 2501.13918):
+    for a model trained on the velocity ``v = noise - x0`` at ``x_t = (1 - σ) x0 + σ noise`` the inputs are
+    velocity MSEs and the loss is unchanged. Beta convention: one constant β for every timestep,
+    applied to the per-sample *mean* squared error, with the same ``β/2`` as above, so β = 50 means the same
+    formula in both families. It does not mean the same strength: at one noisy sample an epsilon error is
+    ``(1 - σ)`` times the velocity error, so velocity MSEs are ``1 / (1 - σ)²`` times larger and a constant β on
+    them weighs noisy timesteps more than on epsilon MSEs; Diffusion-DPO folds its timestep weight ω(λ_t) into β
+    the same way (constant), and we keep that rather than reweight per σ, so a β tuned on one family is a
+    starting point, not a setting to copy, for the other.
 
     Metrics (detached scalars, the names trl uses):
 

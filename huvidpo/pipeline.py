@@ -103,6 +103,22 @@ def match_histograms_to_first_frame(video: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(matched).to(video.device, video.dtype)
 
 
+def encode_images(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """``b 3 h w`` in [-1, 1] -> an image VAE's scaled latents ``b c h w`` (the posterior's mode: deterministic)."""
+    latents = vae.encode(images.to(vae.device, vae.dtype)).latent_dist.mode()
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return (latents - shift) * vae.config.scaling_factor
+
+
+def encode_video_frames(vae: AutoencoderKL, frames: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
+    """Frames ``b f 3 h w`` in [-1, 1] -> scaled latents ``b c f h w``, each frame by the image VAE, ``chunk_size``
+    frames at a time (models whose video latents are per-frame image latents: HuViDPO, AnimateDiff)."""
+    batch, num_frames = frames.shape[:2]
+    flat = frames.flatten(0, 1)
+    latents = torch.cat([encode_images(vae, chunk) for chunk in flat.split(chunk_size)])
+    return latents.unflatten(0, (batch, num_frames)).transpose(1, 2)
+
+
 class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     r"""Text (or image) to video with a first-frame-conditioned :class:`VideoUNet`.
 
@@ -247,16 +263,11 @@ class HuViDPOPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     def encode_first_frames(self, images: torch.Tensor) -> torch.Tensor:
         """``b 3 h w`` in [-1, 1] -> scaled latents ``b c 1 h w`` (the distribution's mode: deterministic)."""
-        latents = self.vae.encode(images.to(self.vae.device, self.vae.dtype)).latent_dist.mode()
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
-        return ((latents - shift) * self.vae.config.scaling_factor).unsqueeze(2)
+        return encode_images(self.vae, images).unsqueeze(2)
 
     def encode_video(self, frames: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
         """Frames ``b f 3 h w`` in [-1, 1] -> scaled latents ``b c f h w`` (mode of each frame's posterior)."""
-        batch, num_frames = frames.shape[:2]
-        flat = frames.flatten(0, 1)
-        latents = torch.cat([self.encode_first_frames(chunk).squeeze(2) for chunk in flat.split(chunk_size)])
-        return latents.unflatten(0, (batch, num_frames)).transpose(1, 2)
+        return encode_video_frames(self.vae, frames, chunk_size)
 
     def decode_latents(self, latents: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
         """Scaled latents ``b c f h w`` -> frames ``b f 3 h w`` in [-1, 1], decoded ``chunk_size`` frames at a time."""

@@ -18,16 +18,15 @@ def heldout_implicit_accuracy(pipe, pairs_dir: str | Path, frames: int, draws: i
     noise, so it stays near 0.5. ``guidance_scale`` > 1 measures the guided predictions' margins (a LoRA
     trained with that ``DPOConfig.guidance_scale``).
     """
-    from diffusers import DDPMScheduler
-
+    from ..backends import backend_for
     from ..training import PreferencePairs, build_pair_cache, implicit_accuracy, implicit_margins
 
+    backend = backend_for(pipe)
     pairs = PreferencePairs.load(str(pairs_dir), "prompt", "video_w", "video_l")
-    height, width = pipe.default_size
-    cache = build_pair_cache(pipe, pairs, frames, (height, width), pipe.device)
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    negative = pipe.encode_prompt([""], pipe.device) if guidance_scale > 1 else None
-    per_draw = [implicit_margins(pipe.unet, scheduler, cache, draws=1, seed=draw, negative_embeds=negative,
+    cache = build_pair_cache(pipe, pairs, frames, backend.default_size(pipe), pipe.device)
+    scheduler = backend.training_scheduler(pipe)
+    negative = backend.encode_prompt(pipe, [""], pipe.device) if guidance_scale > 1 else None
+    per_draw = [implicit_margins(backend.denoiser(pipe), scheduler, cache, draws=1, seed=draw, negative_embeds=negative,
                                  guidance_scale=guidance_scale) for draw in range(draws)]
     return {
         "expected": implicit_accuracy(torch.stack(per_draw).mean(0)),

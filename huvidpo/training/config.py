@@ -39,12 +39,14 @@ class TrainingConfig:
 
     model: str = setting(
         "",
-        "Base model: a HuViDPO pipeline folder or Hub id (for DPO, the stage-1 output), or a Stable "
-        "Diffusion 1.x pipeline to inflate. Empty: the embedded default ($HUVIDPO_MODEL or assets/huvidpo-tiny).",
+        "Base model: a HuViDPO pipeline folder or Hub id (for DPO, the stage-1 output), a Stable "
+        "Diffusion 1.x pipeline to inflate, or (DPO) a Wan 2.1 or AnimateDiff pipeline. Empty: the embedded default "
+        "($HUVIDPO_MODEL or assets/huvidpo-tiny).",
     )
     data: str = setting("", "Training data: a local folder with metadata.jsonl, or a Hub dataset id.")
     output_dir: str = setting("outputs/huvidpo", "Where outputs, metrics and checkpoints go.")
-    num_frames: int = setting(16, "Frames per training clip, frame 0 (the clean condition) included.", min=2, max=256)
+    num_frames: int = setting(16, "Frames per training clip, frame 0 (the clean condition of a HuViDPO model) included; "
+                              "Wan 2.1 takes 1 + 4k frames (5, 9, ..., 81).", min=2, max=256)
     resolution: str | None = setting(
         None, "Training size, 'SIZE' or 'HEIGHTxWIDTH' in pixels (e.g. 320x512). Default: the model's native size."
     )
@@ -299,7 +301,8 @@ class DPOConfig(TrainingConfig):
     )
     lora_target_modules: list[str] = setting(
         default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
-        help="Module names that get a LoRA (attention projections by default).",
+        help="Module names that get a LoRA (attention projections by default, every model family's default: for "
+        "AnimateDiff they include the motion modules' attention).",
     )
     prompt_column: str = setting("prompt", "Column with the prompt.")
     chosen_column: str = setting("video_w", "Column with the preferred (winner) video.")

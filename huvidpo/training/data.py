@@ -462,10 +462,14 @@ def encode_pairs(
     pipe, pairs: PreferencePairs, num_frames: int, size: tuple[int, int], device: torch.device, show_progress: bool = True,
     folder: str | Path | None = None,
 ) -> PairCache:
-    """Encode every distinct video (VAE, first ``num_frames`` frames) and prompt (text encoder) once: into RAM,
+    """Encode every distinct video (VAE, first ``num_frames`` frames) and prompt (text encoder) once, as the model
+    family's backend does (:meth:`~huvidpo.backends.Backend.encode_video`, ``encode_prompt``): into RAM,
     or with ``folder`` into safetensors shards there, written as they are encoded (:func:`write_pair_cache`)."""
     from tqdm.auto import tqdm
 
+    from huvidpo.backends import backend_for
+
+    backend = backend_for(pipe)  # how the model family encodes clips and prompts
     videos = list(dict.fromkeys(pairs.videos_w + pairs.videos_l))
     prompts = list(dict.fromkeys(pairs.prompts))
     video_index = {path: i for i, path in enumerate(videos)}
@@ -478,11 +482,11 @@ def encode_pairs(
     def video_latents():
         for path in tqdm(videos, desc="Encoding videos", disable=not show_progress):
             clip = read_clip(path, num_frames, size, start=0, where=where[path])
-            yield pipe.encode_video(clip[None].to(device, pipe.vae.dtype)).float().cpu()
+            yield backend.encode_video(pipe, clip[None].to(device, pipe.vae.dtype)).float().cpu()
 
     def text_states():
         for i in range(0, len(prompts), 64):
-            yield pipe.encode_prompt(prompts[i : i + 64], device).float().cpu()
+            yield backend.encode_prompt(pipe, prompts[i : i + 64], device).float().cpu()
 
     index_w = torch.tensor([video_index[p] for p in pairs.videos_w])
     index_l = torch.tensor([video_index[p] for p in pairs.videos_l])

@@ -14,6 +14,10 @@ What is unusual here:
 - ``guidance_scale`` > 1 (not in the paper) compares the classifier-free-guided predictions, the ones the
   sampler follows, instead of the conditional ones: Diffusion-DPO's derivation with the guided reverse
   process as the policy. The winners' term (``rpo_alpha``) still anchors the conditional prediction.
+- Nothing here knows the model family: the latents, the noisy input and target of a timestep (epsilon,
+  v-prediction or flow-matching velocity), the model call, whether frame 0 is a clean condition left out of the
+  loss, and the LoRA file's format come from the pipeline's backend (:mod:`huvidpo.backends`). The functions that
+  take a bare denoiser find its backend from its class unless given one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from huvidpo.hub import DEFAULT_ADAPTER, restore_lora, save_lora
 from huvidpo.locations import is_embedded_default
+from huvidpo.backends import Backend, backend_for
 from huvidpo.losses import per_sample_mse, video_dpo_loss
 from huvidpo.training.config import DPOConfig
 from huvidpo.training.data import PairCache, PreferencePairs, build_pair_cache
@@ -35,7 +40,6 @@ from huvidpo.training.trainer import (
     StopEvent,
     Trainer,
     TrainResult,
-    noisy_latents_and_target,
     sample_noise,
 )
 
@@ -70,7 +74,7 @@ def reference_model(unet, reference_adapter: str | None = None):
 
 
 def add_dpo_lora(unet, config: DPOConfig, adapter_name: str) -> None:
-    """Freeze ``unet`` and give it the LoRA DPO trains: a fresh one (B = 0) with reference "base"; with reference
+    """Freeze ``unet`` (the pipeline's denoiser: a UNet or a transformer) and give it the LoRA DPO trains: a fresh one (B = 0) with reference "base"; with reference
     "previous", a copy of ``config.previous_lora`` next to a frozen copy (``REFERENCE_ADAPTER``) that the reference
     pass uses. Either way the policy starts equal to the reference."""
     from peft import LoraConfig
@@ -94,20 +98,17 @@ def add_dpo_lora(unet, config: DPOConfig, adapter_name: str) -> None:
         try:
             unet.add_adapter(lora(), adapter_name=name)
         except ValueError as err:
-            raise ValueError(f"lora_target_modules {config.lora_target_modules} do not fit this UNet: {err}") from err
+            raise ValueError(f"lora_target_modules {config.lora_target_modules} do not fit this model: {err}") from err
         if config.reference == "previous":
-            check_previous_lora(config)
+            check_previous_lora(config, backend_for(unet))
             restore_lora(unet, config.previous_lora, adapter_name=name)
     unet.set_adapter(adapter_name)
 
 
-def check_previous_lora(config: DPOConfig) -> None:
+def check_previous_lora(config: DPOConfig, backend: Backend) -> None:
     """The previous round's LoRA must have this run's alpha (rank and targets are checked when it is loaded)."""
-    from huvidpo.pipeline import HuViDPOPipeline
-
-    _, _, metadata = HuViDPOPipeline.lora_state_dict(str(config.previous_lora), return_lora_metadata=True)
-    metadata = metadata or {}
-    alpha = metadata.get("unet.lora_alpha", metadata.get("lora_alpha"))  # diffusers prefixes the component
+    _, metadata = backend.read_lora(config.previous_lora)
+    alpha = metadata.get("lora_alpha")
     if alpha is not None and alpha != config.lora_alpha:
         raise ValueError(f"previous_lora {config.previous_lora} was trained with lora_alpha {alpha}, this run with "
                          f"{config.lora_alpha}: train the next round with the previous round's LoRA settings.")
@@ -129,6 +130,7 @@ def dpo_step(
     guidance_scale: float = 1.0,
     timestep_range: tuple[int, int | None] = (0, None),
     reference_adapter: str | None = None,
+    backend: Backend | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The DPO loss of one batch of pairs (``b c f h w`` latents each, ``b l d`` text states).
 
@@ -137,31 +139,35 @@ def dpo_step(
     draws each pair's noise and timestep: one for the batch, or one per pair
     (:func:`~huvidpo.training.trainer.sample_noise`). With ``guidance_scale`` > 1 both are compared by their
     classifier-free-guided predictions, ``negative_embeds`` (``1 l d``, the empty prompt) giving the unconditional
-    one. Timesteps are drawn from ``timestep_range`` (``DPOConfig.min_timestep/max_timestep``).
+    one. Timesteps are drawn from ``timestep_range`` (``DPOConfig.min_timestep/max_timestep``). ``backend``: the
+    model family's (default: found from ``reference``'s class); ``noise_scheduler`` is its training scheduler.
     """
     batch = latents_w.shape[0]
     model_mse, ref_mse, model_cond_mse = _pair_mses(
         model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast, negative_embeds, guidance_scale,
         timestep_range,
         reference_adapter,
+        backend,
     )
     return video_dpo_loss(model_mse[:batch], model_mse[batch:], ref_mse[:batch], ref_mse[batch:], beta, loss_type, rpo_alpha,
                           anchor_mse_w=model_cond_mse[:batch])
 
 
 def guided_prediction(unet, noisy, timesteps, embeds, negative_embeds=None, guidance_scale: float = 1.0,
-                      return_conditional: bool = False):
+                      return_conditional: bool = False, backend: Backend | None = None):
     """``unet``'s prediction for ``noisy``: conditional, or with ``guidance_scale`` > 1 the sampler's
     classifier-free-guided ``u + w (c - u)``, ``u`` from ``negative_embeds`` (``1 l d``), in one batch.
-    ``return_conditional``: return ``(prediction, conditional prediction)``."""
+    ``return_conditional``: return ``(prediction, conditional prediction)``. ``backend`` makes the model call
+    (default: the one ``unet``'s class belongs to)."""
+    predict = (backend or backend_for(unet)).predict
     if guidance_scale == 1.0:
-        cond = unet(noisy, timesteps, embeds).sample
+        cond = predict(unet, noisy, timesteps, embeds)
         return (cond, cond) if return_conditional else cond
     if negative_embeds is None:
         raise ValueError("A guided DPO prediction needs the empty prompt's text states (negative_embeds).")
     n = noisy.shape[0]
     negatives = negative_embeds.to(embeds.dtype).expand(n, -1, -1)
-    both = unet(torch.cat([noisy, noisy]), timesteps.repeat(2), torch.cat([negatives, embeds])).sample
+    both = predict(unet, torch.cat([noisy, noisy]), timesteps.repeat(2), torch.cat([negatives, embeds]))
     uncond, cond = both.chunk(2)
     guided = uncond + guidance_scale * (cond - uncond)
     return (guided, cond) if return_conditional else guided
@@ -169,21 +175,27 @@ def guided_prediction(unet, noisy, timesteps, embeds, negative_embeds=None, guid
 
 def _pair_mses(model, reference, noise_scheduler, latents_w, latents_l, prompt_embeds, generator, autocast=contextlib.nullcontext,
                negative_embeds=None, guidance_scale: float = 1.0, timestep_range: tuple[int, int | None] = (0, None),
-               reference_adapter: str | None = None):
+               reference_adapter: str | None = None, backend: Backend | None = None):
     """Per-sample MSEs ``(2b,)`` (winners, then losers) of the policy and of the reference, one noise and
     timestep per pair shared by its winner and loser (of the guided predictions with ``guidance_scale`` > 1),
     and the policy's MSEs of its conditional prediction (the same tensor when not guiding)."""
+    backend = backend or backend_for(reference)
     latents = torch.cat([latents_w, latents_l])  # (2b) c f h w
     noise, timesteps = sample_noise(noise_scheduler, tuple(latents_w.shape), generator, latents.device, latents.dtype,
                                     timestep_range)
     noise, timesteps = noise.repeat(2, 1, 1, 1, 1), timesteps.repeat(2)  # winner and loser share both
-    noisy, target = noisy_latents_and_target(noise_scheduler, latents, noise, timesteps)
+    noisy, target, timesteps = backend.noisy_input_and_target(noise_scheduler, latents, noise, timesteps)
     embeds = prompt_embeds.repeat(2, 1, 1)
+    exclude = backend.first_frame_condition  # a clean frame 0 is the condition, not a prediction
+
+    def prediction(unet, return_conditional=False):
+        return guided_prediction(unet, noisy, timesteps, embeds, negative_embeds, guidance_scale, return_conditional, backend)
+
     with torch.no_grad(), reference_model(reference, reference_adapter), autocast():
-        ref_mse = per_sample_mse(guided_prediction(reference, noisy, timesteps, embeds, negative_embeds, guidance_scale), target)
-    guided, cond = guided_prediction(model, noisy, timesteps, embeds, negative_embeds, guidance_scale, return_conditional=True)
-    model_mse = per_sample_mse(guided, target)
-    return model_mse, ref_mse, (model_mse if cond is guided else per_sample_mse(cond, target))
+        ref_mse = per_sample_mse(prediction(reference), target, exclude)
+    guided, cond = prediction(model, return_conditional=True)
+    model_mse = per_sample_mse(guided, target, exclude)
+    return model_mse, ref_mse, (model_mse if cond is guided else per_sample_mse(cond, target, exclude))
 
 
 @torch.no_grad()
@@ -238,7 +250,8 @@ class DPOTrainer(Trainer):
 
     def prepare(self, pipe) -> None:
         config = self.config
-        total = pipe.scheduler.config.num_train_timesteps
+        self.backend.check_num_frames(pipe, config.num_frames)
+        total = self.noise_scheduler.config.num_train_timesteps
         if max(config.min_timestep + 1, config.max_timestep or 0) > total:
             raise ValueError(f"min_timestep/max_timestep ({config.min_timestep}/{config.max_timestep}) go past the "
                              f"model's {total} training timesteps: keep them within [0, {total}].")
@@ -251,34 +264,35 @@ class DPOTrainer(Trainer):
         self.negative_embeds = None
         if config.guidance_scale > 1:  # the empty prompt, as the sampler's unconditional branch
             with torch.no_grad():
-                self.negative_embeds = pipe.encode_prompt([""], self.device).to(self.dtype)
-        add_dpo_lora(pipe.unet, config, DEFAULT_ADAPTER)
+                self.negative_embeds = self.backend.encode_prompt(pipe, [""], self.device).to(self.dtype)
+        add_dpo_lora(self.denoiser, config, DEFAULT_ADAPTER)
 
     def compute_loss(self, micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         config = self.config
         latents_w, latents_l, embeds = self.cache.batch(self.micro_batch(len(self.cache), micro_step), self.device, self.dtype)
         return dpo_step(
-            self.model, self.unet, self.noise_scheduler, latents_w, latents_l, embeds, self.generators(micro_step),
+            self.model, self.denoiser, self.noise_scheduler, latents_w, latents_l, embeds, self.generators(micro_step),
             config.beta, config.loss_type, autocast=self.accelerator.autocast, rpo_alpha=config.rpo_alpha,
             negative_embeds=self.negative_embeds, guidance_scale=config.guidance_scale,
             timestep_range=(config.min_timestep, config.max_timestep),
-            reference_adapter=REFERENCE_ADAPTER if config.reference == "previous" else None,
+            reference_adapter=REFERENCE_ADAPTER if config.reference == "previous" else None, backend=self.backend,
         )
 
     def save_trainable(self, directory: Path) -> None:
-        save_lora(self.unet, directory, adapter_name=DEFAULT_ADAPTER)
+        save_lora(self.denoiser, directory, adapter_name=DEFAULT_ADAPTER)
 
     def load_trainable(self, directory: Path) -> None:
-        restore_lora(self.unet, directory, adapter_name=DEFAULT_ADAPTER)
+        restore_lora(self.denoiser, directory, adapter_name=DEFAULT_ADAPTER)
 
     def save_outputs(self, output_dir: Path) -> Path:
-        return save_lora(self.unet, output_dir, adapter_name=DEFAULT_ADAPTER)
+        return save_lora(self.denoiser, output_dir, adapter_name=DEFAULT_ADAPTER)
 
     def card_text(self, base_name: str, data_name: str) -> str:
         model_flag = "" if is_embedded_default(self.config.model) else f"--model <{base_name}> "
         return (
-            "A LoRA for the video UNet of [HuViDPO](https://arxiv.org/abs/2502.01690) trained with video DPO on\n"
-            f"human (or oracle) preference pairs from `{data_name}`, on top of `{base_name}`.\n\n"
+            f"A LoRA for the {self.backend.denoiser_name} of a {self.backend.title} video model, trained with the video DPO of\n"
+            f"[HuViDPO](https://arxiv.org/abs/2502.01690) on human (or oracle) preference pairs from `{data_name}`, on top\n"
+            f"of `{base_name}`; it loads with diffusers' `{self.backend.pipeline_class.__name__}.load_lora_weights`.\n\n"
             f'Load it with HuViDPO Studio: `python -m huvidpo.generate {model_flag}--lora <this repo> --prompt "..."`.'
         )
 

@@ -24,7 +24,6 @@ from huvidpo.training.trainer import (
     StopEvent,
     Trainer,
     TrainResult,
-    noisy_latents_and_target,
     place,
     sample_noise,
 )
@@ -50,16 +49,19 @@ class Stage1Trainer(Trainer):
         return VideoPromptData.load(source, self.config.video_column, self.config.prompt_column)
 
     def prepare(self, pipe) -> None:
+        if not hasattr(self.denoiser, "stage1_parameters"):
+            raise ValueError(f"Stage 1 teaches an image model inflated to video its motion; this is a {self.backend.title} "
+                             "model, a video model already: train DPO on it directly (huvidpo-train dpo --model ...).")
         place(pipe.vae, self.device, self.dtype)
         pipe.text_encoder.to(self.device)
         prompts = list(dict.fromkeys(self.data.prompts)) + [""]  # the empty prompt last, for prompt_dropout
         with torch.no_grad():
             self.embeds = torch.cat(
-                [pipe.encode_prompt(prompts[i : i + 64], self.device).float().cpu() for i in range(0, len(prompts), 64)]
+                [self.backend.encode_prompt(pipe, prompts[i : i + 64], self.device).float().cpu() for i in range(0, len(prompts), 64)]
             )
         self.prompt_index = torch.tensor([prompts.index(p) for p in self.data.prompts])
         self.latent_cache: dict[int, torch.Tensor] = {}
-        freeze_all_but_stage1(pipe.unet)
+        freeze_all_but_stage1(self.denoiser)
 
     def encode_clips(self, indices: list[int], generators: list[torch.Generator]) -> torch.Tensor:
         """The latents of clips ``indices``, each augmented by its own generator."""
@@ -72,7 +74,7 @@ class Stage1Trainer(Trainer):
                 clip = clip.flip(-1)
             clips.append(clip)
         with torch.no_grad():
-            return self.pipe.encode_video(torch.stack(clips).to(self.device, self.dtype)).to(self.dtype)
+            return self.backend.encode_video(self.pipe, torch.stack(clips).to(self.device, self.dtype)).to(self.dtype)
 
     def compute_loss(self, micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         config = self.config
@@ -86,16 +88,16 @@ class Stage1Trainer(Trainer):
         else:
             latents = self.encode_clips(indices, generators)
         noise, timesteps = sample_noise(self.noise_scheduler, tuple(latents.shape), generators, self.device, self.dtype)
-        noisy, target = noisy_latents_and_target(self.noise_scheduler, latents, noise, timesteps)
+        noisy, target, timesteps = self.backend.noisy_input_and_target(self.noise_scheduler, latents, noise, timesteps)
         rows = self.prompt_index[indices]
         if config.prompt_dropout > 0:  # drawn last, so the noise and timesteps are those of a run without dropout
             dropped = torch.cat([torch.rand(1, generator=g) for g in generators]) < config.prompt_dropout
             rows = torch.where(dropped, len(self.embeds) - 1, rows)
         text = self.embeds[rows].to(self.device, self.dtype)
-        return denoising_loss(self.model(noisy, timesteps, text).sample, target), {}
+        return denoising_loss(self.backend.predict(self.model, noisy, timesteps, text), target), {}
 
     def save_outputs(self, output_dir: Path) -> None:
-        place(self.unet, self.unet.device, torch.float32)
+        place(self.denoiser, self.denoiser.device, torch.float32)
         place(self.pipe.vae, self.pipe.vae.device, torch.float32)
         self.pipe.save_pretrained(output_dir)
 

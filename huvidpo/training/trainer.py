@@ -125,7 +125,7 @@ class Trainer:
         raise NotImplementedError
 
     def prepare(self, pipe) -> None:
-        """Encode what is encoded once and make the stage's weights of ``pipe.unet`` (placed already) trainable."""
+        """Encode what is encoded once and make the stage's weights of ``self.denoiser`` (placed already) trainable."""
         raise NotImplementedError
 
     def compute_loss(self, micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -180,14 +180,16 @@ class Trainer:
         """Train; write the outputs, ``README.md``, ``metrics.jsonl``, ``config.yaml`` and ``checkpoints/step-N``
         to ``config.output_dir``."""
         from accelerate.utils import set_seed
-        from diffusers import DDPMScheduler
         from diffusers.training_utils import cast_training_params
+
+        from huvidpo.backends import backend_for
 
         # 1. Data: columns and files are checked before any model work
         self.data = self.load_data(self.dataset if self.dataset is not None else self.config.data)
 
         # 2. Precision, devices, output folder, resume point
-        unet_config = self.pipe.unet.config if self.pipe is not None else read_unet_config(self.config.model)
+        unet_config = (backend_for(self.pipe).denoiser(self.pipe).config if self.pipe is not None
+                       else read_unet_config(self.config.model))
         config, chosen = resolve_auto_precision(self.config, unet_config, torch.cuda.is_available())
         self.config = config
         if chosen:
@@ -203,21 +205,23 @@ class Trainer:
         set_seed(config.seed)
         self.device, self.dtype = accelerator.device, weight_dtype(accelerator)
 
-        # 3. Model: the stage encodes what it encodes once and chooses what is trained
+        # 3. Model: its family's backend says how it is trained; the stage encodes what it encodes once and chooses
+        #    what is trained
         pipe = self.pipe = self.pipe if self.pipe is not None else load_training_pipeline(config.model)
-        self.size = training_size(config, pipe)
-        self.unet = pipe.unet
-        place(self.unet, self.device, self.dtype)
+        self.backend = backend_for(pipe)
+        self.size = training_size(config, pipe, self.backend)
+        self.noise_scheduler = self.backend.training_scheduler(pipe)
+        self.denoiser = self.backend.denoiser(pipe)
+        place(self.denoiser, self.device, self.dtype)
         self.prepare(pipe)
-        cast_training_params(self.unet, dtype=torch.float32)
+        cast_training_params(self.denoiser, dtype=torch.float32)
         if config.gradient_checkpointing:
-            self.unet.enable_gradient_checkpointing()
-        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+            self.denoiser.enable_gradient_checkpointing()
 
         # 4. Optimizer and what a checkpoint holds
-        self.params = trainable_parameters(self.unet)
+        self.params = trainable_parameters(self.denoiser)
         optimizer, self.lr_scheduler = make_optimizer(config, self.params)
-        self.model, self.optimizer = accelerator.prepare(self.unet, optimizer)
+        self.model, self.optimizer = accelerator.prepare(self.denoiser, optimizer)
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.lr_scheduler)
         accelerator.register_for_checkpointing(self.progress)
@@ -447,10 +451,10 @@ def load_training_pipeline(model: str):
     return load_pipeline(model or None)
 
 
-def training_size(config: TrainingConfig, pipe) -> tuple[int, int]:
-    """(height, width) in pixels: the config's resolution or the model's, checked against the UNet's strides."""
-    size = config.size or pipe.default_size
-    multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+def training_size(config: TrainingConfig, pipe, backend) -> tuple[int, int]:
+    """(height, width) in pixels: the config's resolution or the model's, checked against the model's strides."""
+    size = config.size or backend.default_size(pipe)
+    multiple = backend.size_multiple(pipe)
     if size[0] % multiple or size[1] % multiple:
         raise ValueError(f"resolution {size[0]}x{size[1]} must be a multiple of {multiple} pixels for this model.")
     return size
@@ -562,18 +566,6 @@ def sample_noise(scheduler, shape: tuple[int, ...], generator: torch.Generator |
         noise = torch.stack([n for n, _ in draws])
         timesteps = torch.cat([t for _, t in draws])
     return noise.to(device, dtype), timesteps.to(device)
-
-
-def noisy_latents_and_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward diffusion of ``b c f h w`` latents with frame 0 left clean, and the regression target."""
-    noisy = scheduler.add_noise(latents, noise, timesteps)
-    noisy = torch.cat([latents[:, :, :1], noisy[:, :, 1:]], dim=2)  # frame 0 is the clean condition
-    prediction_type = scheduler.config.prediction_type
-    if prediction_type == "epsilon":
-        return noisy, noise
-    if prediction_type == "v_prediction":
-        return noisy, scheduler.get_velocity(latents, noise, timesteps)
-    raise ValueError(f"Training supports epsilon and v_prediction models; the scheduler says {prediction_type!r}.")
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints and metrics

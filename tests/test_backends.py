@@ -1,0 +1,214 @@
+"""Every model family behind one interface (huvidpo.backends), each on a tiny random pipeline built in code.
+
+One table of cases feeds every generic test (peft's habit): a clip that plays, a DPO run that moves only the LoRA,
+and the saved LoRA loaded back by diffusers' own loader of the family's pipeline, changing what it generates.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from peft.utils import get_peft_model_state_dict
+
+from huvidpo.backends import ANIMATEDIFF, BACKENDS, HUVIDPO, WAN, backend_for
+from huvidpo.backends.base import diffusion_input_and_target, flow_matching_input_and_target
+from huvidpo.data.video import read_video, write_video
+from huvidpo.generate import GenerationSettings, generate
+from huvidpo.hub import DEFAULT_ADAPTER, LORA_WEIGHT_NAME, load_pipeline
+from huvidpo.training import DPOConfig, train_dpo, write_world_pairs
+from huvidpo.training.config import DPOConfig as ConfigClass
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SIZE = 32
+# Frames per clip: Wan's causal VAE takes 1 + 4k frames (5 -> 2 latent frames); the others take any count.
+FRAMES = {"huvidpo": 4, "wan": 5, "animatediff": 4}
+CASES = [pytest.param(backend, id=name) for name, backend in BACKENDS.items()]
+
+
+def clip_settings(backend, **overrides) -> GenerationSettings:
+    values = dict(prompt="a red circle moving left on a blue background", frames=FRAMES[backend.name], steps=2,
+                  image_steps=2, guidance=4.0, seed=0, height=SIZE, width=SIZE)
+    return GenerationSettings(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def pair_dirs(tmp_path_factory) -> dict[int, Path]:
+    return {frames: write_world_pairs(tmp_path_factory.mktemp(f"pairs{frames}"), 2, num_frames=frames)
+            for frames in set(FRAMES.values())}
+
+
+@pytest.fixture(scope="module")
+def dpo_runs(pair_dirs, tmp_path_factory):
+    """Per backend: the denoiser's weights before, a 2-step DPO run's result and its pipeline."""
+    runs = {}
+    for name, backend in BACKENDS.items():
+        pipe = backend.tiny_pipeline(seed=0)
+        before = {key: p.detach().clone() for key, p in backend.denoiser(pipe).named_parameters()}
+        config = DPOConfig(data=str(pair_dirs[FRAMES[name]]), output_dir=str(tmp_path_factory.mktemp(f"dpo-{name}")),
+                           num_frames=FRAMES[name], resolution=str(SIZE), max_steps=2, learning_rate=1e-2,
+                           checkpointing_steps=0, lora_rank=4, lora_alpha=4)
+        rows = []
+        result = train_dpo(config, callbacks=[rows.append], pipe=pipe)
+        runs[name] = (before, result, pipe, rows)
+    return runs
+
+
+def test_backend_for_reads_model_index_pipelines_and_denoisers(tmp_path):
+    """One rule picks the family: the saved folder's model_index.json, the pipeline's class, the denoiser's class;
+    load_pipeline gives each folder its own pipeline class."""
+    for name, backend in BACKENDS.items():
+        pipe = backend.tiny_pipeline(seed=0)
+        folder = tmp_path / name
+        pipe.save_pretrained(folder)
+        assert backend_for(folder) is backend
+        assert backend_for(pipe) is backend
+        assert backend_for(backend.denoiser(pipe)) is backend
+        assert type(load_pipeline(str(folder))) is backend.pipeline_class
+    assert backend_for({"_class_name": "StableDiffusionPipeline", "unet": [], "vae": []}) is HUVIDPO  # inflated on load
+
+
+@pytest.mark.parametrize("backend", CASES)
+def test_generates_a_playable_clip(backend, tmp_path):
+    pipe = backend.tiny_pipeline(seed=0)
+    frames, first = generate(pipe, clip_settings(backend))
+    assert frames.shape == (FRAMES[backend.name], SIZE, SIZE, 3)
+    assert np.isfinite(frames).all() and frames.min() >= 0 and frames.max() <= 1
+    assert first.size == (SIZE, SIZE)
+    video = write_video(frames, tmp_path / "clip.mp4", fps=8)
+    assert read_video(video).shape == (FRAMES[backend.name], SIZE, SIZE, 3)
+    again, _ = generate(pipe, clip_settings(backend))
+    assert np.array_equal(frames, again)  # the seed decides the clip
+
+
+@pytest.mark.parametrize("backend", [WAN, ANIMATEDIFF], ids=["wan", "animatediff"])
+def test_text_to_video_families_refuse_a_first_frame_and_say_why(backend):
+    import PIL.Image
+
+    pipe = backend.tiny_pipeline(seed=0)
+    with pytest.raises(ValueError, match="text alone"):
+        generate(pipe, clip_settings(backend), image=PIL.Image.new("RGB", (SIZE, SIZE)))
+
+
+def test_wan_frame_counts_are_one_plus_multiples_of_four():
+    pipe = WAN.tiny_pipeline(seed=0)
+    with pytest.raises(ValueError, match=r"1 \+ 4k frames"):
+        generate(pipe, clip_settings(WAN, frames=4))
+
+
+@pytest.mark.parametrize("backend", CASES)
+def test_dpo_moves_only_the_lora(backend, dpo_runs):
+    before, result, pipe, rows = dpo_runs[backend.name]
+    denoiser = backend.denoiser(pipe)
+    assert result.steps == 2 and rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)  # policy == reference at 0
+    moved, lora_moved = [], []
+    for key, param in denoiser.named_parameters():
+        if "lora_" in key:
+            lora_moved.append(not torch.equal(param.detach(), torch.zeros_like(param)) if "lora_B" in key else True)
+        elif not torch.equal(param.detach(), before[key.replace(".base_layer", "")]):  # peft wraps the layers
+            moved.append(key)
+    assert moved == []
+    assert lora_moved and all(lora_moved)  # every B (zero at the start) took a step
+
+
+@pytest.mark.parametrize("backend", CASES)
+def test_saved_lora_loads_with_the_familys_own_diffusers_loader(backend, dpo_runs):
+    _, result, trained_pipe, _ = dpo_runs[backend.name]
+    assert result.lora_path == Path(result.output_dir) / LORA_WEIGHT_NAME
+    pipe = backend.tiny_pipeline(seed=0)
+    base, _ = generate(pipe, clip_settings(backend))
+    pipe.load_lora_weights(str(result.output_dir), adapter_name="dpo")  # diffusers' loader, e.g. WanPipeline's
+    loaded = get_peft_model_state_dict(backend.denoiser(pipe), adapter_name="dpo")
+    trained = get_peft_model_state_dict(backend.denoiser(trained_pipe), adapter_name=DEFAULT_ADAPTER)
+    assert loaded.keys() == trained.keys()
+    assert all(torch.equal(loaded[key], trained[key]) for key in trained)
+    frames, _ = backend.generate(pipe, clip_settings(backend))  # as loaded (huvidpo.generate applies settings.lora)
+    assert np.abs(frames - base).max() > 1e-4
+
+
+def test_flow_matching_input_is_the_straight_path_and_the_target_its_velocity():
+    scheduler = WAN.training_scheduler(WAN.tiny_pipeline(seed=0))
+    x0, noise = torch.randn(3, 4, 2, 4, 4), torch.randn(3, 4, 2, 4, 4)
+    t = torch.tensor([999, 500, 0])
+    noisy, target, model_t = flow_matching_input_and_target(scheduler, x0, noise, t)
+    sigma = scheduler.sigmas[torch.tensor([0, 499, 999])].view(-1, 1, 1, 1, 1)
+    assert torch.allclose(noisy, (1 - sigma) * x0 + sigma * noise)
+    assert torch.equal(noisy[0], noise[0])  # t = T - 1 is pure noise
+    assert torch.allclose(target, noise - x0)
+    assert torch.allclose(model_t, sigma.flatten() * 1000)
+    assert model_t[0] > model_t[1] > model_t[2]  # higher t is noisier, as for DDPM
+
+
+def test_only_a_first_frame_conditioned_family_keeps_frame_zero_clean():
+    pipe = ANIMATEDIFF.tiny_pipeline(seed=0)
+    scheduler = ANIMATEDIFF.training_scheduler(pipe)
+    x0, noise, t = torch.randn(1, 4, 3, 4, 4), torch.randn(1, 4, 3, 4, 4), torch.tensor([900])
+    clean, _, _ = HUVIDPO.noisy_input_and_target(scheduler, x0, noise, t)
+    free, _, _ = ANIMATEDIFF.noisy_input_and_target(scheduler, x0, noise, t)
+    assert torch.equal(clean[:, :, :1], x0[:, :, :1]) and torch.equal(clean[:, :, 1:], free[:, :, 1:])
+    assert torch.equal(free, diffusion_input_and_target(scheduler, x0, noise, t, clean_first_frame=False)[0])
+    assert not torch.allclose(free[:, :, :1], x0[:, :, :1])
+
+
+def test_every_family_defaults_to_the_lora_targets_dpo_config_trains():
+    defaults = ConfigClass.__dataclass_fields__["lora_target_modules"].default_factory()
+    assert all(list(backend.lora_targets) == defaults for backend in BACKENDS.values())
+
+
+# ---------------------------------------------------------------------------------------------- the studio
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Each family's tiny pipeline saved with save_pretrained, as ``--model`` and the studio load it."""
+    dirs = {}
+    for name in ("wan", "animatediff"):
+        dirs[name] = tmp_path_factory.mktemp(f"model-{name}")
+        BACKENDS[name].tiny_pipeline(seed=0).save_pretrained(dirs[name])
+    return dirs
+
+
+@pytest.mark.parametrize("name", ["wan", "animatediff"])
+def test_the_generate_tab_serves_a_folder_of_each_family(name, model_dirs, tmp_path):
+    from huvidpo.studio import GenerationService, StudioConfig
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs[name]))
+    service = GenerationService(config)
+    steps = []
+    clip = service.generate(clip_settings(BACKENDS[name]), step_callback=lambda step, total: steps.append((step, total)))
+    assert type(service.pipeline()) is BACKENDS[name].pipeline_class
+    assert steps == [(1, 2), (2, 2)]
+    assert read_video(clip.video).shape == (FRAMES[name], SIZE, SIZE, 3)
+    assert clip.settings["model"] == model_dirs[name].name
+
+
+def test_the_train_tab_runs_a_two_step_run_on_animatediff(model_dirs, tmp_path):
+    """A Train tab run on an AnimateDiff folder: its own process loads it by model_index.json, trains 2 DPO steps,
+    and makes the before/after clips with the LoRA loaded back as the Generate tab's picker loads it."""
+    from huvidpo.studio import LabelingService, StudioConfig, TrainingManager, TrainRequest, User
+    from huvidpo.studio.generation import GeneratedClip
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs["animatediff"]),
+                          train_frames=4, comparison_frames=4, comparison_steps=2, sampler_seed=0)
+    labeling = LabelingService(config)
+    clips = []
+    for shade in (0.2, 0.8):
+        video = write_video(np.full((4, 64, 64, 3), shade, dtype=np.float32), tmp_path / f"{shade}.mp4")
+        clips.append(GeneratedClip(video=video, first_frame=video.with_suffix(".png"),
+                                   settings={"prompt": "a red circle moving left on a blue background", "seed": 0}))
+    labeling.add_clips(clips)
+    pair = labeling.next_pair("ada", "s1")
+    labeling.vote("ada", "s1", pair["token"], "left")
+    manager, boss = TrainingManager(config, labeling), User(maintainer=True)
+    manager.start(boss, TrainRequest(steps=2, lora_rank=4))
+    assert manager.wait(600)
+    status = manager.status()
+    assert status["state"] == "finished", manager.view()["log"]
+    assert status["step"] == 2 and len(status["comparison"]) == len(config.comparison_prompts)
+    lora = config.runs_dir / status["lora"].removeprefix("runs/") / LORA_WEIGHT_NAME
+    pipe = ANIMATEDIFF.pipeline_class.from_pretrained(model_dirs["animatediff"])
+    pipe.load_lora_weights(str(lora.parent), adapter_name="round")
+    assert any(key.startswith("down_blocks") and "motion_modules" in key
+               for key in get_peft_model_state_dict(pipe.unet, adapter_name="round"))
