@@ -15,7 +15,7 @@ prompts that leave the speed out, as ``bench/taste.py`` fills it). Each round k 
 A last labeling pass judges the third round's pairs, and the leaderboard (Bradley-Terry strengths relative to the
 base, bootstrap 95 % intervals, ranked by the lower bound) ranks the four versions by the labeler's votes.
 
-    python bench/rounds.py             # bench/results/rounds.json (about 20 min on 2 cores)
+    python bench/rounds.py             # bench/results/rounds.json (about 2 hours on one core)
     python bench/rounds.py --quick     # every step at toy size, in minutes (bench/results/rounds-quick.json)
 """
 
