@@ -26,6 +26,7 @@ it small first (a UNet with 1/10 of SD's channels, 4 frames of 64x64)::
     python bench/realsize.py --channels-div 10 --frames 4 --height 64 --width 64 --out /tmp/realsize.json
     python bench/realsize.py            # the real size (variants predicted not to fit in free RAM are skipped)
     python bench/realsize.py --keep     # after a stop: measure only what the results file does not hold yet
+    python bench/realsize.py --keep --threads 1 --redo dpo_bf16_gc --variants <the ones to keep> dpo_bf16_gc
 """
 
 from __future__ import annotations
@@ -335,6 +336,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="Keep the variants --out already holds at the same "
                         "settings and measure only the others (the file is rewritten after each variant).")
+    parser.add_argument("--redo", nargs="+", default=[], choices=VARIANTS,
+                        help="With --keep: measure these variants again (e.g. at another --threads) and keep the rest.")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_variant(args.child, args)))
@@ -347,15 +350,18 @@ def main() -> None:
     earlier_threads = earlier_settings.pop("threads", None)  # a file from before threads were per variant
     if args.keep and earlier_settings == settings_of(args):
         results = {name: {"threads": earlier_threads, **row}
-                   for name, row in earlier.get("variants", {}).items() if name in args.variants}
+                   for name, row in earlier.get("variants", {}).items() if name in args.variants and name not in args.redo}
+        # a variant this run does not attempt keeps the reason it was skipped or killed before
+        skipped = {name: why for name, why in earlier.get("skipped", {}).items() if name not in args.variants}
         if results:
             print(f"kept from {args.out}: {', '.join(results)}", flush=True)
     for name in args.variants:
         if name in results:
             continue
         variant = parse_variant(name)
-        similar = [results[other] for other in results if parse_variant(other).kind == variant.kind]
-        if similar:  # a guard, not the model: the largest activations seen so far for this kind, scaled
+        similar = [results[other] for other in results
+                   if (parse_variant(other).kind, parse_variant(other).bf16) == (variant.kind, variant.bf16)]
+        if similar:  # a guard, not the model: the largest peak seen so far for this kind and precision, scaled
             worst = max(similar, key=lambda r: r["peak_gb"])
             guess = worst["peak_gb"] * (1.5 if not variant.gc and parse_variant(worst["variant"]).gc else 1.0)
             if guess > available_gb() - args.headroom_gb:
