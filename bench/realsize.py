@@ -184,9 +184,10 @@ def run_variant(name: str, args) -> dict:
                     noisy, target = HUVIDPO.noisy_input_and_target(scheduler, latents_w.to(dtype), noise, t)[:2]
                     with autocast():
                         return denoising_loss(unet(noisy, t, embeds).sample, target)
-                if reference is None:
-                    return dpo_step(unet, unet, scheduler, latents_w.to(dtype), latents_l.to(dtype), embeds,
-                                    [example_generator(0, 0)], beta=50.0, autocast=autocast)[0]
+                if reference is None:  # the policy's forward under autocast too: the trainer's accelerate-prepared model
+                    with autocast():   # runs its forward in autocast (without it, fp32 LoRA outputs turn activations fp32)
+                        return dpo_step(unet, unet, scheduler, latents_w.to(dtype), latents_l.to(dtype), embeds,
+                                        [example_generator(0, 0)], beta=50.0, autocast=autocast)[0]
                 both = torch.cat([latents_w, latents_l]).to(dtype)
                 noise, t = sample_noise(scheduler, tuple(latents_w.shape), [example_generator(0, 0)], "cpu", dtype)
                 noisy, target = HUVIDPO.noisy_input_and_target(scheduler, both, noise.repeat(2, 1, 1, 1, 1), t.repeat(2))[:2]
