@@ -10,9 +10,12 @@ the ``unet.`` prefix that ``AnimateDiffPipeline.load_lora_weights`` reads.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from huvidpo.backends.base import TextToVideoBackend
+
+if TYPE_CHECKING:
+    import torch
 
 
 class AnimateDiffBackend(TextToVideoBackend):
@@ -39,6 +42,8 @@ class AnimateDiffBackend(TextToVideoBackend):
         from diffusers import AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel
 
         from huvidpo.world.tiny import build_tokenizer, sd_ddim_scheduler, tiny_text_encoder, tiny_unet_config, tiny_vae
+
+        import torch
 
         torch.manual_seed(seed)
         tokenizer = build_tokenizer()

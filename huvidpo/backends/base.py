@@ -21,11 +21,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a model is used: the studio reads a family's settings before it loads
     import numpy as np
     import PIL.Image
+    import torch
 
     from huvidpo.generate import GenerationSettings
 
@@ -38,6 +37,8 @@ def diffusion_input_and_target(scheduler, latents: torch.Tensor, noise: torch.Te
     """DDPM-family forward diffusion of ``b c f h w`` latents at integer ``timesteps``: (noisy input, regression
     target, the model's timesteps). The target is the noise (``epsilon``) or the velocity (``v_prediction``), as
     the scheduler's ``prediction_type`` says; with ``clean_first_frame``, frame 0 stays the clean condition."""
+    import torch
+
     noisy = scheduler.add_noise(latents, noise, timesteps)
     if clean_first_frame:
         noisy = torch.cat([latents[:, :, :1], noisy[:, :, 1:]], dim=2)
@@ -194,6 +195,8 @@ class TextToVideoBackend(Backend):
         if image is not None or video is not None:
             raise ValueError(f"{self.title} makes videos from text alone: it takes no first-frame image and no video "
                              "to re-draw. Leave them empty, or serve a HuViDPO model for image-to-video.")
+        import torch
+
         self.check_num_frames(pipe, settings.frames)
         default_height, default_width = self.default_size(pipe)
 

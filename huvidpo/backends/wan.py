@@ -13,9 +13,12 @@ What is unusual here:
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from huvidpo.backends.base import TextToVideoBackend, flow_matching_input_and_target
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_SEQUENCE_LENGTH = 512  # WanPipeline.__call__'s default text length; training encodes prompts the same way
 NATIVE_SIZE = (480, 832)  # Wan 2.1 T2V 1.3B's native (height, width); the transformer's config does not say it
@@ -46,6 +49,8 @@ class WanBackend(TextToVideoBackend):
         from transformers import UMT5Config, UMT5EncoderModel
 
         from huvidpo.world.tiny import build_tokenizer
+
+        import torch
 
         torch.manual_seed(seed)
         tokenizer = build_tokenizer()
@@ -82,6 +87,8 @@ class WanBackend(TextToVideoBackend):
         return {"max_sequence_length": MAX_SEQUENCE_LENGTH}
 
     def encode_video(self, pipe, frames: torch.Tensor) -> torch.Tensor:
+        import torch
+
         vae = pipe.vae
         latents = vae.encode(frames.transpose(1, 2).to(vae.device, vae.dtype)).latent_dist.mode()  # b c f' h' w'
         mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
