@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # torch is imported where a model is used: the studio reads a
 
     from huvidpo.generate import GenerationSettings
 
-# The attention projections: the paper's LoRA targets, and diffusers' training scripts' for these families.
+# The attention projections: the paper's LoRA targets, and diffusers' training scripts' for these families; the one
+# home of DPOConfig.lora_target_modules' default.
 DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
@@ -68,7 +69,7 @@ class Backend(ABC):
     Class attributes: ``name`` (as ``--model`` folders are told apart and as logs name it), ``title`` (in
     messages), ``pipeline_class_names`` (the ``_class_name`` of ``model_index.json`` it serves), ``denoiser_name``
     (the pipeline component that is trained and carries the LoRA; also the LoRA file's key prefix),
-    ``first_frame_condition`` (see the module docstring) and ``lora_targets`` (the default LoRA target modules).
+    and ``first_frame_condition`` (see the module docstring).
     """
 
     name: str = ""
@@ -76,7 +77,6 @@ class Backend(ABC):
     pipeline_class_names: tuple[str, ...] = ()
     denoiser_name: str = "unet"
     first_frame_condition: bool = False
-    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
 
     # ------------------------------------------------------------------------------------------ models
 

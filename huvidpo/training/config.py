@@ -9,7 +9,7 @@ What is unusual here:
 - ``DPOConfig.preset`` ('ours' or the original HuViDPO code's optimizer settings) fills the fields it covers
   that are None: their dataclass default is None, so a value given explicitly (a flag, a YAML key or an argument)
   always wins over the preset, and a constructed config holds plain values (saved and resumed as they are).
-- No torch and no transformers here, so the studio can read the defaults while it builds its page.
+- No torch and no transformers here (the backends' module-level names cost none), so the studio can read the defaults while it builds its page.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huvidpo.backends.base import DEFAULT_LORA_TARGETS
 from huvidpo.data.preferences import CRITERIA, KEEP_OR_DROP, PREFERENCE_FORMATS, STUDIO
 from huvidpo.locations import check_hub_id
 from huvidpo.settings import MAX_SEED, check_settings, setting
@@ -300,9 +301,9 @@ class DPOConfig(TrainingConfig):
         None, _preset_help("lora_dropout", "Dropout on the LoRA branch's input while training."), min=0.0, max=0.9
     )
     lora_target_modules: list[str] = setting(
-        default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
-        help="Module names that get a LoRA (attention projections by default, every model family's default: for "
-        "AnimateDiff they include the motion modules' attention).",
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        help="Module names that get a LoRA (default: every model family's attention projections, "
+        f"{', '.join(DEFAULT_LORA_TARGETS)}; for AnimateDiff they include the motion modules' attention).",
     )
     prompt_column: str = setting("prompt", "Column with the prompt.")
     chosen_column: str = setting("video_w", "Column with the preferred (winner) video.")
