@@ -93,8 +93,22 @@ def test_text_to_video_families_refuse_a_first_frame_and_say_why(backend):
 
 def test_wan_frame_counts_are_one_plus_multiples_of_four():
     pipe = WAN.tiny_pipeline(seed=0)
-    with pytest.raises(ValueError, match=r"1 \+ 4k frames"):
+    with pytest.raises(ValueError, match=r"^frames: Wan 2\.1 takes 1 \+ 4k frames .*got 4\. Nearest: 1 or 5\.$"):
         generate(pipe, clip_settings(WAN, frames=4))
+
+
+def test_each_family_declares_its_frame_rule_and_default():
+    """The rule each family states (and the pipeline confirms), its default, and the nearest valid counts."""
+    assert [(b.name, b.default_frames) for b in BACKENDS.values()] == [("huvidpo", 16), ("wan", 33), ("animatediff", 16)]
+    assert all(backend.takes_frames(backend.default_frames) for backend in BACKENDS.values())
+    assert (WAN.nearest_frames(8), WAN.nearest_frames(9), WAN.frames_within(32)) == ([5, 9], [9], 29)
+    assert HUVIDPO.nearest_frames(1) == [2] and not HUVIDPO.takes_frames(1)
+    adapter_pipe = ANIMATEDIFF.tiny_pipeline(seed=0)
+    most = adapter_pipe.unet.config.motion_max_seq_length
+    assert ANIMATEDIFF.nearest_frames(most + 5, adapter_pipe) == [most]
+    with pytest.raises(ValueError, match=rf"^num_frames: AnimateDiff takes 1 to {most} frames; got {most + 1}\. "
+                                         rf"Nearest: {most}\.$"):
+        ANIMATEDIFF.check_num_frames(most + 1, adapter_pipe, name="num_frames")
 
 
 @pytest.mark.parametrize("backend", CASES)
@@ -178,18 +192,50 @@ def test_the_generate_tab_serves_a_folder_of_each_family(name, model_dirs, tmp_p
     assert clip.settings["model"] == model_dirs[name].name
 
 
-def test_the_train_tab_runs_a_two_step_run_on_animatediff(model_dirs, tmp_path):
-    """A Train tab run on an AnimateDiff folder: its own process loads it by model_index.json, trains 2 DPO steps,
-    and makes the before/after clips with the LoRA loaded back as the Generate tab's picker loads it."""
+def test_a_wan_folder_generates_with_the_familys_frame_count_and_refuses_eight_frames(model_dirs, tmp_path, capsys):
+    """Nobody chose a frame count: the Generate tab's preset and the CLI take Wan's (the studio's 8-frame habit is
+    gone); 8 frames, as a user would type them, are refused in words that name the setting and the nearest counts."""
+    from huvidpo.generate import main
+    from huvidpo.studio import GenerationService, StudioConfig
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs["wan"]))
+    assert (config.default_frames, config.train_frames, config.comparison_frames) == (29, 33, 33)  # 29: within max 32
+    service = GenerationService(config)
+    tab_sends = dict(prompt="a red circle", frames=config.default_frames, steps=2, height=SIZE, width=SIZE)
+    assert read_video(service.generate(GenerationSettings(**tab_sends)).video).shape[0] == 29
+    with pytest.raises(ValueError, match=r"^frames: Wan 2\.1 takes 1 \+ 4k frames .*got 8\. Nearest: 5 or 9\.$"):
+        service.generate(GenerationSettings(**{**tab_sends, "frames": 8}))
+    with pytest.raises(ValueError, match=r"^train_frames: Wan 2\.1 takes .*got 8\. Nearest: 5 or 9\.$"):
+        StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs["wan"]), train_frames=8)
+
+    cli = ["--model", str(model_dirs["wan"]), "--prompt", "a red circle", "--steps", "2", "--height", str(SIZE),
+           "--width", str(SIZE)]
+    assert main([*cli, "--out", str(tmp_path / "default.mp4")]) == 0
+    assert read_video(tmp_path / "default.mp4").shape[0] == WAN.default_frames
+    capsys.readouterr()
+    assert main([*cli, "--frames", "8", "--out", str(tmp_path / "eight.mp4")]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("error: frames: Wan 2.1 takes 1 + 4k frames") and "Nearest: 5 or 9." in said
+    assert "Traceback" not in said and not (tmp_path / "eight.mp4").exists()
+
+
+@pytest.mark.parametrize("name", ["wan", "animatediff"])
+def test_the_train_tab_runs_a_two_step_run_on_each_family(name, model_dirs, tmp_path):
+    """A Train tab run on a Wan or AnimateDiff folder at the studio's train_resolution (Wan's native 480x832 is
+    too slow on a CPU): its own process loads it by model_index.json, trains 2 DPO steps, and makes the before/after
+    clips at that size with the LoRA loaded back as the Generate tab's picker loads it; the family's own pipeline
+    class loads the LoRA."""
     from huvidpo.studio import LabelingService, StudioConfig, TrainingManager, TrainRequest, User
     from huvidpo.studio.generation import GeneratedClip
 
-    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs["animatediff"]),
-                          train_frames=4, comparison_frames=4, comparison_steps=2, sampler_seed=0)
+    backend, frames = BACKENDS[name], FRAMES[name]
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs[name]),
+                          train_frames=frames, comparison_frames=frames, comparison_steps=2, sampler_seed=0,
+                          train_resolution=str(SIZE))
     labeling = LabelingService(config)
     clips = []
     for shade in (0.2, 0.8):
-        video = write_video(np.full((4, 64, 64, 3), shade, dtype=np.float32), tmp_path / f"{shade}.mp4")
+        video = write_video(np.full((frames, 64, 64, 3), shade, dtype=np.float32), tmp_path / f"{shade}.mp4")
         clips.append(GeneratedClip(video=video, first_frame=video.with_suffix(".png"),
                                    settings={"prompt": "a red circle moving left on a blue background", "seed": 0}))
     labeling.add_clips(clips)
@@ -201,8 +247,14 @@ def test_the_train_tab_runs_a_two_step_run_on_animatediff(model_dirs, tmp_path):
     status = manager.status()
     assert status["state"] == "finished", manager.view()["log"]
     assert status["step"] == 2 and len(status["comparison"]) == len(config.comparison_prompts)
+    assert status["settings"]["frames"] == frames
+    for row in status["comparison"]:
+        for clip in (row["before"], row["after"]):
+            assert read_video(clip).shape == (frames, SIZE, SIZE, 3)
     lora = config.runs_dir / status["lora"].removeprefix("runs/") / LORA_WEIGHT_NAME
-    pipe = ANIMATEDIFF.pipeline_class.from_pretrained(model_dirs["animatediff"])
-    pipe.load_lora_weights(str(lora.parent), adapter_name="round")
-    assert any(key.startswith("down_blocks") and "motion_modules" in key
-               for key in get_peft_model_state_dict(pipe.unet, adapter_name="round"))
+    pipe = backend.pipeline_class.from_pretrained(model_dirs[name])
+    pipe.load_lora_weights(str(lora.parent), adapter_name="round")  # WanPipeline's or AnimateDiffPipeline's loader
+    loaded = get_peft_model_state_dict(backend.denoiser(pipe), adapter_name="round")
+    assert loaded and all(torch.count_nonzero(value) for key, value in loaded.items() if "lora_B" in key)
+    if name == "animatediff":  # the default targets include the motion modules' attention
+        assert any(key.startswith("down_blocks") and "motion_modules" in key for key in loaded)

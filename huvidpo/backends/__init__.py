@@ -44,5 +44,17 @@ def backend_for(source: Any) -> Backend:
     return next((b for b in BACKENDS.values() if class_name in b.pipeline_class_names), HUVIDPO)
 
 
+def model_family(model: str | None) -> Backend:
+    """The backend of ``model`` (a folder or Hub id; empty: the embedded default) from its ``model_index.json``,
+    without loading it (nor torch); HuViDPO's when that cannot be read (loading the model says what is wrong)."""
+    from huvidpo.hub_calls import ModelLoadError
+    from huvidpo.locations import default_model_path
+
+    try:
+        return backend_for(model or default_model_path())
+    except (ModelLoadError, OSError, ValueError):
+        return HUVIDPO
+
+
 __all__ = ["ANIMATEDIFF", "BACKENDS", "DEFAULT_LORA_TARGETS", "HUVIDPO", "WAN", "AnimateDiffBackend", "Backend",
-           "HuViDPOBackend", "WanBackend", "backend_for"]
+           "HuViDPOBackend", "WanBackend", "backend_for", "model_family"]

@@ -24,6 +24,7 @@ class AnimateDiffBackend(TextToVideoBackend):
     pipeline_class_names = ("AnimateDiffPipeline",)
     denoiser_name = "unet"
     first_frame_condition = False
+    default_frames = 16  # the clip length the motion modules were trained on
 
     @property
     def pipeline_class(self) -> type:
@@ -66,10 +67,9 @@ class AnimateDiffBackend(TextToVideoBackend):
     def size_multiple(self, pipe) -> int:
         return pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
 
-    def check_num_frames(self, pipe, num_frames: int) -> None:
-        most = pipe.unet.config.motion_max_seq_length
-        if not isinstance(num_frames, int) or not 1 <= num_frames <= most:
-            raise ValueError(f"{self.title}'s motion modules take 1 to {most} frames; got {num_frames}.")
+    def most_frames(self, pipe=None) -> int | None:
+        """The motion modules' positional table: ``motion_max_seq_length`` frames (32 in the released adapters)."""
+        return pipe.unet.config.motion_max_seq_length if pipe is not None else None
 
     def encode_video(self, pipe, frames: torch.Tensor) -> torch.Tensor:
         from huvidpo.pipeline import encode_video_frames

@@ -77,6 +77,7 @@ class Backend(ABC):
     pipeline_class_names: tuple[str, ...] = ()
     denoiser_name: str = "unet"
     first_frame_condition: bool = False
+    default_frames: int = 16  # the paper's clip length
 
     # ------------------------------------------------------------------------------------------ models
 
@@ -111,11 +112,52 @@ class Backend(ABC):
     def size_multiple(self, pipe) -> int:
         """Heights and widths must be multiples of this many pixels."""
 
-    def check_num_frames(self, pipe, num_frames: int) -> None:
-        """Raise a ``ValueError`` with the remedy for a frame count ``pipe`` cannot take."""
-        least = 2 if self.first_frame_condition else 1
-        if not isinstance(num_frames, int) or num_frames < least:
-            raise ValueError(f"{self.title} needs at least {least} frames, got {num_frames}.")
+    # ------------------------------------------------------------------------------------------ frames
+    # The frame rule: counts ``least + k * step`` up to ``most`` (None: no bound), read from the pipeline when there
+    # is one; without one (the studio building its page) from the family's usual values.
+
+    def least_frames(self) -> int:
+        return 2 if self.first_frame_condition else 1
+
+    def frame_step(self, pipe=None) -> int:
+        return 1
+
+    def most_frames(self, pipe=None) -> int | None:
+        return None
+
+    def frame_rule(self, pipe=None) -> str:
+        """The rule in words, e.g. "Wan 2.1 takes 1 + 4k frames (1, 5, 9, ...)"."""
+        least, step, most = self.least_frames(), self.frame_step(pipe), self.most_frames(pipe)
+        if step > 1:
+            counts = ", ".join(str(least + k * step) for k in range(3))
+            return f"{self.title} takes {least} + {step}k frames ({counts}, ...{f', {most}' if most else ''})"
+        return f"{self.title} takes {least} to {most} frames" if most else f"{self.title} takes {least} frames or more"
+
+    def takes_frames(self, num_frames: Any, pipe=None) -> bool:
+        least, step, most = self.least_frames(), self.frame_step(pipe), self.most_frames(pipe)
+        return (isinstance(num_frames, int) and not isinstance(num_frames, bool) and num_frames >= least
+                and (num_frames - least) % step == 0 and (most is None or num_frames <= most))
+
+    def frames_within(self, num_frames: int, pipe=None) -> int:
+        """The largest count the family takes up to ``num_frames`` (the least it takes when none is that low)."""
+        least, step, most = self.least_frames(), self.frame_step(pipe), self.most_frames(pipe)
+        num_frames = min(num_frames, most) if most else num_frames
+        return least + max(0, (num_frames - least) // step) * step
+
+    def nearest_frames(self, num_frames: int, pipe=None) -> list[int]:
+        """The valid counts nearest ``num_frames``: the one below and the one above (one when they agree)."""
+        below = self.frames_within(num_frames, pipe)
+        above = below if below >= num_frames else below + self.frame_step(pipe)
+        return sorted({count for count in (below, above) if self.takes_frames(count, pipe)})
+
+    def check_num_frames(self, num_frames: Any, pipe=None, name: str = "frames") -> None:
+        """Raise a ``ValueError`` naming the setting ``name`` and the nearest counts the family takes."""
+        if self.takes_frames(num_frames, pipe):
+            return
+        nearest = ""
+        if isinstance(num_frames, int) and not isinstance(num_frames, bool):
+            nearest = " Nearest: " + " or ".join(str(count) for count in self.nearest_frames(num_frames, pipe)) + "."
+        raise ValueError(f"{name}: {self.frame_rule(pipe)}; got {num_frames}.{nearest}")
 
     # ------------------------------------------------------------------------------------------ generation
 
@@ -197,7 +239,7 @@ class TextToVideoBackend(Backend):
                              "to re-draw. Leave them empty, or serve a HuViDPO model for image-to-video.")
         import torch
 
-        self.check_num_frames(pipe, settings.frames)
+        self.check_num_frames(settings.frames, pipe)
         default_height, default_width = self.default_size(pipe)
 
         def on_step_end(pipeline, step, timestep, callback_kwargs):

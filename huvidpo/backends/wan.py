@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import torch
 
 MAX_SEQUENCE_LENGTH = 512  # WanPipeline.__call__'s default text length; training encodes prompts the same way
+TEMPORAL_STRIDE = 4  # AutoencoderKLWan's frames per latent frame (after the first), as its config says
+SMALLEST_WIDTH = 12 * 128  # Wan 2.1 T2V 1.3B's transformer width (heads x head dim); 14B's is 40 x 128
 NATIVE_SIZE = (480, 832)  # Wan 2.1 T2V 1.3B's native (height, width); the transformer's config does not say it
 
 
@@ -30,6 +32,7 @@ class WanBackend(TextToVideoBackend):
     pipeline_class_names = ("WanPipeline",)
     denoiser_name = "transformer"
     first_frame_condition = False
+    default_frames = 33  # 2 s at Wan's 16 fps, as HuViDPO's 16 frames at 8 fps (WanPipeline's own default is 81: 5 s)
 
     @property
     def pipeline_class(self) -> type:
@@ -77,11 +80,9 @@ class WanBackend(TextToVideoBackend):
     def size_multiple(self, pipe) -> int:
         return pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
 
-    def check_num_frames(self, pipe, num_frames: int) -> None:
-        step = pipe.vae_scale_factor_temporal
-        if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % step:
-            raise ValueError(f"{self.title}'s VAE takes 1 + {step}k frames (1, {1 + step}, {1 + 2 * step}, ..., 81); "
-                             f"got {num_frames}.")
+    def frame_step(self, pipe=None) -> int:
+        """The causal VAE encodes frame 0 alone, then ``step`` frames per latent frame."""
+        return pipe.vae_scale_factor_temporal if pipe is not None else TEMPORAL_STRIDE
 
     def call_kwargs(self, pipe) -> dict:
         return {"max_sequence_length": MAX_SEQUENCE_LENGTH}

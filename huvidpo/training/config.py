@@ -15,7 +15,6 @@ What is unusual here:
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from huvidpo.backends.base import DEFAULT_LORA_TARGETS
 from huvidpo.data.preferences import CRITERIA, KEEP_OR_DROP, PREFERENCE_FORMATS, STUDIO
 from huvidpo.locations import check_hub_id
-from huvidpo.settings import MAX_SEED, check_settings, setting
+from huvidpo.settings import MAX_SEED, check_settings, parse_resolution, setting
 
 AUTO = "auto"  # mixed_precision: bf16 + gradient checkpointing for an SD-sized UNet on a CUDA GPU, else no
 MIXED_PRECISIONS = (AUTO, "no", "fp16", "bf16")
@@ -46,8 +45,10 @@ class TrainingConfig:
     )
     data: str = setting("", "Training data: a local folder with metadata.jsonl, or a Hub dataset id.")
     output_dir: str = setting("outputs/huvidpo", "Where outputs, metrics and checkpoints go.")
-    num_frames: int = setting(16, "Frames per training clip, frame 0 (the clean condition of a HuViDPO model) included; "
-                              "Wan 2.1 takes 1 + 4k frames (5, 9, ..., 81).", min=2, max=256)
+    num_frames: int | None = setting(
+        None, "Frames per training clip, frame 0 (the clean condition of a HuViDPO model) included. Default: the "
+        "model family's (Backend.default_frames); Wan 2.1 takes 1 + 4k frames (5, 9, ..., 81).", min=2, max=256,
+    )
     resolution: str | None = setting(
         None, "Training size, 'SIZE' or 'HEIGHTxWIDTH' in pixels (e.g. 320x512). Default: the model's native size."
     )
@@ -118,16 +119,7 @@ class TrainingConfig:
     @property
     def size(self) -> tuple[int, int] | None:
         """``resolution`` as (height, width), or None for the model's native size."""
-        if self.resolution in (None, ""):
-            return None
-        match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(self.resolution))
-        if not match:
-            raise ValueError(f"resolution must be 'SIZE' or 'HEIGHTxWIDTH' (e.g. 320x512), got {self.resolution!r}.")
-        height = int(match.group(1))
-        width = int(match.group(2) or height)
-        if height < 8 or width < 8 or height % 8 or width % 8:
-            raise ValueError(f"resolution must be multiples of 8 pixels, got {height}x{width}.")
-        return height, width
+        return parse_resolution(self.resolution)
 
     def to_dict(self, include_secrets: bool = False) -> dict[str, Any]:
         """The settings as plain values (the hub token left out unless asked for)."""

@@ -250,7 +250,7 @@ class DPOTrainer(Trainer):
 
     def prepare(self, pipe) -> None:
         config = self.config
-        self.backend.check_num_frames(pipe, config.num_frames)
+        self.backend.check_num_frames(config.num_frames, pipe, name="num_frames")
         total = self.noise_scheduler.config.num_train_timesteps
         if max(config.min_timestep + 1, config.max_timestep or 0) > total:
             raise ValueError(f"min_timestep/max_timestep ({config.min_timestep}/{config.max_timestep}) go past the "

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -209,6 +209,8 @@ class Trainer:
         #    what is trained
         pipe = self.pipe = self.pipe if self.pipe is not None else load_training_pipeline(config.model)
         self.backend = backend_for(pipe)
+        if config.num_frames is None:  # the family's clip length (config.yaml keeps None: a resume resolves it again)
+            config = self.config = replace(config, num_frames=self.backend.default_frames)
         self.size = training_size(config, pipe, self.backend)
         self.noise_scheduler = self.backend.training_scheduler(pipe)
         self.denoiser = self.backend.denoiser(pipe)
