@@ -4,6 +4,7 @@ One table of cases feeds every generic test (peft's habit): a clip that plays, a
 and the saved LoRA loaded back by diffusers' own loader of the family's pipeline, changing what it generates.
 """
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -165,6 +166,36 @@ def test_only_a_first_frame_conditioned_family_keeps_frame_zero_clean():
     assert not torch.allclose(free[:, :, :1], x0[:, :, :1])
 
 
+# Denoiser configs at their released widths: SD 1.x's UNet (and so AnimateDiff's), Wan 2.1 1.3B's transformer.
+FULL_SIZE = {"huvidpo": {"block_out_channels": [320, 640, 1280, 1280]},
+             "animatediff": {"block_out_channels": [320, 640, 1280, 1280]},
+             "wan": {"num_attention_heads": 12, "attention_head_dim": 128}}
+
+
+@pytest.mark.parametrize("backend", CASES)
+def test_auto_precision_is_bf16_with_checkpointing_only_for_a_full_size_denoiser_on_cuda(backend, model_dirs,
+                                                                                        tmp_path, monkeypatch):
+    """Each family answers "SD-sized or larger?" from its own denoiser's config (unet/ or transformer/)."""
+    from huvidpo.training.trainer import resolve_auto_precision
+
+    config = DPOConfig(output_dir=str(tmp_path))
+    assert config.mixed_precision == "auto" and config.gradient_checkpointing is False
+    tiny = backend.read_denoiser_config(str(model_dirs[backend.name]))
+    assert tiny is not None and not backend.full_size(tiny)
+    full = {**tiny, **FULL_SIZE[backend.name]}
+    for cuda in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        chosen, said = resolve_auto_precision(config, backend, full)
+        expected = ("bf16", True) if cuda else ("no", False)
+        assert (chosen.mixed_precision, chosen.gradient_checkpointing) == expected
+        assert (said is not None and backend.title in said and "bf16" in said) == cuda
+        for small in (tiny, None):
+            chosen, said = resolve_auto_precision(config, backend, small)
+            assert (chosen.mixed_precision, chosen.gradient_checkpointing, said) == ("no", False, None)
+    explicit = dataclasses.replace(config, mixed_precision="no")
+    assert resolve_auto_precision(explicit, backend, full, cuda=True) == (explicit, None)
+
+
 # ---------------------------------------------------------------------------------------------- the studio
 
 
@@ -172,7 +203,7 @@ def test_only_a_first_frame_conditioned_family_keeps_frame_zero_clean():
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
     """Each family's tiny pipeline saved with save_pretrained, as ``--model`` and the studio load it."""
     dirs = {}
-    for name in ("wan", "animatediff"):
+    for name in BACKENDS:
         dirs[name] = tmp_path_factory.mktemp(f"model-{name}")
         BACKENDS[name].tiny_pipeline(seed=0).save_pretrained(dirs[name])
     return dirs

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # torch is imported where a model is used: the studio reads a
 
     from huvidpo.generate import GenerationSettings
 
+SD_UNET_WIDTH = 1280  # Stable Diffusion 1.x's widest UNet block; the embedded default's is a fraction of it
+
 # The attention projections: the paper's LoRA targets, and diffusers' training scripts' for these families; the one
 # home of DPOConfig.lora_target_modules' default.
 DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -103,6 +105,22 @@ class Backend(ABC):
 
     def denoiser(self, pipe) -> torch.nn.Module:
         return getattr(pipe, self.denoiser_name)
+
+    def read_denoiser_config(self, model: str) -> dict | None:
+        """The config of the denoiser saved at ``model`` (a folder or Hub id) without loading it; None if unreadable
+        (loading the model will say what is wrong)."""
+        from huvidpo.hub_calls import ModelLoadError, read_model_json
+
+        try:
+            return read_model_json(model, f"{self.denoiser_name}/config.json")
+        except (ModelLoadError, OSError, ValueError):
+            return None
+
+    def full_size(self, denoiser_config: dict) -> bool:
+        """Whether a denoiser of this config is Stable Diffusion 1.x-sized or larger, so that 16 frames at the
+        model's size need bf16 and gradient checkpointing to train on a 24 GB GPU (``mixed_precision`` 'auto').
+        A UNet by its widest block."""
+        return max(denoiser_config.get("block_out_channels") or [0]) >= SD_UNET_WIDTH
 
     @abstractmethod
     def default_size(self, pipe) -> tuple[int, int]:

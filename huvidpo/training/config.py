@@ -24,7 +24,7 @@ from huvidpo.data.preferences import CRITERIA, KEEP_OR_DROP, PREFERENCE_FORMATS,
 from huvidpo.locations import check_hub_id
 from huvidpo.settings import MAX_SEED, check_settings, parse_resolution, setting
 
-AUTO = "auto"  # mixed_precision: bf16 + gradient checkpointing for an SD-sized UNet on a CUDA GPU, else no
+AUTO = "auto"  # mixed_precision: bf16 + gradient checkpointing for an SD-sized denoiser on a CUDA GPU, else no
 MIXED_PRECISIONS = (AUTO, "no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "wandb")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -64,7 +64,8 @@ class TrainingConfig:
     mixed_precision: str = setting(
         AUTO,
         "Frozen weights in this dtype, trained ones in fp32. fp16 needs a GPU. 'auto': bf16, with gradient "
-        "checkpointing on, for a Stable Diffusion-sized UNet on a CUDA GPU (what a 24 GB card needs); 'no' otherwise.",
+        "checkpointing on, for a denoiser of Stable Diffusion's size or larger (a UNet as wide as SD 1.x's, Wan 2.1's "
+        "1.3B transformer or larger) on a CUDA GPU (what a 24 GB card needs); 'no' otherwise.",
         choices=MIXED_PRECISIONS,
     )
     gradient_checkpointing: bool = setting(False, "Recompute UNet activations in backward to save memory.")
