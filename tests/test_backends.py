@@ -142,6 +142,49 @@ def test_saved_lora_loads_with_the_familys_own_diffusers_loader(backend, dpo_run
     assert np.abs(frames - base).max() > 1e-4
 
 
+def test_animatediff_lora_on_the_motion_modules_only_trains_and_loads_as_a_motion_lora(pair_dirs, tmp_path):
+    """lora_target_modules ['motion']: a LoRA on every motion module's attention and nowhere else, trained (every B
+    moved, nothing else), and loaded back by AnimateDiffPipeline.load_lora_weights onto the motion modules alone;
+    'spatial' is the complement, and the default covers both."""
+    from huvidpo.training.dpo import add_dpo_lora
+
+    def lora_modules(pipe) -> set[str]:
+        return {key.split(".lora_")[0] for key in get_peft_model_state_dict(pipe.unet, adapter_name=DEFAULT_ADAPTER)}
+
+    pipe = ANIMATEDIFF.tiny_pipeline(seed=0)
+    before = {key: p.detach().clone() for key, p in pipe.unet.named_parameters()}
+    config = DPOConfig(data=str(pair_dirs[FRAMES["animatediff"]]), output_dir=str(tmp_path / "motion"),
+                       num_frames=FRAMES["animatediff"], resolution=str(SIZE), max_steps=2, learning_rate=1e-2,
+                       checkpointing_steps=0, lora_rank=4, lora_alpha=4, lora_target_modules=["motion"])
+    result = train_dpo(config, pipe=pipe)
+    motion = lora_modules(pipe)
+    projections = {name for name, _ in pipe.unet.named_modules() if name.endswith(("to_q", "to_k", "to_v", "to_out.0"))
+                   and "lora_" not in name and "base_layer" not in name}
+    assert motion == {name for name in projections if "motion_modules." in name} and motion
+    for key, param in pipe.unet.named_parameters():
+        if "lora_B" in key:
+            assert "motion_modules." in key and torch.count_nonzero(param)
+        elif "lora_" not in key:
+            assert torch.equal(param.detach(), before[key.replace(".base_layer", "")])
+
+    loaded = ANIMATEDIFF.tiny_pipeline(seed=0)
+    loaded.load_lora_weights(str(result.output_dir), adapter_name="motion")
+    weights = get_peft_model_state_dict(loaded.unet, adapter_name="motion")
+    trained = get_peft_model_state_dict(pipe.unet, adapter_name=DEFAULT_ADAPTER)
+    assert weights.keys() == trained.keys() and all(torch.equal(weights[key], trained[key]) for key in trained)
+    assert all("motion_modules." in key for key in weights)
+
+    spatial = ANIMATEDIFF.tiny_pipeline(seed=0)
+    add_dpo_lora(spatial.unet, DPOConfig(output_dir=str(tmp_path), lora_target_modules=["spatial"]), DEFAULT_ADAPTER)
+    assert lora_modules(spatial) == projections - motion and lora_modules(spatial)
+    both = ANIMATEDIFF.tiny_pipeline(seed=0)
+    add_dpo_lora(both.unet, DPOConfig(output_dir=str(tmp_path)), DEFAULT_ADAPTER)
+    assert lora_modules(both) == projections  # the default: today's behaviour
+    with pytest.raises(ValueError, match=r"give module names or one of its presets \['motion', 'spatial'\]"):
+        add_dpo_lora(ANIMATEDIFF.tiny_pipeline(seed=0).unet,
+                     DPOConfig(output_dir=str(tmp_path), lora_target_modules=["temporal"]), DEFAULT_ADAPTER)
+
+
 def test_flow_matching_input_is_the_straight_path_and_the_target_its_velocity():
     scheduler = WAN.training_scheduler(WAN.tiny_pipeline(seed=0))
     x0, noise = torch.randn(3, 4, 2, 4, 4), torch.randn(3, 4, 2, 4, 4)

@@ -218,6 +218,16 @@ class Backend(ABC):
 
     # ------------------------------------------------------------------------------------------ LoRA
 
+    def lora_target_presets(self) -> dict[str, str]:
+        """Named choices of LoRA targets beyond module names: name -> the regex peft full-matches module names with."""
+        return {}
+
+    def lora_targets(self, names: list[str]) -> str | list[str]:
+        """peft's ``target_modules`` for ``lora_target_modules``: a preset's regex when it is one preset's name,
+        else the module names (each matching the modules whose name ends with it)."""
+        presets = self.lora_target_presets()
+        return presets[names[0]] if len(names) == 1 and names[0] in presets else list(names)
+
     def save_lora_weights(self, out_dir, state_dict: dict[str, torch.Tensor], metadata: dict) -> None:
         """Write a LoRA of the denoiser in the format the family's pipeline loads (``pipe.load_lora_weights``)."""
         self.pipeline_class.save_lora_weights(

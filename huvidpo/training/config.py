@@ -296,7 +296,9 @@ class DPOConfig(TrainingConfig):
     lora_target_modules: list[str] = setting(
         default_factory=lambda: list(DEFAULT_LORA_TARGETS),
         help="Module names that get a LoRA (default: every model family's attention projections, "
-        f"{', '.join(DEFAULT_LORA_TARGETS)}; for AnimateDiff they include the motion modules' attention).",
+        f"{', '.join(DEFAULT_LORA_TARGETS)}; for AnimateDiff they include the motion modules' attention), or one "
+        "preset of the family: AnimateDiff's 'motion' (only the motion modules' attention: a motion LoRA) or "
+        "'spatial' (only the image UNet's attention).",
     )
     prompt_column: str = setting("prompt", "Column with the prompt.")
     chosen_column: str = setting("video_w", "Column with the preferred (winner) video.")
