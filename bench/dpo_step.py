@@ -65,13 +65,7 @@ def reset_peak() -> bool:
 
 def frames_for(backend, pipe, num_frames: int) -> int:
     """The first frame count from ``num_frames`` up that the family takes (Wan: 1 + 4k)."""
-    for count in range(num_frames, num_frames + 16):
-        try:
-            backend.check_num_frames(pipe, count)
-            return count
-        except ValueError:
-            continue
-    raise ValueError(f"{backend.title} takes no frame count from {num_frames} to {num_frames + 15}.")
+    return max(backend.nearest_frames(num_frames, pipe))
 
 
 class Bench:

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .backends import BACKENDS
 from .sampling import SAMPLER_PRESETS
 from .settings import MAX_SEED, check_settings, setting, settings_without
 
@@ -56,7 +57,10 @@ class GenerationSettings:
 
     prompt: str = setting(help="What the video shows.")
     negative_prompt: str = setting("", "What to steer away from (needs guidance > 1).")
-    frames: int = setting(16, "Number of frames, including the first frame.", min=2)
+    frames: int | None = setting(
+        None, "Number of frames, including the first frame. Default: the model family's ("
+        + ", ".join(f"{family.title} {family.default_frames}" for family in BACKENDS.values()) + ").", min=2,
+    )
     steps: int = setting(25, "Denoising steps (the paper uses 50 DDIM steps).", min=1)
     guidance: float = setting(7.5, "Classifier-free guidance scale (the paper uses 12.5).", min=0.0, max=30.0, step=0.5)
     seed: int = setting(0, "Random seed; the same seed and settings give the same clip.", min=0, max=MAX_SEED)
@@ -132,13 +136,19 @@ def generate(
 ) -> tuple[np.ndarray, PIL.Image.Image]:
     """One clip: frames (f, h, w, 3) float in [0, 1] and the first frame. ``step_callback(step, total)`` per step.
     With ``video``, video-to-video at ``strength`` (the pipeline's); the clip's length then stands in for
-    ``settings.frames``. The model family's backend makes it (:meth:`huvidpo.backends.Backend.generate`): the
-    sampler options are HuViDPO's, and a text-to-video family refuses a first frame or a video."""
+    ``settings.frames``. Without, ``settings.frames`` None is the model family's default, and a count the family
+    cannot take is refused with the nearest ones it takes. The model family's backend makes it
+    (:meth:`huvidpo.backends.Backend.generate`): the sampler options are HuViDPO's, and a text-to-video family
+    refuses a first frame or a video."""
     from .backends import backend_for
 
+    backend = backend_for(pipe)
+    if video is None:  # with a video, its length is the frame count
+        if settings.frames is None:
+            settings = dataclasses.replace(settings, frames=backend.default_frames)
+        backend.check_num_frames(settings.frames, pipe)  # before the LoRA loads: the message names the setting
     apply_lora(pipe, settings.lora, settings.lora_scale)
-    return backend_for(pipe).generate(pipe, settings, image=image, step_callback=step_callback, video=video,
-                                      strength=strength)
+    return backend.generate(pipe, settings, image=image, step_callback=step_callback, video=video, strength=strength)
 
 
 def build_parser() -> SettingsParser:

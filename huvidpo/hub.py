@@ -10,82 +10,31 @@ A Wan 2.1 or AnimateDiff folder is loaded as its own diffusers pipeline: ``model
 
 from __future__ import annotations
 
-import importlib
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import AutoPipelineForText2Image, DDIMScheduler, DiffusionPipeline, StableDiffusionPipeline, UNet2DConditionModel
-from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token, hf_hub_download
+from huggingface_hub import HfApi, ModelCard, ModelCardData, get_token
 from huggingface_hub import constants as hf_constants
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-)
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from . import convert
-from .hub_calls import scrub_tokens, use_hub_timeouts
+from .hub_calls import (  # noqa: F401 - ModelLoadError and read_model_json are part of this module's interface
+    NETWORK_ERRORS,
+    ModelLoadError,
+    offline_message,
+    read_model_json,
+    scrub_tokens,
+    use_hub_timeouts,
+)
 from .locations import DEFAULT_MODEL_DIR, LORA_WEIGHT_NAME, default_model_path, is_embedded_default, is_hub_id
 from .models import VideoUNet
 from .pipeline import HuViDPOPipeline
 
-SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SDXL_BASE_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 DEFAULT_ADAPTER = "huvidpo"
-
-
-class ModelLoadError(ValueError):
-    """A model could not be found or read; the message says what to do."""
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """What huggingface_hub raises when the Hub cannot be reached: its offline mode, and the connection errors of
-    the HTTP client it is built on (httpx, or httpx2 in recent releases), which it lets through (e.g. from
-    ``model_info``, which diffusers calls to find a LoRA's weight file)."""
-    errors: list[type[BaseException]] = [OfflineModeIsEnabled, ConnectionError, TimeoutError]
-    for client in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(client).TransportError)
-        except ImportError:
-            continue
-    return tuple(errors)
-
-
-NETWORK_ERRORS = _network_errors()
-
-
-def _offline_message(model: str) -> str:
-    return (
-        f"No network: could not load '{model}': it is not a local folder and is not in the Hugging Face cache, and the Hub "
-        "could not be reached. Download it on a machine with a network (`hf download "
-        f"{model}`), point to a local folder, or use the embedded default (leave the model empty)."
-    )
-
-
-def read_model_json(model: str, filename: str) -> dict | None:
-    """``filename`` of a local folder or a Hub repo as a dict; None when the repo has no such file."""
-    use_hub_timeouts()  # the first Hub call of any load: none of them may hang on a stalled endpoint
-    path = Path(model).expanduser()
-    if not is_hub_id(model):
-        if not path.is_dir():
-            raise ModelLoadError(f"No model folder at {path}: check the path, or give a Hub id like '{SD15_ID}'.")
-        file = path / filename
-        return json.loads(file.read_text()) if file.is_file() else None
-    try:
-        return json.loads(Path(hf_hub_download(model, filename)).read_text())
-    except LocalEntryNotFoundError as err:  # offline and not cached (a subclass of EntryNotFoundError)
-        raise ModelLoadError(_offline_message(model)) from err
-    except EntryNotFoundError:
-        return None
-    except RepositoryNotFoundError as err:
-        raise ModelLoadError(f"'{model}' is neither a local folder nor a model repo on the Hub.") from err
-    except (HfHubHTTPError, OSError, ValueError, *NETWORK_ERRORS) as err:
-        raise ModelLoadError(_offline_message(model)) from err
 
 
 def load_image_pipeline(
@@ -99,7 +48,7 @@ def load_image_pipeline(
             unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", dtype=torch_dtype)
             return AutoPipelineForText2Image.from_pretrained(base, unet=unet, dtype=torch_dtype)
     except (LocalEntryNotFoundError, OSError, *NETWORK_ERRORS) as err:
-        raise ModelLoadError(_offline_message(model)) from err
+        raise ModelLoadError(offline_message(model)) from err
     raise ModelLoadError(f"'{model}' holds neither a pipeline (model_index.json) nor a UNet (unet/config.json).")
 
 
@@ -149,7 +98,7 @@ def load_pipeline(
     try:
         pipe = backend.load(model, index, torch_dtype, image_pipeline)
     except (LocalEntryNotFoundError, OSError, *NETWORK_ERRORS) as err:
-        raise ModelLoadError(_offline_message(model)) from err
+        raise ModelLoadError(offline_message(model)) from err
     for pipeline in (pipe, getattr(pipe, "image_pipeline", None)):
         if pipeline is not None:
             pipeline.set_progress_bar_config(disable=True)

@@ -24,6 +24,7 @@ import argparse
 import copy
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import field
@@ -70,8 +71,23 @@ def check_settings(settings: Any, limits: Mapping[str, tuple[float, float | None
         if not number or math.isnan(value) or not (low <= value and (high is None or value <= high)):
             kind = "an integer" if integer else "a number"
             allowed = f"from {_number(low)} to {_number(high)}" if high is not None else f"of at least {_number(low)}"
-            default = f" (default {f.default!r})" if f.default is not dataclasses.MISSING else ""
+            default = f" (default {f.default!r})" if f.default not in (dataclasses.MISSING, None) else ""
             raise ValueError(f"{f.name} must be {kind} {allowed}{default}, got {value!r}.")
+
+
+def parse_resolution(value: str | int | None, name: str = "resolution") -> tuple[int, int] | None:
+    """A size setting, 'SIZE' or 'HEIGHTxWIDTH' in pixels (multiples of 8), as (height, width); None or '' is None
+    (the model's native size). A ValueError names the setting ``name``."""
+    if value in (None, ""):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(value))
+    if not match:
+        raise ValueError(f"{name} must be 'SIZE' or 'HEIGHTxWIDTH' (e.g. 320x512), got {value!r}.")
+    height = int(match.group(1))
+    width = int(match.group(2) or height)
+    if height < 8 or width < 8 or height % 8 or width % 8:
+        raise ValueError(f"{name} must be multiples of 8 pixels, got {height}x{width}.")
+    return height, width
 
 
 def _number(value: float) -> str:

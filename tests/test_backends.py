@@ -4,6 +4,7 @@ One table of cases feeds every generic test (peft's habit): a clip that plays, a
 and the saved LoRA loaded back by diffusers' own loader of the family's pipeline, changing what it generates.
 """
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from huvidpo.data.video import read_video, write_video
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.hub import DEFAULT_ADAPTER, LORA_WEIGHT_NAME, load_pipeline
 from huvidpo.training import DPOConfig, train_dpo, write_world_pairs
-from huvidpo.training.config import DPOConfig as ConfigClass
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -94,8 +94,22 @@ def test_text_to_video_families_refuse_a_first_frame_and_say_why(backend):
 
 def test_wan_frame_counts_are_one_plus_multiples_of_four():
     pipe = WAN.tiny_pipeline(seed=0)
-    with pytest.raises(ValueError, match=r"1 \+ 4k frames"):
+    with pytest.raises(ValueError, match=r"^frames: Wan 2\.1 takes 1 \+ 4k frames .*got 4\. Nearest: 1 or 5\.$"):
         generate(pipe, clip_settings(WAN, frames=4))
+
+
+def test_each_family_declares_its_frame_rule_and_default():
+    """The rule each family states (and the pipeline confirms), its default, and the nearest valid counts."""
+    assert [(b.name, b.default_frames) for b in BACKENDS.values()] == [("huvidpo", 16), ("wan", 33), ("animatediff", 16)]
+    assert all(backend.takes_frames(backend.default_frames) for backend in BACKENDS.values())
+    assert (WAN.nearest_frames(8), WAN.nearest_frames(9), WAN.frames_within(32)) == ([5, 9], [9], 29)
+    assert HUVIDPO.nearest_frames(1) == [2] and not HUVIDPO.takes_frames(1)
+    adapter_pipe = ANIMATEDIFF.tiny_pipeline(seed=0)
+    most = adapter_pipe.unet.config.motion_max_seq_length
+    assert ANIMATEDIFF.nearest_frames(most + 5, adapter_pipe) == [most]
+    with pytest.raises(ValueError, match=rf"^num_frames: AnimateDiff takes 1 to {most} frames; got {most + 1}\. "
+                                         rf"Nearest: {most}\.$"):
+        ANIMATEDIFF.check_num_frames(most + 1, adapter_pipe, name="num_frames")
 
 
 @pytest.mark.parametrize("backend", CASES)
@@ -128,6 +142,49 @@ def test_saved_lora_loads_with_the_familys_own_diffusers_loader(backend, dpo_run
     assert np.abs(frames - base).max() > 1e-4
 
 
+def test_animatediff_lora_on_the_motion_modules_only_trains_and_loads_as_a_motion_lora(pair_dirs, tmp_path):
+    """lora_target_modules ['motion']: a LoRA on every motion module's attention and nowhere else, trained (every B
+    moved, nothing else), and loaded back by AnimateDiffPipeline.load_lora_weights onto the motion modules alone;
+    'spatial' is the complement, and the default covers both."""
+    from huvidpo.training.dpo import add_dpo_lora
+
+    def lora_modules(pipe) -> set[str]:
+        return {key.split(".lora_")[0] for key in get_peft_model_state_dict(pipe.unet, adapter_name=DEFAULT_ADAPTER)}
+
+    pipe = ANIMATEDIFF.tiny_pipeline(seed=0)
+    before = {key: p.detach().clone() for key, p in pipe.unet.named_parameters()}
+    config = DPOConfig(data=str(pair_dirs[FRAMES["animatediff"]]), output_dir=str(tmp_path / "motion"),
+                       num_frames=FRAMES["animatediff"], resolution=str(SIZE), max_steps=2, learning_rate=1e-2,
+                       checkpointing_steps=0, lora_rank=4, lora_alpha=4, lora_target_modules=["motion"])
+    result = train_dpo(config, pipe=pipe)
+    motion = lora_modules(pipe)
+    projections = {name for name, _ in pipe.unet.named_modules() if name.endswith(("to_q", "to_k", "to_v", "to_out.0"))
+                   and "lora_" not in name and "base_layer" not in name}
+    assert motion == {name for name in projections if "motion_modules." in name} and motion
+    for key, param in pipe.unet.named_parameters():
+        if "lora_B" in key:
+            assert "motion_modules." in key and torch.count_nonzero(param)
+        elif "lora_" not in key:
+            assert torch.equal(param.detach(), before[key.replace(".base_layer", "")])
+
+    loaded = ANIMATEDIFF.tiny_pipeline(seed=0)
+    loaded.load_lora_weights(str(result.output_dir), adapter_name="motion")
+    weights = get_peft_model_state_dict(loaded.unet, adapter_name="motion")
+    trained = get_peft_model_state_dict(pipe.unet, adapter_name=DEFAULT_ADAPTER)
+    assert weights.keys() == trained.keys() and all(torch.equal(weights[key], trained[key]) for key in trained)
+    assert all("motion_modules." in key for key in weights)
+
+    spatial = ANIMATEDIFF.tiny_pipeline(seed=0)
+    add_dpo_lora(spatial.unet, DPOConfig(output_dir=str(tmp_path), lora_target_modules=["spatial"]), DEFAULT_ADAPTER)
+    assert lora_modules(spatial) == projections - motion and lora_modules(spatial)
+    both = ANIMATEDIFF.tiny_pipeline(seed=0)
+    add_dpo_lora(both.unet, DPOConfig(output_dir=str(tmp_path)), DEFAULT_ADAPTER)
+    assert lora_modules(both) == projections  # the default: today's behaviour
+    with pytest.raises(ValueError, match=r"give module names or one of its presets \['motion', 'spatial'\]"):
+        add_dpo_lora(ANIMATEDIFF.tiny_pipeline(seed=0).unet,
+                     DPOConfig(output_dir=str(tmp_path), lora_target_modules=["temporal"]), DEFAULT_ADAPTER)
+
+
 def test_flow_matching_input_is_the_straight_path_and_the_target_its_velocity():
     scheduler = WAN.training_scheduler(WAN.tiny_pipeline(seed=0))
     x0, noise = torch.randn(3, 4, 2, 4, 4), torch.randn(3, 4, 2, 4, 4)
@@ -152,9 +209,34 @@ def test_only_a_first_frame_conditioned_family_keeps_frame_zero_clean():
     assert not torch.allclose(free[:, :, :1], x0[:, :, :1])
 
 
-def test_every_family_defaults_to_the_lora_targets_dpo_config_trains():
-    defaults = ConfigClass.__dataclass_fields__["lora_target_modules"].default_factory()
-    assert all(list(backend.lora_targets) == defaults for backend in BACKENDS.values())
+# Denoiser configs at their released widths: SD 1.x's UNet (and so AnimateDiff's), Wan 2.1 1.3B's transformer.
+FULL_SIZE = {"huvidpo": {"block_out_channels": [320, 640, 1280, 1280]},
+             "animatediff": {"block_out_channels": [320, 640, 1280, 1280]},
+             "wan": {"num_attention_heads": 12, "attention_head_dim": 128}}
+
+
+@pytest.mark.parametrize("backend", CASES)
+def test_auto_precision_is_bf16_with_checkpointing_only_for_a_full_size_denoiser_on_cuda(backend, model_dirs,
+                                                                                        tmp_path, monkeypatch):
+    """Each family answers "SD-sized or larger?" from its own denoiser's config (unet/ or transformer/)."""
+    from huvidpo.training.trainer import resolve_auto_precision
+
+    config = DPOConfig(output_dir=str(tmp_path))
+    assert config.mixed_precision == "auto" and config.gradient_checkpointing is False
+    tiny = backend.read_denoiser_config(str(model_dirs[backend.name]))
+    assert tiny is not None and not backend.full_size(tiny)
+    full = {**tiny, **FULL_SIZE[backend.name]}
+    for cuda in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        chosen, said = resolve_auto_precision(config, backend, full)
+        expected = ("bf16", True) if cuda else ("no", False)
+        assert (chosen.mixed_precision, chosen.gradient_checkpointing) == expected
+        assert (said is not None and backend.title in said and "bf16" in said) == cuda
+        for small in (tiny, None):
+            chosen, said = resolve_auto_precision(config, backend, small)
+            assert (chosen.mixed_precision, chosen.gradient_checkpointing, said) == ("no", False, None)
+    explicit = dataclasses.replace(config, mixed_precision="no")
+    assert resolve_auto_precision(explicit, backend, full, cuda=True) == (explicit, None)
 
 
 # ---------------------------------------------------------------------------------------------- the studio
@@ -164,7 +246,7 @@ def test_every_family_defaults_to_the_lora_targets_dpo_config_trains():
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
     """Each family's tiny pipeline saved with save_pretrained, as ``--model`` and the studio load it."""
     dirs = {}
-    for name in ("wan", "animatediff"):
+    for name in BACKENDS:
         dirs[name] = tmp_path_factory.mktemp(f"model-{name}")
         BACKENDS[name].tiny_pipeline(seed=0).save_pretrained(dirs[name])
     return dirs
@@ -184,18 +266,50 @@ def test_the_generate_tab_serves_a_folder_of_each_family(name, model_dirs, tmp_p
     assert clip.settings["model"] == model_dirs[name].name
 
 
-def test_the_train_tab_runs_a_two_step_run_on_animatediff(model_dirs, tmp_path):
-    """A Train tab run on an AnimateDiff folder: its own process loads it by model_index.json, trains 2 DPO steps,
-    and makes the before/after clips with the LoRA loaded back as the Generate tab's picker loads it."""
+def test_a_wan_folder_generates_with_the_familys_frame_count_and_refuses_eight_frames(model_dirs, tmp_path, capsys):
+    """Nobody chose a frame count: the Generate tab's preset and the CLI take Wan's (the studio's 8-frame habit is
+    gone); 8 frames, as a user would type them, are refused in words that name the setting and the nearest counts."""
+    from huvidpo.generate import main
+    from huvidpo.studio import GenerationService, StudioConfig
+
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs["wan"]))
+    assert (config.default_frames, config.train_frames, config.comparison_frames) == (29, 33, 33)  # 29: within max 32
+    service = GenerationService(config)
+    tab_sends = dict(prompt="a red circle", frames=config.default_frames, steps=2, height=SIZE, width=SIZE)
+    assert read_video(service.generate(GenerationSettings(**tab_sends)).video).shape[0] == 29
+    with pytest.raises(ValueError, match=r"^frames: Wan 2\.1 takes 1 \+ 4k frames .*got 8\. Nearest: 5 or 9\.$"):
+        service.generate(GenerationSettings(**{**tab_sends, "frames": 8}))
+    with pytest.raises(ValueError, match=r"^train_frames: Wan 2\.1 takes .*got 8\. Nearest: 5 or 9\.$"):
+        StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs["wan"]), train_frames=8)
+
+    cli = ["--model", str(model_dirs["wan"]), "--prompt", "a red circle", "--steps", "2", "--height", str(SIZE),
+           "--width", str(SIZE)]
+    assert main([*cli, "--out", str(tmp_path / "default.mp4")]) == 0
+    assert read_video(tmp_path / "default.mp4").shape[0] == WAN.default_frames
+    capsys.readouterr()
+    assert main([*cli, "--frames", "8", "--out", str(tmp_path / "eight.mp4")]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("error: frames: Wan 2.1 takes 1 + 4k frames") and "Nearest: 5 or 9." in said
+    assert "Traceback" not in said and not (tmp_path / "eight.mp4").exists()
+
+
+@pytest.mark.parametrize("name", ["wan", "animatediff"])
+def test_the_train_tab_runs_a_two_step_run_on_each_family(name, model_dirs, tmp_path):
+    """A Train tab run on a Wan or AnimateDiff folder at the studio's train_resolution (Wan's native 480x832 is
+    too slow on a CPU): its own process loads it by model_index.json, trains 2 DPO steps, and makes the before/after
+    clips at that size with the LoRA loaded back as the Generate tab's picker loads it; the family's own pipeline
+    class loads the LoRA."""
     from huvidpo.studio import LabelingService, StudioConfig, TrainingManager, TrainRequest, User
     from huvidpo.studio.generation import GeneratedClip
 
-    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs["animatediff"]),
-                          train_frames=4, comparison_frames=4, comparison_steps=2, sampler_seed=0)
+    backend, frames = BACKENDS[name], FRAMES[name]
+    config = StudioConfig(data_dir=str(tmp_path / "data"), oauth=False, model=str(model_dirs[name]),
+                          train_frames=frames, comparison_frames=frames, comparison_steps=2, sampler_seed=0,
+                          train_resolution=str(SIZE))
     labeling = LabelingService(config)
     clips = []
     for shade in (0.2, 0.8):
-        video = write_video(np.full((4, 64, 64, 3), shade, dtype=np.float32), tmp_path / f"{shade}.mp4")
+        video = write_video(np.full((frames, 64, 64, 3), shade, dtype=np.float32), tmp_path / f"{shade}.mp4")
         clips.append(GeneratedClip(video=video, first_frame=video.with_suffix(".png"),
                                    settings={"prompt": "a red circle moving left on a blue background", "seed": 0}))
     labeling.add_clips(clips)
@@ -207,8 +321,14 @@ def test_the_train_tab_runs_a_two_step_run_on_animatediff(model_dirs, tmp_path):
     status = manager.status()
     assert status["state"] == "finished", manager.view()["log"]
     assert status["step"] == 2 and len(status["comparison"]) == len(config.comparison_prompts)
+    assert status["settings"]["frames"] == frames
+    for row in status["comparison"]:
+        for clip in (row["before"], row["after"]):
+            assert read_video(clip).shape == (frames, SIZE, SIZE, 3)
     lora = config.runs_dir / status["lora"].removeprefix("runs/") / LORA_WEIGHT_NAME
-    pipe = ANIMATEDIFF.pipeline_class.from_pretrained(model_dirs["animatediff"])
-    pipe.load_lora_weights(str(lora.parent), adapter_name="round")
-    assert any(key.startswith("down_blocks") and "motion_modules" in key
-               for key in get_peft_model_state_dict(pipe.unet, adapter_name="round"))
+    pipe = backend.pipeline_class.from_pretrained(model_dirs[name])
+    pipe.load_lora_weights(str(lora.parent), adapter_name="round")  # WanPipeline's or AnimateDiffPipeline's loader
+    loaded = get_peft_model_state_dict(backend.denoiser(pipe), adapter_name="round")
+    assert loaded and all(torch.count_nonzero(value) for key, value in loaded.items() if "lora_B" in key)
+    if name == "animatediff":  # the default targets include the motion modules' attention
+        assert any(key.startswith("down_blocks") and "motion_modules" in key for key in loaded)

@@ -91,10 +91,12 @@ def test_oauth_defaults_to_on_only_on_a_space(tmp_path, monkeypatch):
     assert StudioConfig(data_dir=str(tmp_path)).oauth is True
 
 
-def test_presets_default_to_the_generation_settings_within_the_app_limits(tmp_path):
+def test_presets_default_to_the_model_family_and_generation_settings_within_the_app_limits(tmp_path):
+    from huvidpo.backends import HUVIDPO
+
     spec = GenerationSettings.spec
     config = make_config(tmp_path)
-    assert (config.default_frames, config.default_steps) == (spec("frames").default, spec("steps").default)
+    assert (config.default_frames, config.default_steps) == (HUVIDPO.default_frames, spec("steps").default)
     small = make_config(tmp_path, max_frames=4, max_steps=3)
     assert (small.default_frames, small.default_steps) == (4, 3)
     assert make_config(tmp_path, default_frames=6).default_frames == 6

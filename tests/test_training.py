@@ -501,22 +501,6 @@ def test_stage1_data_sources(world_dir):
     assert from_tuples == from_folder
 
 
-def test_auto_precision_is_bf16_with_checkpointing_only_for_an_sd_sized_unet_on_cuda(tmp_path):
-    from huvidpo.training.trainer import SD_SIZED_CHANNELS, resolve_auto_precision
-
-    config = DPOConfig(output_dir=str(tmp_path))
-    assert config.mixed_precision == "auto" and config.gradient_checkpointing is False
-    sd = {"block_out_channels": [320, 640, SD_SIZED_CHANNELS, SD_SIZED_CHANNELS]}
-    tiny = build_tiny_pipeline(seed=0, with_image_pipeline=False).unet.config
-    chosen, said = resolve_auto_precision(config, sd, cuda=True)
-    assert (chosen.mixed_precision, chosen.gradient_checkpointing) == ("bf16", True) and "bf16" in said
-    for unet_config, cuda in ((sd, False), (tiny, True), (None, True)):
-        chosen, said = resolve_auto_precision(config, unet_config, cuda=cuda)
-        assert (chosen.mixed_precision, chosen.gradient_checkpointing, said) == ("no", False, None)
-    explicit = dataclasses.replace(config, mixed_precision="no")
-    assert resolve_auto_precision(explicit, sd, cuda=True) == (explicit, None)
-
-
 def test_batches_cover_each_epoch_once_per_process():
     per_process = [[batch_indices(5, step, 1, seed=3, num_processes=2, process_index=p)[0] for step in range(5)] for p in (0, 1)]
     stream = [i for step in zip(*per_process) for i in step]

@@ -3,16 +3,32 @@ motion modules (``UNetMotionModel``), trained as its scheduler says (epsilon or 
 
 Its latents are the image VAE's, frame by frame (as HuViDPO's); there is no first-frame conditioning, so the loss
 covers every frame. The model call differs from the others': ``UNetMotionModel`` takes the text states once per
-frame (``(b f) l d``), as the pipeline repeats them. The default LoRA targets (``to_q``, ``to_k``, ``to_v``,
-``to_out.0``) match the spatial attention and the motion modules' temporal attention alike; the LoRA is saved with
-the ``unet.`` prefix that ``AnimateDiffPipeline.load_lora_weights`` reads.
+frame (``(b f) l d``), as the pipeline repeats them.
+
+Where the LoRA goes is a choice (``lora_target_modules``): the default targets (``to_q``, ``to_k``, ``to_v``,
+``to_out.0``) match the spatial attention and the motion modules' temporal attention alike; the preset ``motion``
+takes only the motion modules' attention (a motion LoRA, as AnimateDiff's own motion LoRAs are: what moves and how,
+the image model untouched), ``spatial`` only the image UNet's (appearance; the motion modules untouched). The LoRA
+is saved with the ``unet.`` prefix that ``AnimateDiffPipeline.load_lora_weights`` reads.
 """
 
 from __future__ import annotations
 
-import torch
+import re
+from typing import TYPE_CHECKING
 
-from huvidpo.backends.base import TextToVideoBackend
+from huvidpo.backends.base import DEFAULT_LORA_TARGETS, TextToVideoBackend
+
+if TYPE_CHECKING:
+    import torch
+
+_PROJECTIONS = "(" + "|".join(re.escape(name) for name in DEFAULT_LORA_TARGETS) + ")"
+# UNetMotionModel's module names: ``down_blocks.0.motion_modules.0.transformer_blocks.0.attn1.to_q`` (temporal) and
+# ``down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`` (spatial); peft full-matches these regexes.
+LORA_TARGET_PRESETS = {
+    "motion": rf"(.*\.)?motion_modules\..*\.{_PROJECTIONS}",
+    "spatial": rf"(?!(.*\.)?motion_modules\.).*\.{_PROJECTIONS}",
+}
 
 
 class AnimateDiffBackend(TextToVideoBackend):
@@ -21,6 +37,7 @@ class AnimateDiffBackend(TextToVideoBackend):
     pipeline_class_names = ("AnimateDiffPipeline",)
     denoiser_name = "unet"
     first_frame_condition = False
+    default_frames = 16  # the clip length the motion modules were trained on
 
     @property
     def pipeline_class(self) -> type:
@@ -39,6 +56,8 @@ class AnimateDiffBackend(TextToVideoBackend):
         from diffusers import AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel
 
         from huvidpo.world.tiny import build_tokenizer, sd_ddim_scheduler, tiny_text_encoder, tiny_unet_config, tiny_vae
+
+        import torch
 
         torch.manual_seed(seed)
         tokenizer = build_tokenizer()
@@ -61,10 +80,12 @@ class AnimateDiffBackend(TextToVideoBackend):
     def size_multiple(self, pipe) -> int:
         return pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
 
-    def check_num_frames(self, pipe, num_frames: int) -> None:
-        most = pipe.unet.config.motion_max_seq_length
-        if not isinstance(num_frames, int) or not 1 <= num_frames <= most:
-            raise ValueError(f"{self.title}'s motion modules take 1 to {most} frames; got {num_frames}.")
+    def most_frames(self, pipe=None) -> int | None:
+        """The motion modules' positional table: ``motion_max_seq_length`` frames (32 in the released adapters)."""
+        return pipe.unet.config.motion_max_seq_length if pipe is not None else None
+
+    def lora_target_presets(self) -> dict[str, str]:
+        return dict(LORA_TARGET_PRESETS)
 
     def encode_video(self, pipe, frames: torch.Tensor) -> torch.Tensor:
         from huvidpo.pipeline import encode_video_frames

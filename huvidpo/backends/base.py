@@ -21,15 +21,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a model is used: the studio reads a family's settings before it loads
     import numpy as np
     import PIL.Image
+    import torch
 
     from huvidpo.generate import GenerationSettings
 
-# The attention projections: the paper's LoRA targets, and diffusers' training scripts' for these families.
+SD_UNET_WIDTH = 1280  # Stable Diffusion 1.x's widest UNet block; the embedded default's is a fraction of it
+
+# The attention projections: the paper's LoRA targets, and diffusers' training scripts' for these families; the one
+# home of DPOConfig.lora_target_modules' default.
 DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
@@ -38,6 +40,8 @@ def diffusion_input_and_target(scheduler, latents: torch.Tensor, noise: torch.Te
     """DDPM-family forward diffusion of ``b c f h w`` latents at integer ``timesteps``: (noisy input, regression
     target, the model's timesteps). The target is the noise (``epsilon``) or the velocity (``v_prediction``), as
     the scheduler's ``prediction_type`` says; with ``clean_first_frame``, frame 0 stays the clean condition."""
+    import torch
+
     noisy = scheduler.add_noise(latents, noise, timesteps)
     if clean_first_frame:
         noisy = torch.cat([latents[:, :, :1], noisy[:, :, 1:]], dim=2)
@@ -67,7 +71,7 @@ class Backend(ABC):
     Class attributes: ``name`` (as ``--model`` folders are told apart and as logs name it), ``title`` (in
     messages), ``pipeline_class_names`` (the ``_class_name`` of ``model_index.json`` it serves), ``denoiser_name``
     (the pipeline component that is trained and carries the LoRA; also the LoRA file's key prefix),
-    ``first_frame_condition`` (see the module docstring) and ``lora_targets`` (the default LoRA target modules).
+    and ``first_frame_condition`` (see the module docstring).
     """
 
     name: str = ""
@@ -75,7 +79,7 @@ class Backend(ABC):
     pipeline_class_names: tuple[str, ...] = ()
     denoiser_name: str = "unet"
     first_frame_condition: bool = False
-    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    default_frames: int = 16  # the paper's clip length
 
     # ------------------------------------------------------------------------------------------ models
 
@@ -102,6 +106,22 @@ class Backend(ABC):
     def denoiser(self, pipe) -> torch.nn.Module:
         return getattr(pipe, self.denoiser_name)
 
+    def read_denoiser_config(self, model: str) -> dict | None:
+        """The config of the denoiser saved at ``model`` (a folder or Hub id) without loading it; None if unreadable
+        (loading the model will say what is wrong)."""
+        from huvidpo.hub_calls import ModelLoadError, read_model_json
+
+        try:
+            return read_model_json(model, f"{self.denoiser_name}/config.json")
+        except (ModelLoadError, OSError, ValueError):
+            return None
+
+    def full_size(self, denoiser_config: dict) -> bool:
+        """Whether a denoiser of this config is Stable Diffusion 1.x-sized or larger, so that 16 frames at the
+        model's size need bf16 and gradient checkpointing to train on a 24 GB GPU (``mixed_precision`` 'auto').
+        A UNet by its widest block."""
+        return max(denoiser_config.get("block_out_channels") or [0]) >= SD_UNET_WIDTH
+
     @abstractmethod
     def default_size(self, pipe) -> tuple[int, int]:
         """(height, width) in pixels the model makes by default."""
@@ -110,11 +130,52 @@ class Backend(ABC):
     def size_multiple(self, pipe) -> int:
         """Heights and widths must be multiples of this many pixels."""
 
-    def check_num_frames(self, pipe, num_frames: int) -> None:
-        """Raise a ``ValueError`` with the remedy for a frame count ``pipe`` cannot take."""
-        least = 2 if self.first_frame_condition else 1
-        if not isinstance(num_frames, int) or num_frames < least:
-            raise ValueError(f"{self.title} needs at least {least} frames, got {num_frames}.")
+    # ------------------------------------------------------------------------------------------ frames
+    # The frame rule: counts ``least + k * step`` up to ``most`` (None: no bound), read from the pipeline when there
+    # is one; without one (the studio building its page) from the family's usual values.
+
+    def least_frames(self) -> int:
+        return 2 if self.first_frame_condition else 1
+
+    def frame_step(self, pipe=None) -> int:
+        return 1
+
+    def most_frames(self, pipe=None) -> int | None:
+        return None
+
+    def frame_rule(self, pipe=None) -> str:
+        """The rule in words, e.g. "Wan 2.1 takes 1 + 4k frames (1, 5, 9, ...)"."""
+        least, step, most = self.least_frames(), self.frame_step(pipe), self.most_frames(pipe)
+        if step > 1:
+            counts = ", ".join(str(least + k * step) for k in range(3))
+            return f"{self.title} takes {least} + {step}k frames ({counts}, ...{f', {most}' if most else ''})"
+        return f"{self.title} takes {least} to {most} frames" if most else f"{self.title} takes {least} frames or more"
+
+    def takes_frames(self, num_frames: Any, pipe=None) -> bool:
+        least, step, most = self.least_frames(), self.frame_step(pipe), self.most_frames(pipe)
+        return (isinstance(num_frames, int) and not isinstance(num_frames, bool) and num_frames >= least
+                and (num_frames - least) % step == 0 and (most is None or num_frames <= most))
+
+    def frames_within(self, num_frames: int, pipe=None) -> int:
+        """The largest count the family takes up to ``num_frames`` (the least it takes when none is that low)."""
+        least, step, most = self.least_frames(), self.frame_step(pipe), self.most_frames(pipe)
+        num_frames = min(num_frames, most) if most else num_frames
+        return least + max(0, (num_frames - least) // step) * step
+
+    def nearest_frames(self, num_frames: int, pipe=None) -> list[int]:
+        """The valid counts nearest ``num_frames``: the one below and the one above (one when they agree)."""
+        below = self.frames_within(num_frames, pipe)
+        above = below if below >= num_frames else below + self.frame_step(pipe)
+        return sorted({count for count in (below, above) if self.takes_frames(count, pipe)})
+
+    def check_num_frames(self, num_frames: Any, pipe=None, name: str = "frames") -> None:
+        """Raise a ``ValueError`` naming the setting ``name`` and the nearest counts the family takes."""
+        if self.takes_frames(num_frames, pipe):
+            return
+        nearest = ""
+        if isinstance(num_frames, int) and not isinstance(num_frames, bool):
+            nearest = " Nearest: " + " or ".join(str(count) for count in self.nearest_frames(num_frames, pipe)) + "."
+        raise ValueError(f"{name}: {self.frame_rule(pipe)}; got {num_frames}.{nearest}")
 
     # ------------------------------------------------------------------------------------------ generation
 
@@ -157,6 +218,16 @@ class Backend(ABC):
 
     # ------------------------------------------------------------------------------------------ LoRA
 
+    def lora_target_presets(self) -> dict[str, str]:
+        """Named choices of LoRA targets beyond module names: name -> the regex peft full-matches module names with."""
+        return {}
+
+    def lora_targets(self, names: list[str]) -> str | list[str]:
+        """peft's ``target_modules`` for ``lora_target_modules``: a preset's regex when it is one preset's name,
+        else the module names (each matching the modules whose name ends with it)."""
+        presets = self.lora_target_presets()
+        return presets[names[0]] if len(names) == 1 and names[0] in presets else list(names)
+
     def save_lora_weights(self, out_dir, state_dict: dict[str, torch.Tensor], metadata: dict) -> None:
         """Write a LoRA of the denoiser in the format the family's pipeline loads (``pipe.load_lora_weights``)."""
         self.pipeline_class.save_lora_weights(
@@ -194,7 +265,9 @@ class TextToVideoBackend(Backend):
         if image is not None or video is not None:
             raise ValueError(f"{self.title} makes videos from text alone: it takes no first-frame image and no video "
                              "to re-draw. Leave them empty, or serve a HuViDPO model for image-to-video.")
-        self.check_num_frames(pipe, settings.frames)
+        import torch
+
+        self.check_num_frames(settings.frames, pipe)
         default_height, default_width = self.default_size(pipe)
 
         def on_step_end(pipeline, step, timestep, callback_kwargs):

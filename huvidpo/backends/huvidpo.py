@@ -7,11 +7,12 @@ Its folders are HuViDPO pipelines, and what ``hub`` turns into one on load: a St
 
 from __future__ import annotations
 
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from huvidpo.backends.base import Backend
+
+if TYPE_CHECKING:
+    import torch
 
 
 class HuViDPOBackend(Backend):
@@ -50,6 +51,8 @@ class HuViDPOBackend(Backend):
 
     def generate(self, pipe, settings, image=None, step_callback: Callable[[int, int], None] | None = None, video=None,
                  strength: float = 1.0):
+        import torch
+
         from huvidpo.pipeline import denoising_steps
         from huvidpo.sampling import ADAIN_OPTIONS
 

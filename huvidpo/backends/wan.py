@@ -13,11 +13,16 @@ What is unusual here:
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from huvidpo.backends.base import TextToVideoBackend, flow_matching_input_and_target
 
+if TYPE_CHECKING:
+    import torch
+
 MAX_SEQUENCE_LENGTH = 512  # WanPipeline.__call__'s default text length; training encodes prompts the same way
+TEMPORAL_STRIDE = 4  # AutoencoderKLWan's frames per latent frame (after the first), as its config says
+SMALLEST_WIDTH = 12 * 128  # Wan 2.1 T2V 1.3B's transformer width (heads x head dim); 14B's is 40 x 128
 NATIVE_SIZE = (480, 832)  # Wan 2.1 T2V 1.3B's native (height, width); the transformer's config does not say it
 
 
@@ -27,6 +32,7 @@ class WanBackend(TextToVideoBackend):
     pipeline_class_names = ("WanPipeline",)
     denoiser_name = "transformer"
     first_frame_condition = False
+    default_frames = 33  # 2 s at Wan's 16 fps, as HuViDPO's 16 frames at 8 fps (WanPipeline's own default is 81: 5 s)
 
     @property
     def pipeline_class(self) -> type:
@@ -47,6 +53,8 @@ class WanBackend(TextToVideoBackend):
 
         from huvidpo.world.tiny import build_tokenizer
 
+        import torch
+
         torch.manual_seed(seed)
         tokenizer = build_tokenizer()
         text_encoder = UMT5EncoderModel(UMT5Config(
@@ -66,22 +74,28 @@ class WanBackend(TextToVideoBackend):
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
+    def full_size(self, denoiser_config: dict) -> bool:
+        """A transformer as wide as Wan 2.1's smallest (1.3B: 12 heads of 128), which has more parameters than
+        Stable Diffusion 1.x's UNet (0.86B)."""
+        width = denoiser_config.get("num_attention_heads", 0) * denoiser_config.get("attention_head_dim", 0)
+        return width >= SMALLEST_WIDTH
+
     def default_size(self, pipe) -> tuple[int, int]:
         return NATIVE_SIZE
 
     def size_multiple(self, pipe) -> int:
         return pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
 
-    def check_num_frames(self, pipe, num_frames: int) -> None:
-        step = pipe.vae_scale_factor_temporal
-        if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % step:
-            raise ValueError(f"{self.title}'s VAE takes 1 + {step}k frames (1, {1 + step}, {1 + 2 * step}, ..., 81); "
-                             f"got {num_frames}.")
+    def frame_step(self, pipe=None) -> int:
+        """The causal VAE encodes frame 0 alone, then ``step`` frames per latent frame."""
+        return pipe.vae_scale_factor_temporal if pipe is not None else TEMPORAL_STRIDE
 
     def call_kwargs(self, pipe) -> dict:
         return {"max_sequence_length": MAX_SEQUENCE_LENGTH}
 
     def encode_video(self, pipe, frames: torch.Tensor) -> torch.Tensor:
+        import torch
+
         vae = pipe.vae
         latents = vae.encode(frames.transpose(1, 2).to(vae.device, vae.dtype)).latent_dist.mode()  # b c f' h' w'
         mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-preload", action="store_true", help="Load the model on the first generation instead of at start-up.")
     fields = StudioConfig.__dataclass_fields__
     parser.add_argument("--replica", default=None, help=fields["replica"].metadata["help"])
+    parser.add_argument("--train-resolution", default=None, help=fields["train_resolution"].metadata["help"])
     for name in ("gold_rate", "overlap_share", "gold_threshold"):  # campaign quality control (help: StudioConfig's)
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None,
                             help=f"{fields[name].metadata['help']} Default {fields[name].default}.")
@@ -50,6 +51,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         preload_model=False if args.no_preload else None, replica=args.replica, gold_rate=args.gold_rate,
         overlap_share=args.overlap_share, gold_threshold=args.gold_threshold,
         leaderboard_min_votes=args.leaderboard_min_votes, leaderboard_resamples=args.leaderboard_resamples,
+        train_resolution=args.train_resolution,
     )
 
 

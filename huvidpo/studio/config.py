@@ -27,7 +27,9 @@ from typing import Any
 
 from huvidpo.annotation.pool import CATEGORY_PRESETS
 from huvidpo.annotation.stats import BOOTSTRAP_RESAMPLES, LEADERBOARD_MIN_VOTES
+from huvidpo.backends import model_family
 from huvidpo.generate import GenerationSettings
+from huvidpo.settings import parse_resolution
 from huvidpo.locations import (
     ASSETS_DIR,
     DEFAULT_MODEL_DIR,
@@ -84,7 +86,8 @@ class StudioConfig:
 
     model: str = field(
         default="",
-        metadata=_help(f"Video model: a HuViDPO or SD 1.x folder or Hub id. Empty: ${MODEL_ENV_VAR} or the embedded default."),
+        metadata=_help(f"Video model: a HuViDPO, SD 1.x, Wan 2.1 or AnimateDiff folder or Hub id (docs/models.md). Empty: "
+                       f"${MODEL_ENV_VAR} or the embedded default."),
     )
     image_model: str | None = field(
         default=None, metadata=_help("First-frame text-to-image model replacing the pipeline's own (e.g. mhdang/dpo-sdxl-text2image-v1).")
@@ -116,7 +119,8 @@ class StudioConfig:
     label_concurrency: int = field(default=16, metadata=_help("Label events (next pair, vote, undo) handled at once."))
     max_queue: int = field(default=64, metadata=_help("Requests waiting in the queue before new ones are refused."))
     default_frames: int | None = field(
-        default=None, metadata=_help("Frames preset in the Generate tab (None: GenerationSettings' default, up to max_frames).")
+        default=None, metadata=_help("Frames preset in the Generate tab (None: the model family's default, or the "
+                                     "largest count it takes up to max_frames).")
     )
     default_steps: int | None = field(
         default=None, metadata=_help("Denoising steps preset in the Generate tab (None: GenerationSettings' default, up to max_steps).")
@@ -126,14 +130,20 @@ class StudioConfig:
     max_upload_mb: int = field(default=10, metadata=_help("Largest upload (a first frame) in MB; an app without the Generate tab takes none."))
     keep_generated: int = field(default=500, metadata=_help("Generated clips kept in data_dir/generated (oldest deleted first)."))
     train_steps: int = field(default=100, metadata=_help("Steps preset in the Train tab: a short run (on the embedded default the taste plan, world.taste.TASTE_DPO; the CLI's default is DPOConfig's)."))
-    train_frames: int = field(default=8, metadata=_help("Frames per clip preset in the Train tab (on the embedded default the taste plan's; the CLI's default is DPOConfig's)."))
+    train_frames: int | None = field(default=None, metadata=_help("Frames per clip preset in the Train tab (None: the model family's default; on the embedded default the taste plan's)."))
     comparison_prompts: list[str] | None = field(
         default=None,
         metadata=_help("Fixed prompts of the before/after comparison shown when a run finishes (None: two prompts "
                        "the served model draws well, see ``suggested_prompts``)."),
     )
     comparison_seed: int = field(default=0, metadata=_help("Seed of the before/after comparison."))
-    comparison_frames: int = field(default=8, metadata=_help("Frames of the before/after clips."))
+    train_resolution: str | None = field(
+        default=None,
+        metadata=_help("Size of the Train tab's runs, 'SIZE' or 'HEIGHTxWIDTH' in pixels: the DPO pairs are trained and "
+                       "the before/after clips made at it. None: the model's native size (Wan 2.1's 480x832 needs a "
+                       "GPU; 240x416 is a quarter of its pixels)."),
+    )
+    comparison_frames: int | None = field(default=None, metadata=_help("Frames of the before/after clips (None: the model family's default)."))
     comparison_steps: int = field(default=10, metadata=_help("Denoising steps of the before/after clips."))
     sampler_seed: int | None = field(default=None, metadata=_help("Seed of the pair sampler (None: random)."))
     gold_rate: float = field(
@@ -180,14 +190,19 @@ class StudioConfig:
                      "keep_generated", "train_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        family = model_family(self.model)
+        if self.default_frames is None:
+            self.default_frames = family.frames_within(min(family.default_frames, self.max_frames))
         for name, settings_name, most in (("default_frames", "frames", self.max_frames), ("default_steps", "steps", self.max_steps)):
             spec = GenerationSettings.spec(settings_name)
             if getattr(self, name) is None:
                 setattr(self, name, min(spec.default, most))
             if not spec.metadata["min"] <= getattr(self, name) <= most:
                 raise ValueError(f"{name} must be in [{spec.metadata['min']}, {most}], got {getattr(self, name)}.")
-        if self.train_frames < 2:
-            raise ValueError(f"train_frames must be >= 2 (frame 0 is the clean condition), got {self.train_frames}.")
+        for name in ("default_frames", "train_frames", "comparison_frames"):  # what the served family takes
+            if getattr(self, name) is None:
+                setattr(self, name, family.default_frames)
+            family.check_num_frames(getattr(self, name), name=name)
         if not self.sync_every_minutes > 0:
             raise ValueError(f"sync_every_minutes must be > 0, got {self.sync_every_minutes}.")
         for name in ("gold_rate", "overlap_share"):
@@ -200,8 +215,10 @@ class StudioConfig:
             raise ValueError(f"gold_threshold is an accuracy from 0 to 1, got {self.gold_threshold}.")
         if self.comparison_prompts is None:
             self.comparison_prompts = list(self.suggested_prompts)
-        if not self.comparison_prompts or self.comparison_frames < 2 or self.comparison_steps < 1:
-            raise ValueError("The before/after comparison needs at least one prompt, >= 2 frames and >= 1 step.")
+        self.train_resolution = self.train_resolution or None
+        parse_resolution(self.train_resolution, "train_resolution")
+        if not self.comparison_prompts or self.comparison_steps < 1:
+            raise ValueError("The before/after comparison needs at least one prompt and >= 1 step.")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "StudioConfig":
@@ -222,6 +239,11 @@ class StudioConfig:
         if unknown:
             raise ValueError(f"Unknown studio settings {unknown}.")
         return cls(**values)
+
+    @property
+    def train_size(self) -> tuple[int, int] | None:
+        """``train_resolution`` as (height, width), or None for the model's native size."""
+        return parse_resolution(self.train_resolution, "train_resolution")
 
     # ------------------------------------------------------------------------------------------ paths
 

@@ -48,6 +48,7 @@ from huvidpo.generate import GenerationSettings
 from huvidpo.hub_calls import scrub_tokens
 from huvidpo.locations import check_hub_id, default_model_path, is_hub_id
 from huvidpo.studio.access import User, require_maintainer
+from huvidpo.backends import model_family
 from huvidpo.studio.config import StudioConfig
 from huvidpo.studio.generation import MODEL_BUILD_LOCK, import_model_stack
 from huvidpo.studio.gpu_turns import GpuTurns
@@ -275,12 +276,14 @@ class TrainingManager:
                 reference=request.reference,
                 output_dir="-",  # replaced by the run folder once it is claimed
                 max_steps=steps,
-                num_frames=preset["frames"] if request.frames is None else request.frames,
+                num_frames=request.frames if request.frames is not None else (
+                    model_family(request.model).default_frames if request.model else preset["frames"]),
                 checkpointing_steps=(
                     max(1, min(defaults["checkpointing_steps"], steps // 4)) if isinstance(steps, int)
                     else defaults["checkpointing_steps"]
                 ),
                 checkpoints_total_limit=CHECKPOINTS_KEPT,
+                resolution=self.config.train_resolution,
                 **self.plan_settings(),
                 **chosen,
             )
@@ -606,9 +609,12 @@ class TrainingManager:
         import torch
 
         comparison = []
+        height, width = self.config.train_size or (None, None)  # the size the LoRA was trained at
         for prompt in self.config.comparison_prompts:
             settings = GenerationSettings(
                 prompt=prompt,
+                height=height,
+                width=width,
                 frames=self.config.comparison_frames,
                 steps=self.config.comparison_steps,
                 image_steps=self.config.comparison_steps,

@@ -9,22 +9,22 @@ What is unusual here:
 - ``DPOConfig.preset`` ('ours' or the original HuViDPO code's optimizer settings) fills the fields it covers
   that are None: their dataclass default is None, so a value given explicitly (a flag, a YAML key or an argument)
   always wins over the preset, and a constructed config holds plain values (saved and resumed as they are).
-- No torch and no transformers here, so the studio can read the defaults while it builds its page.
+- No torch and no transformers here (the backends' module-level names cost none), so the studio can read the defaults while it builds its page.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huvidpo.backends.base import DEFAULT_LORA_TARGETS
 from huvidpo.data.preferences import CRITERIA, KEEP_OR_DROP, PREFERENCE_FORMATS, STUDIO
 from huvidpo.locations import check_hub_id
-from huvidpo.settings import MAX_SEED, check_settings, setting
+from huvidpo.settings import MAX_SEED, check_settings, parse_resolution, setting
 
-AUTO = "auto"  # mixed_precision: bf16 + gradient checkpointing for an SD-sized UNet on a CUDA GPU, else no
+AUTO = "auto"  # mixed_precision: bf16 + gradient checkpointing for an SD-sized denoiser on a CUDA GPU, else no
 MIXED_PRECISIONS = (AUTO, "no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "wandb")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -45,8 +45,10 @@ class TrainingConfig:
     )
     data: str = setting("", "Training data: a local folder with metadata.jsonl, or a Hub dataset id.")
     output_dir: str = setting("outputs/huvidpo", "Where outputs, metrics and checkpoints go.")
-    num_frames: int = setting(16, "Frames per training clip, frame 0 (the clean condition of a HuViDPO model) included; "
-                              "Wan 2.1 takes 1 + 4k frames (5, 9, ..., 81).", min=2, max=256)
+    num_frames: int | None = setting(
+        None, "Frames per training clip, frame 0 (the clean condition of a HuViDPO model) included. Default: the "
+        "model family's (Backend.default_frames); Wan 2.1 takes 1 + 4k frames (5, 9, ..., 81).", min=2, max=256,
+    )
     resolution: str | None = setting(
         None, "Training size, 'SIZE' or 'HEIGHTxWIDTH' in pixels (e.g. 320x512). Default: the model's native size."
     )
@@ -62,7 +64,8 @@ class TrainingConfig:
     mixed_precision: str = setting(
         AUTO,
         "Frozen weights in this dtype, trained ones in fp32. fp16 needs a GPU. 'auto': bf16, with gradient "
-        "checkpointing on, for a Stable Diffusion-sized UNet on a CUDA GPU (what a 24 GB card needs); 'no' otherwise.",
+        "checkpointing on, for a denoiser of Stable Diffusion's size or larger (a UNet as wide as SD 1.x's, Wan 2.1's "
+        "1.3B transformer or larger) on a CUDA GPU (what a 24 GB card needs); 'no' otherwise.",
         choices=MIXED_PRECISIONS,
     )
     gradient_checkpointing: bool = setting(False, "Recompute UNet activations in backward to save memory.")
@@ -117,16 +120,7 @@ class TrainingConfig:
     @property
     def size(self) -> tuple[int, int] | None:
         """``resolution`` as (height, width), or None for the model's native size."""
-        if self.resolution in (None, ""):
-            return None
-        match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(self.resolution))
-        if not match:
-            raise ValueError(f"resolution must be 'SIZE' or 'HEIGHTxWIDTH' (e.g. 320x512), got {self.resolution!r}.")
-        height = int(match.group(1))
-        width = int(match.group(2) or height)
-        if height < 8 or width < 8 or height % 8 or width % 8:
-            raise ValueError(f"resolution must be multiples of 8 pixels, got {height}x{width}.")
-        return height, width
+        return parse_resolution(self.resolution)
 
     def to_dict(self, include_secrets: bool = False) -> dict[str, Any]:
         """The settings as plain values (the hub token left out unless asked for)."""
@@ -300,9 +294,11 @@ class DPOConfig(TrainingConfig):
         None, _preset_help("lora_dropout", "Dropout on the LoRA branch's input while training."), min=0.0, max=0.9
     )
     lora_target_modules: list[str] = setting(
-        default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"],
-        help="Module names that get a LoRA (attention projections by default, every model family's default: for "
-        "AnimateDiff they include the motion modules' attention).",
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        help="Module names that get a LoRA (default: every model family's attention projections, "
+        f"{', '.join(DEFAULT_LORA_TARGETS)}; for AnimateDiff they include the motion modules' attention), or one "
+        "preset of the family: AnimateDiff's 'motion' (only the motion modules' attention: a motion LoRA) or "
+        "'spatial' (only the image UNet's attention).",
     )
     prompt_column: str = setting("prompt", "Column with the prompt.")
     chosen_column: str = setting("video_w", "Column with the preferred (winner) video.")

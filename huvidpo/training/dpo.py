@@ -88,19 +88,23 @@ def add_dpo_lora(unet, config: DPOConfig, adapter_name: str) -> None:
         )
     unet.requires_grad_(False)
 
+    backend = backend_for(unet)
+
     def lora() -> LoraConfig:
         return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          init_lora_weights="gaussian",
-                          target_modules=list(config.lora_target_modules))
+                          init_lora_weights="gaussian", target_modules=backend.lora_targets(config.lora_target_modules))
 
     names = [adapter_name] if config.reference == "base" else [REFERENCE_ADAPTER, adapter_name]
     for name in names:  # the trained adapter last: add_adapter makes it the active, trainable one
         try:
             unet.add_adapter(lora(), adapter_name=name)
         except ValueError as err:
-            raise ValueError(f"lora_target_modules {config.lora_target_modules} do not fit this model: {err}") from err
+            presets = sorted(backend.lora_target_presets())
+            presets = f" or one of its presets {presets}" if presets else ""
+            raise ValueError(f"lora_target_modules {config.lora_target_modules} do not fit this {backend.title} model: "
+                             f"give module names{presets}. ({err})") from err
         if config.reference == "previous":
-            check_previous_lora(config, backend_for(unet))
+            check_previous_lora(config, backend)
             restore_lora(unet, config.previous_lora, adapter_name=name)
     unet.set_adapter(adapter_name)
 
@@ -250,7 +254,7 @@ class DPOTrainer(Trainer):
 
     def prepare(self, pipe) -> None:
         config = self.config
-        self.backend.check_num_frames(pipe, config.num_frames)
+        self.backend.check_num_frames(config.num_frames, pipe, name="num_frames")
         total = self.noise_scheduler.config.num_train_timesteps
         if max(config.min_timestep + 1, config.max_timestep or 0) > total:
             raise ValueError(f"min_timestep/max_timestep ({config.min_timestep}/{config.max_timestep}) go past the "

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -182,15 +182,20 @@ class Trainer:
         from accelerate.utils import set_seed
         from diffusers.training_utils import cast_training_params
 
-        from huvidpo.backends import backend_for
+        from huvidpo.backends import backend_for, model_family
+        from huvidpo.locations import default_model_path
 
         # 1. Data: columns and files are checked before any model work
         self.data = self.load_data(self.dataset if self.dataset is not None else self.config.data)
 
         # 2. Precision, devices, output folder, resume point
-        unet_config = (backend_for(self.pipe).denoiser(self.pipe).config if self.pipe is not None
-                       else read_unet_config(self.config.model))
-        config, chosen = resolve_auto_precision(self.config, unet_config, torch.cuda.is_available())
+        if self.pipe is not None:
+            backend = backend_for(self.pipe)
+            denoiser_config = dict(backend.denoiser(self.pipe).config)
+        else:
+            backend = model_family(self.config.model)
+            denoiser_config = backend.read_denoiser_config(self.config.model or default_model_path())
+        config, chosen = resolve_auto_precision(self.config, backend, denoiser_config)
         self.config = config
         if chosen:
             logger.warning("%s", chosen)
@@ -209,6 +214,8 @@ class Trainer:
         #    what is trained
         pipe = self.pipe = self.pipe if self.pipe is not None else load_training_pipeline(config.model)
         self.backend = backend_for(pipe)
+        if config.num_frames is None:  # the family's clip length (config.yaml keeps None: a resume resolves it again)
+            config = self.config = replace(config, num_frames=self.backend.default_frames)
         self.size = training_size(config, pipe, self.backend)
         self.noise_scheduler = self.backend.training_scheduler(pipe)
         self.denoiser = self.backend.denoiser(pipe)
@@ -353,34 +360,21 @@ class Trainer:
 
 # ---------------------------------------------------------------------------------------------- setup
 
-SD_SIZED_CHANNELS = 1280  # Stable Diffusion 1.x's widest UNet block; the embedded default's is a fraction of it
-
-
-def read_unet_config(model: str) -> dict | None:
-    """The UNet config of ``model`` (a folder or Hub id; empty: the embedded default) without loading weights."""
-    from huvidpo.hub import ModelLoadError, read_model_json
-    from huvidpo.locations import default_model_path
-
-    try:
-        return read_model_json(model or default_model_path(), "unet/config.json")
-    except (ModelLoadError, OSError, ValueError):
-        return None  # loading the model will say what is wrong
-
-
-def resolve_auto_precision(config: TrainingConfig, unet_config: Any, cuda: bool) -> tuple[TrainingConfig, str | None]:
-    """``mixed_precision='auto'`` made concrete: bf16 with gradient checkpointing for a UNet as wide as Stable
-    Diffusion's on a CUDA GPU (16 frames of 320x512 then fit 24 GB: ``bench/realsize.py``), 'no' otherwise.
+def resolve_auto_precision(config: TrainingConfig, backend, denoiser_config: dict | None,
+                           cuda: bool | None = None) -> tuple[TrainingConfig, str | None]:
+    """``mixed_precision='auto'`` made concrete: bf16 with gradient checkpointing for a denoiser its family calls
+    Stable Diffusion-sized or larger (:meth:`~huvidpo.backends.Backend.full_size`) on a CUDA GPU (16 frames of
+    320x512 then fit 24 GB: ``bench/realsize.py``), 'no' otherwise. ``cuda`` None: whether torch sees a CUDA GPU.
     Returns the settings to train with and, when it chose bf16, the sentence that says so."""
-    import dataclasses
-
     if config.mixed_precision != AUTO:
         return config, None
-    widths = list((unet_config or {}).get("block_out_channels") or [0])
-    if not (cuda and max(widths) >= SD_SIZED_CHANNELS):
-        return dataclasses.replace(config, mixed_precision="no"), None
-    chosen = dataclasses.replace(config, mixed_precision="bf16", gradient_checkpointing=True)
-    return chosen, ("A Stable Diffusion-sized UNet on a CUDA GPU: training in bf16 with gradient checkpointing "
-                    "(mixed_precision 'auto'; set mixed_precision to 'no' or 'bf16' to choose yourself).")
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if not (cuda and denoiser_config and backend.full_size(denoiser_config)):
+        return replace(config, mixed_precision="no"), None
+    chosen = replace(config, mixed_precision="bf16", gradient_checkpointing=True)
+    return chosen, (f"A {backend.title} model of Stable Diffusion's size or larger on a CUDA GPU: training in bf16 with "
+                    "gradient checkpointing (mixed_precision 'auto'; set mixed_precision to 'no' or 'bf16' to choose "
+                    "yourself).")
 
 
 def make_accelerator(config: TrainingConfig):
