@@ -30,7 +30,7 @@ from PIL import Image
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.hub import load_pipeline
 from huvidpo.locations import default_model_path
-from huvidpo.world.build import train_text_to_image
+from huvidpo.world.build import BuildPlan, train_text_to_image
 from huvidpo.world.clips import render_clip, sample_specs
 from huvidpo.world.oracle import read_clip
 
@@ -79,8 +79,10 @@ def main() -> None:
     print(json.dumps(result["first_frame_model"]), flush=True)
     if args.first_frame_more_steps:
         image_pipe.unet.requires_grad_(True)
-        train_text_to_image(image_pipe, steps=args.first_frame_more_steps, batch_size=32, lr=args.lr, num_images=20000,
-                            text_lr=0.0, seed=7, unstated_speed_prob=0.5, wording_prob=0.5, log=lambda s: print(s, flush=True))
+        plan = BuildPlan()  # the shipped build's first-frame data and batch
+        train_text_to_image(image_pipe, steps=args.first_frame_more_steps, batch_size=plan.t2i_batch, lr=args.lr,
+                            num_images=plan.t2i_images, text_lr=0.0, seed=7, unstated_speed_prob=plan.unstated_speed_prob,
+                            wording_prob=plan.wording_prob, log=lambda s: print(s, flush=True))
         image_pipe.unet.requires_grad_(False)
         result["first_frame_more"] = {"steps": args.first_frame_more_steps, "lr": args.lr, **first_frame_squares(image_pipe)}
         print(json.dumps(result["first_frame_more"]), flush=True)
