@@ -78,13 +78,19 @@ def test_3_a_failed_push_is_retried_with_backoff_not_after_the_whole_interval(tm
     assert status["pushes_failed"] == 2 and status["pushes_ok"] == 1 and status["pending"] == 0
 
 
+# app.py as `python app.py ARGS` runs it, with every thread's stack dumped on SIGUSR1 (what a hang shows)
+DUMPS_STACKS_ON_SIGUSR1 = ("import faulthandler, runpy, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+                           "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
 def test_3_ctrl_c_ends_the_app_promptly_when_the_hub_stalls(tmp_path):
     data = data_with_a_vote(tmp_path / "data")
     with fake_hub("stall") as url:
         env = {**os.environ, "HF_ENDPOINT": url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": FAKE_TOKEN,
                "HUVIDPO_HUB_TIMEOUT": "2", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(free_port()), "--tabs", "label", "--data-dir", str(data), "--votes-repo", "me/votes"],
+            [sys.executable, "-c", DUMPS_STACKS_ON_SIGUSR1, "app.py", "--port", str(free_port()), "--tabs", "label",
+             "--data-dir", str(data), "--votes-repo", "me/votes"],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         lines: list[str] = []
@@ -102,7 +108,12 @@ def test_3_ctrl_c_ends_the_app_promptly_when_the_hub_stalls(tmp_path):
             assert serving.wait(timeout=120) and process.poll() is None, "".join(lines)
             process.send_signal(signal.SIGINT)
             started = time.monotonic()
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # say where it hangs: every thread's stack, then the output
+                process.send_signal(signal.SIGUSR1)
+                time.sleep(3)
+                pytest.fail("the app still runs 60 s after Ctrl-C; its output and stacks:\n" + "".join(lines))
             assert time.monotonic() - started < 45, "".join(lines)
         finally:
             if process.poll() is None:

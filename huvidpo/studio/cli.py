@@ -71,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # bad flags, a model that cannot be loaded: say what to do, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    _, local_url, share_url = demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True, quiet=True,
-    )
-    print(f"HuViDPO Studio is serving at {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
-    print(f"Data (votes, pool, runs, exports) in {config.root}", flush=True)
-    try:
+    try:  # a Ctrl-C at any point after the build (even mid-launch) still stops the vote sync with its final push
+        _, local_url, share_url = demo.launch(
+            server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True, quiet=True,
+        )
+        print(f"HuViDPO Studio is serving at {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
+        print(f"Data (votes, pool, runs, exports) in {config.root}", flush=True)
         demo.block_thread()
     except KeyboardInterrupt:
-        pass
+        demo.close()
     finally:
         if demo.services["labeling"] is not None:
             demo.services["labeling"].close()
