@@ -7,8 +7,10 @@ frames; (4) the image UNet is inflated to video and (5) stage 1 trains its tempo
 ``attn1.to_q`` on world clips with ``huvidpo.training.train_stage1``. The result is a HuViDPO pipeline folder with the text-to-image
 pipeline as its first-frame model, plus a model card.
 
-    python scripts/build_embedded_default.py --out assets/huvidpo-tiny          # the shipped one (56 min on 2 cores)
+    python scripts/build_embedded_default.py --out assets/huvidpo-tiny          # the shipped one (its card's build history says how long)
     python scripts/build_embedded_default.py --out /tmp/tiny --quick            # a smoke run in ~1 minute
+    python scripts/build_embedded_default.py --out /tmp/cand --stage1_steps 3000 --image-from assets/huvidpo-tiny
+                                                                                # a candidate: any BuildPlan field is a flag
 
 Departures from the real recipe, because everything here starts from random weights: stage 1 uses a
 higher learning rate (1e-3 instead of 3e-5) and no horizontal flip (a flipped "moving left" clip would
@@ -23,16 +25,18 @@ model drew the asked background on 25% of held-out prompts after 700 steps with 
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
+from transformers import HfArgumentParser
 
 from huvidpo.world.build import QUICK, BuildPlan, build
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Train the embedded default checkpoint on the synthetic world.")
+    # every BuildPlan field is a flag too (--stage1_steps 500 ...): a candidate recipe is tried without editing code
+    parser = HfArgumentParser(BuildPlan, description="Train the embedded default checkpoint on the synthetic world.")
     parser.add_argument("--out", type=Path, default=Path("assets/huvidpo-tiny"), help="Output pipeline folder.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of every stage.")
     parser.add_argument("--quick", action="store_true", help="A few steps of each stage (smoke test).")
@@ -42,11 +46,12 @@ def main() -> None:
                              "plan for build steps 1-3, and train only the video steps (4-5).")
     parser.add_argument("--vae-from", type=Path, default=None,
                         help="Reuse the VAE of an earlier build with the same plan and seed instead of training it.")
-    args = parser.parse_args()
+    plan, args = parser.parse_args_into_dataclasses()
+    if args.quick:  # the smoke plan, with any field given on the command line
+        plan = replace(QUICK, **{f.name: getattr(plan, f.name) for f in fields(BuildPlan) if getattr(plan, f.name) != f.default})
     if args.threads:
         torch.set_num_threads(args.threads)
-    build(args.out, QUICK if args.quick else BuildPlan(), seed=args.seed, log=lambda s: print(s, flush=True), vae_from=args.vae_from,
-          image_from=args.image_from)
+    build(args.out, plan, seed=args.seed, log=lambda s: print(s, flush=True), vae_from=args.vae_from, image_from=args.image_from)
 
 
 if __name__ == "__main__":

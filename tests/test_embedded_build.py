@@ -11,8 +11,14 @@ from huvidpo.world.build import QUICK, build, train_vae, world_random_frames
 from huvidpo.world.tiny import BASE_WORDS, build_tokenizer, tiny_vae
 
 
-def test_quick_build_produces_a_loadable_pipeline_with_a_card(tmp_path):
-    out = build(tmp_path / "tiny", QUICK, seed=0, log=lambda line: None)
+@pytest.fixture(scope="module")
+def quick_build(tmp_path_factory):
+    """The smoke plan built once from nothing (seed 0); the tests below only read it."""
+    return build(tmp_path_factory.mktemp("quick") / "tiny", QUICK, seed=0, log=lambda line: None)
+
+
+def test_quick_build_produces_a_loadable_pipeline_with_a_card(quick_build):
+    out = quick_build
     summary = json.loads((out / "build.json").read_text())
     assert summary["plan"]["stage1_steps"] == QUICK.stage1_steps and summary["stage1_final_loss"] is not None
     assert "synthetic world" in (out / "README.md").read_text()
@@ -24,8 +30,8 @@ def test_quick_build_produces_a_loadable_pipeline_with_a_card(tmp_path):
     assert frames.shape == (1, 4, 64, 64, 3)
 
 
-def test_a_build_can_take_the_image_stages_of_an_earlier_one_and_retrain_only_the_video_stages(tmp_path):
-    first = build(tmp_path / "first", QUICK, seed=0, log=lambda line: None)
+def test_a_build_can_take_the_image_stages_of_an_earlier_one_and_retrain_only_the_video_stages(tmp_path, quick_build):
+    first = quick_build
     (tmp_path / "again").mkdir()  # a rebuild in place keeps the card's build history
     (tmp_path / "again" / "README.md").write_text("# old card\n\n## Build history\n\n| 2026-11-24 | first |\n")
     again = build(tmp_path / "again", replace(QUICK, stage1_prompt_dropout=0.5, temporal_kernel_size=5), seed=0, log=lambda line: None,
@@ -43,6 +49,18 @@ def test_a_build_can_take_the_image_stages_of_an_earlier_one_and_retrain_only_th
     assert card.endswith("## Build history\n\n| 2026-11-24 | first |\n")
     with pytest.raises(ValueError, match="t2i_steps"):
         build(tmp_path / "other", replace(QUICK, t2i_steps=QUICK.t2i_steps + 1), seed=0, log=lambda line: None, image_from=first)
+    with pytest.raises(ValueError, match="t2i_refine_steps"):  # a second first-frame cycle is an image-stage change too
+        build(tmp_path / "other", replace(QUICK, t2i_refine_steps=2), seed=0, log=lambda line: None, image_from=first)
+
+
+def test_the_second_first_frame_cycle_trains_the_first_frame_model_on(tmp_path, quick_build):
+    plain = quick_build
+    lines = []
+    refined = build(tmp_path / "refined", replace(QUICK, t2i_refine_steps=2), seed=0, log=lines.append)
+    assert any("second cycle: 2 steps" in line for line in lines)
+    a, b = load_pipeline(str(plain)).image_pipeline.unet, load_pipeline(str(refined)).image_pipeline.unet
+    assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert "then 2 more at lr 0.0003" in (refined / "README.md").read_text()
 
 
 def test_a_short_world_training_run_lowers_the_loss():

@@ -48,6 +48,17 @@ def test_unstated_speed_prompts_name_no_speed_and_start_where_fast_fits():
         assert (track_end - half >= 0).all() and (track_end + half <= 64).all()
 
 
+def test_speed_twins_show_every_speedless_first_frame_at_both_speeds():
+    specs = sample_specs(401, seed=1, unstated_speed_prob=0.5, wording_prob=0.5, speed_twins=True)
+    unstated = [s for s in specs if not s.speed_stated]
+    assert len(specs) == 401 and 0.4 < len(unstated) / len(specs) < 0.6  # still the share of clips asked for
+    twins = [(a, b) for a, b in zip(specs, specs[1:]) if not a.speed_stated and b == replace(a, speed=b.speed) and a.speed != b.speed]
+    assert len(twins) >= len(unstated) // 2 - 1  # each speedless draw is followed by its twin at the other speed
+    for a, b in twins:  # same prompt, same first frame
+        assert a.prompt == b.prompt and np.array_equal(render_clip(a, 1, 64), render_clip(b, 1, 64))
+    assert abs(sum(s.speed == "quickly" for s in unstated) - sum(s.speed == "slowly" for s in unstated)) <= 1
+
+
 def test_streams_without_the_new_mixes_are_unchanged():
     # Seeds of the old world must give the same specs: the new draws happen only when asked for.
     old = sample_specs(20, seed=9)

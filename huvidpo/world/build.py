@@ -336,12 +336,18 @@ class BuildPlan:
     t2i_batch: int = 32
     t2i_images: int = 20000
     t2i_foreground_weight: float = 1.0
+    # A second first-frame cycle (new batches, its own cosine schedule) at a lower learning rate: the first-frame UNet
+    # is also the video UNet's spatial prior, and 3000 steps leave it tying unrelated words to the shape
+    # (research/2026-12-03-squares-first-frame-and-motion.md). 0: none.
+    t2i_refine_steps: int = 0
+    t2i_refine_lr: float = 3e-4
     temporal_gate: str = "channel"
     temporal_kernel_size: int = 3  # frames each causal temporal conv sees (LAMP: 3)
     stage1_steps: int = 2000
     stage1_batch: int = 2
     stage1_lr: float = 1e-3
     stage1_prompt_dropout: float = 0.0
+    stage1_speed_twins: bool = False  # each speedless stage-1 clip has a twin at the other speed (world.clips.sample_specs)
     # Shares of training prompts (text encoder, first frames, stage-1 clips) that leave the speed out (the clip then
     # moves slowly or quickly, 50/50: the unprompted mode) and that are worded other than canonically.
     unstated_speed_prob: float = 0.5
@@ -356,14 +362,16 @@ QUICK = BuildPlan(vae_steps=5, text_steps=5, t2i_steps=5, t2i_batch=4, t2i_image
 
 
 IMAGE_STAGES = ("vae_steps", "vae_foreground_weight", "zero_terminal_snr", "text_steps", "t2i_steps", "t2i_batch",
-                "t2i_images", "t2i_foreground_weight", "check_prompts", "unstated_speed_prob", "wording_prob")  # the plan of build steps 1-3
+                "t2i_images", "t2i_foreground_weight", "t2i_refine_steps", "t2i_refine_lr", "check_prompts", "unstated_speed_prob",
+                "wording_prob")  # the plan of build steps 1-3
 
 
 def reuse_image_stages(image_from: Path, plan: BuildPlan, seed: int):
     """The VAE, text encoder and first-frame model (build steps 1-3) of an earlier build of the same seed and
     plan for those steps, with that build's summary of them; anything else is refused, so a build never mixes two recipes."""
     earlier = json.loads((image_from / "build.json").read_text())
-    mismatched = [k for k in IMAGE_STAGES if earlier["plan"].get(k) != getattr(plan, k)]
+    defaults = BuildPlan()  # a build from before a field existed used its default
+    mismatched = [k for k in IMAGE_STAGES if earlier["plan"].get(k, getattr(defaults, k)) != getattr(plan, k)]
     if earlier["seed"] != seed or mismatched or earlier.get("image_from") or earlier.get("vae_from"):
         raise ValueError(f"{image_from} was not built from nothing with this seed and plan for build steps 1-3 (differs in {mismatched or 'seed/origin'}).")
     image_pipe = HuViDPOPipeline.from_pretrained(image_from).image_pipeline
@@ -376,7 +384,8 @@ def reuse_image_stages(image_from: Path, plan: BuildPlan, seed: int):
 def stage1_plan(plan: BuildPlan, workdir: Path, seed: int) -> Stage1Config:
     """Build step 5's stage-1 run: the world's clips (written to ``workdir/world``) and the trainer's settings."""
     world = generate_world(workdir / "world", plan.world_clips, seed=seed + 7, num_frames=plan.num_frames,
-                           unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob)
+                           unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob,
+                           speed_twins=plan.stage1_speed_twins)
     return Stage1Config(
         data=str(world),
         output_dir=str(workdir / "stage1"),
@@ -469,6 +478,13 @@ def train_image_stages(plan: BuildPlan, seed: int, log, vae_from: Path | None):
         foreground_weight=plan.t2i_foreground_weight, seed=seed, log=log,
         unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob,
     )
+    if plan.t2i_refine_steps:
+        log(f"first-frame model, second cycle: {plan.t2i_refine_steps} steps at lr {plan.t2i_refine_lr}")
+        train_text_to_image(
+            image_pipe, steps=plan.t2i_refine_steps, batch_size=plan.t2i_batch, lr=plan.t2i_refine_lr, num_images=plan.t2i_images,
+            text_lr=0.0, foreground_weight=plan.t2i_foreground_weight, seed=seed + 7, log=log,
+            unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob,
+        )
     image_pipe.unet.requires_grad_(False)
 
     first_frames = first_frame_accuracy(image_pipe, make_prompt_set("heldout", plan.check_prompts), steps=25)
@@ -515,8 +531,8 @@ quickly, the unprompted mode a labeler's taste can move with DPO (see the projec
 |---|---|
 | VAE (AutoencoderKL, 4x down, 4 latent channels) | {plan['vae_steps']} steps on world frames |
 | text encoder (CLIPTextModel, frozen after) | {plan['text_steps']} steps naming each prompt's attributes from its states |
-| first-frame model (UNet2DConditionModel) | {plan['t2i_steps']} steps x {plan['t2i_batch']} first frames |
-| video UNet (inflated, {plan['temporal_gate']} temporal gates, {plan['temporal_kernel_size']}-frame temporal convs; stage 1: temporal layers + attn1.to_q) | {plan['stage1_steps']} steps x {plan['stage1_batch']} clips, lr {plan['stage1_lr']} |
+| first-frame model (UNet2DConditionModel) | {plan['t2i_steps']} steps x {plan['t2i_batch']} first frames{_refine(plan)} |
+| video UNet (inflated, {plan['temporal_gate']} temporal gates, {plan['temporal_kernel_size']}-frame temporal convs; stage 1: temporal layers + attn1.to_q) | {plan['stage1_steps']} steps x {plan['stage1_batch']} clips, lr {plan['stage1_lr']}{", each speedless clip with its twin at the other speed" if plan.get('stage1_speed_twins') else ""} |
 
 Built in {summary['minutes']} minutes{_reused(summary)} (seed {summary['seed']}, torch {summary['torch']}); stage-1 final loss
 {summary['stage1_final_loss']}. The first-frame model alone, on {plan['check_prompts']} held-out prompts x 2
@@ -524,6 +540,12 @@ seeds, draws the asked shape / colour / background in {_rates(summary['first_fra
 (per the oracle). Video evaluation figures are in the project README.
 
 """ + history)
+
+
+def _refine(plan: dict) -> str:
+    if plan.get("t2i_refine_steps"):
+        return f", then {plan['t2i_refine_steps']} more at lr {plan['t2i_refine_lr']}"
+    return ""
 
 
 def _reused(summary: dict) -> str:

@@ -352,12 +352,24 @@ def _split_combos(split: Split, holdout_seed: int = 0) -> list[Combo]:
 
 def sample_specs(
     num_clips: int, seed: int = 0, split: Split = "train", num_frames: int = 16, distractor_prob: float = 0.0,
-    unstated_speed_prob: float = 0.0, wording_prob: float = 0.0,
+    unstated_speed_prob: float = 0.0, wording_prob: float = 0.0, speed_twins: bool = False,
 ) -> list[ClipSpec]:
-    """``num_clips`` specs drawn deterministically from the combinations of ``split`` (see :func:`sample_clip_spec`)."""
+    """``num_clips`` specs drawn deterministically from the combinations of ``split`` (see :func:`sample_clip_spec`).
+
+    ``speed_twins``: each spec whose prompt leaves the speed out is followed by its twin at the other speed (same
+    prompt, same first frame), so for every such prompt and first frame the data shows both modes equally often;
+    ``unstated_speed_prob`` stays the share of *clips* that leave the speed out (each draw leaves it out with
+    p / (2 - p), and such a draw makes two clips)."""
     combos = _split_combos(split)
     rng = np.random.default_rng(seed)
-    return [sample_clip_spec(rng, combos, num_frames, distractor_prob, unstated_speed_prob, wording_prob) for _ in range(num_clips)]
+    draw_prob = unstated_speed_prob / (2 - unstated_speed_prob) if speed_twins else unstated_speed_prob
+    specs: list[ClipSpec] = []
+    while len(specs) < num_clips:
+        spec = sample_clip_spec(rng, combos, num_frames, distractor_prob, draw_prob, wording_prob)
+        specs.append(spec)
+        if speed_twins and not spec.speed_stated:
+            specs.append(replace(spec, speed=next(s for s in SPEEDS if s != spec.speed)))
+    return specs[:num_clips]
 
 
 def world_frames(
@@ -387,8 +399,10 @@ def generate_world(
     distractor_prob: float = 0.0,
     unstated_speed_prob: float = 0.0,
     wording_prob: float = 0.0,
+    speed_twins: bool = False,
 ) -> Path:
-    """Write ``out_dir/videos/*.mp4`` and ``out_dir/metadata.jsonl`` (file_name, prompt, spec).
+    """Write ``out_dir/videos/*.mp4`` and ``out_dir/metadata.jsonl`` (file_name, prompt, spec) of the specs
+    :func:`sample_specs` draws.
 
     ``file_name`` is relative to ``out_dir`` (the `datasets` folder convention). Videos listed
     by an existing ``metadata.jsonl`` are deleted first, so the folder matches its metadata;
@@ -401,7 +415,7 @@ def generate_world(
         for row in read_world_metadata(out_dir):
             (out_dir / row["file_name"]).unlink(missing_ok=True)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    specs = sample_specs(num_clips, seed, split, num_frames, distractor_prob, unstated_speed_prob, wording_prob)
+    specs = sample_specs(num_clips, seed, split, num_frames, distractor_prob, unstated_speed_prob, wording_prob, speed_twins)
     lines = []
     for i, spec in enumerate(specs):
         file_name = f"videos/{split}_{seed}_{i:05d}.mp4"
