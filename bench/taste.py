@@ -221,6 +221,13 @@ def write_result(out: Path, result: dict[str, Any]) -> dict[str, Any]:
 CURVE_KEYS = ("votes", "seeds", "pairs", "preferred_share_dpo", "win_rate", "faithfulness_dpo")
 
 
+def heldout_setup(plan: TastePlan) -> tuple[GenerationSettings, list[str], list[int]]:
+    """What the base and every DPO LoRA are measured on: the settings, the held-out speedless prompts and the seeds."""
+    settings = GenerationSettings(prompt="-", frames=plan.frames, steps=plan.steps, image_steps=plan.steps)
+    heldout = make_prompt_set("heldout", plan.heldout_prompts, seed=1, unstated_speed_prob=1.0)
+    return settings, heldout, list(range(plan.eval_seeds))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="Pipeline to measure (default: the embedded default).")
@@ -246,10 +253,8 @@ def main() -> None:
     root = args.root / ("quick" if args.quick else "full")
     root.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(args.model)
-    settings = GenerationSettings(prompt="-", frames=plan.frames, steps=plan.steps, image_steps=plan.steps)
+    settings, heldout, seeds = heldout_setup(plan)
     train = make_prompt_set("train", plan.pool_prompts, seed=2, unstated_speed_prob=1.0)
-    heldout = make_prompt_set("heldout", plan.heldout_prompts, seed=1, unstated_speed_prob=1.0)
-    seeds = list(range(plan.eval_seeds))
 
     base_cache = root / "heldout-base.json"
     key = {"model": args.model, "prompts": heldout, "seeds": seeds, "frames": plan.frames, "steps": plan.steps}
