@@ -131,6 +131,50 @@ def test_dpo_moves_only_the_lora(backend, dpo_runs):
     assert lora_moved and all(lora_moved)  # every B (zero at the start) took a step
 
 
+# The fixture's 2-step runs before the text encoder left the accelerator during training (2892f54, one thread): the
+# losses and the summed |LoRA| after the run. Moving the text encoder changes no number, on any device.
+DPO_REGRESSION = {
+    "huvidpo": ([0.6931471824645996, 0.7017640471458435], 3710.353528407759, 203.5948450830765),
+    "wan": ([0.6931471824645996, 0.6974973082542419], 212.17273743404076, 12.444287491496652),
+    "animatediff": ([0.6931471824645996, 0.6942087411880493], 6300.104626755463, 405.7034958046861),
+}
+
+
+@pytest.mark.parametrize("backend", CASES)
+def test_the_text_encoder_only_encodes_before_the_steps_and_the_lora_is_unchanged(backend, dpo_runs):
+    """The text encoder runs while the pairs are encoded, then never again: no call once the denoiser's first
+    call (step 1) has happened; the run trains the LoRA it trained before the encoder left the accelerator."""
+    _, _, pipe, rows, calls = dpo_runs[backend.name]
+    first_step = calls.index("denoiser")
+    assert "text" in calls[:first_step] and "text" not in calls[first_step:]
+    losses, lora_sum, lora_b_sum = DPO_REGRESSION[backend.name]
+    lora = {key: p.detach().double() for key, p in backend.denoiser(pipe).named_parameters() if "lora_" in key}
+    assert [row["loss"] for row in rows] == pytest.approx(losses, rel=1e-5)
+    assert sum(p.abs().sum() for p in lora.values()).item() == pytest.approx(lora_sum, rel=1e-4)
+    assert sum(p.abs().sum() for key, p in lora.items() if "lora_B" in key).item() == pytest.approx(lora_b_sum, rel=1e-4)
+
+
+def test_training_steps_run_with_the_text_encoder_in_cpu_memory_and_it_comes_back(monkeypatch):
+    """What the trainer wraps its loop in: on an accelerator (a CUDA device here, by name: nothing runs on it) the
+    text encoder goes to the CPU for the loop and back where it was after it, even when the loop fails; on a CPU
+    nothing moves."""
+    from huvidpo.training.trainer import text_encoder_offloaded
+
+    pipe = WAN.tiny_pipeline(seed=0)
+    moves = []
+    move = pipe.text_encoder.to
+    monkeypatch.setattr(pipe.text_encoder, "to", lambda device: moves.append(str(device)) or move(device))
+    with text_encoder_offloaded(pipe, torch.device("cuda")):
+        assert moves == ["cpu"]
+    assert moves == ["cpu", "cpu"]  # back to its device before the loop (the CPU here)
+    with pytest.raises(RuntimeError, match="step failed"), text_encoder_offloaded(pipe, torch.device("cuda", 1)):
+        raise RuntimeError("step failed")
+    assert len(moves) == 4
+    with text_encoder_offloaded(pipe, torch.device("cpu")):
+        pass
+    assert len(moves) == 4
+
+
 @pytest.mark.parametrize("backend", CASES)
 def test_saved_lora_loads_with_the_familys_own_diffusers_loader(backend, dpo_runs):
     _, result, trained_pipe, *_ = dpo_runs[backend.name]
