@@ -10,6 +10,7 @@ A Wan 2.1 or AnimateDiff folder is loaded as its own diffusers pipeline: ``model
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from .pipeline import HuViDPOPipeline
 
 SDXL_BASE_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 DEFAULT_ADAPTER = "huvidpo"
+
+logger = logging.getLogger(__name__)
 
 
 def load_image_pipeline(
@@ -69,10 +72,15 @@ def load_pipeline(
     image_model: str | None = None,
     image_model_base: str = SDXL_BASE_ID,
     device: str | torch.device | None = None,
-    torch_dtype: torch.dtype = torch.float32,
+    torch_dtype: torch.dtype | None = None,
+    runs_on: str | torch.device | None = None,
 ) -> DiffusionPipeline:
     """Load a video pipeline by local path or Hub id, with the backend its ``model_index.json`` names
     (:func:`huvidpo.backends.backend_for`).
+
+    Its dtype, unless ``torch_dtype`` is given, follows the precision rule for the device it will run on
+    (:meth:`~huvidpo.backends.Backend.load_dtype`): bf16 for a full-size model on a CUDA GPU (a family's
+    ``fp32_components``, Wan's VAE, stay fp32), fp32 otherwise; a bf16 choice is logged.
 
     Args:
         model: a saved HuViDPO pipeline, a Stable Diffusion 1.x pipeline to inflate, a local LAMP/HuViDPO pipeline
@@ -82,6 +90,9 @@ def load_pipeline(
             None keeps the saved one (an inflated SD model then needs an uploaded first frame). Only for models
             conditioned on a first frame.
         image_model_base: base pipeline for a UNet-only ``image_model``.
+        device: where to put the pipeline (None: leave it on the CPU).
+        runs_on: the device the dtype is chosen for, when it is not ``device`` (a training run loads on the CPU and
+            moves the parts it needs); default ``device``.
     """
     from huvidpo.backends import backend_for
 
@@ -94,6 +105,10 @@ def load_pipeline(
     if image_model and not backend.first_frame_condition:
         raise ModelLoadError(f"'{model}' is a {backend.title} model, which makes videos from text alone: it takes no "
                              "first-frame model. Leave the image model empty.")
+    if torch_dtype is None:
+        torch_dtype, said = backend.load_dtype(backend.read_denoiser_config(model), runs_on or device)
+        if said:
+            logger.warning("%s", said)
     image_pipeline = load_image_pipeline(image_model, image_model_base, torch_dtype) if image_model else None
     try:
         pipe = backend.load(model, index, torch_dtype, image_pipeline)

@@ -42,17 +42,21 @@ def pair_dirs(tmp_path_factory) -> dict[int, Path]:
 
 @pytest.fixture(scope="module")
 def dpo_runs(pair_dirs, tmp_path_factory):
-    """Per backend: the denoiser's weights before, a 2-step DPO run's result and its pipeline."""
+    """Per backend: the denoiser's weights before, a 2-step DPO run's result, its pipeline, its metrics rows, and
+    the order its text encoder and denoiser were called in ("text" / "denoiser", one entry per call)."""
     runs = {}
     for name, backend in BACKENDS.items():
         pipe = backend.tiny_pipeline(seed=0)
         before = {key: p.detach().clone() for key, p in backend.denoiser(pipe).named_parameters()}
+        calls = []
+        pipe.text_encoder.register_forward_hook(lambda *_: calls.append("text"))
+        backend.denoiser(pipe).register_forward_hook(lambda *_: calls.append("denoiser"))
         config = DPOConfig(data=str(pair_dirs[FRAMES[name]]), output_dir=str(tmp_path_factory.mktemp(f"dpo-{name}")),
                            num_frames=FRAMES[name], resolution=str(SIZE), max_steps=2, learning_rate=1e-2,
                            checkpointing_steps=0, lora_rank=4, lora_alpha=4)
         rows = []
         result = train_dpo(config, callbacks=[rows.append], pipe=pipe)
-        runs[name] = (before, result, pipe, rows)
+        runs[name] = (before, result, pipe, rows, calls)
     return runs
 
 
@@ -114,7 +118,7 @@ def test_each_family_declares_its_frame_rule_and_default():
 
 @pytest.mark.parametrize("backend", CASES)
 def test_dpo_moves_only_the_lora(backend, dpo_runs):
-    before, result, pipe, rows = dpo_runs[backend.name]
+    before, result, pipe, rows, _ = dpo_runs[backend.name]
     denoiser = backend.denoiser(pipe)
     assert result.steps == 2 and rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)  # policy == reference at 0
     moved, lora_moved = [], []
@@ -127,9 +131,53 @@ def test_dpo_moves_only_the_lora(backend, dpo_runs):
     assert lora_moved and all(lora_moved)  # every B (zero at the start) took a step
 
 
+# The fixture's 2-step runs before the text encoder left the accelerator during training (2892f54, one thread): the
+# losses and the summed |LoRA| after the run. Moving the text encoder changes no number, on any device.
+DPO_REGRESSION = {
+    "huvidpo": ([0.6931471824645996, 0.7017640471458435], 3710.353528407759, 203.5948450830765),
+    "wan": ([0.6931471824645996, 0.6974973082542419], 212.17273743404076, 12.444287491496652),
+    "animatediff": ([0.6931471824645996, 0.6942087411880493], 6300.104626755463, 405.7034958046861),
+}
+
+
+@pytest.mark.parametrize("backend", CASES)
+def test_the_text_encoder_only_encodes_before_the_steps_and_the_lora_is_unchanged(backend, dpo_runs):
+    """The text encoder runs while the pairs are encoded, then never again: no call once the denoiser's first
+    call (step 1) has happened; the run trains the LoRA it trained before the encoder left the accelerator."""
+    _, _, pipe, rows, calls = dpo_runs[backend.name]
+    first_step = calls.index("denoiser")
+    assert "text" in calls[:first_step] and "text" not in calls[first_step:]
+    losses, lora_sum, lora_b_sum = DPO_REGRESSION[backend.name]
+    lora = {key: p.detach().double() for key, p in backend.denoiser(pipe).named_parameters() if "lora_" in key}
+    assert [row["loss"] for row in rows] == pytest.approx(losses, rel=1e-5)
+    assert sum(p.abs().sum() for p in lora.values()).item() == pytest.approx(lora_sum, rel=1e-4)
+    assert sum(p.abs().sum() for key, p in lora.items() if "lora_B" in key).item() == pytest.approx(lora_b_sum, rel=1e-4)
+
+
+def test_training_steps_run_with_the_text_encoder_in_cpu_memory_and_it_comes_back(monkeypatch):
+    """What the trainer wraps its loop in: on an accelerator (a CUDA device here, by name: nothing runs on it) the
+    text encoder goes to the CPU for the loop and back where it was after it, even when the loop fails; on a CPU
+    nothing moves."""
+    from huvidpo.training.trainer import text_encoder_offloaded
+
+    pipe = WAN.tiny_pipeline(seed=0)
+    moves = []
+    move = pipe.text_encoder.to
+    monkeypatch.setattr(pipe.text_encoder, "to", lambda device: moves.append(str(device)) or move(device))
+    with text_encoder_offloaded(pipe, torch.device("cuda")):
+        assert moves == ["cpu"]
+    assert moves == ["cpu", "cpu"]  # back to its device before the loop (the CPU here)
+    with pytest.raises(RuntimeError, match="step failed"), text_encoder_offloaded(pipe, torch.device("cuda", 1)):
+        raise RuntimeError("step failed")
+    assert len(moves) == 4
+    with text_encoder_offloaded(pipe, torch.device("cpu")):
+        pass
+    assert len(moves) == 4
+
+
 @pytest.mark.parametrize("backend", CASES)
 def test_saved_lora_loads_with_the_familys_own_diffusers_loader(backend, dpo_runs):
-    _, result, trained_pipe, _ = dpo_runs[backend.name]
+    _, result, trained_pipe, *_ = dpo_runs[backend.name]
     assert result.lora_path == Path(result.output_dir) / LORA_WEIGHT_NAME
     pipe = backend.tiny_pipeline(seed=0)
     base, _ = generate(pipe, clip_settings(backend))
@@ -237,6 +285,46 @@ def test_auto_precision_is_bf16_with_checkpointing_only_for_a_full_size_denoiser
             assert (chosen.mixed_precision, chosen.gradient_checkpointing, said) == ("no", False, None)
     explicit = dataclasses.replace(config, mixed_precision="no")
     assert resolve_auto_precision(explicit, backend, full, cuda=True) == (explicit, None)
+
+
+@pytest.mark.parametrize("backend", CASES)
+def test_a_full_size_model_loads_in_bf16_on_cuda_and_in_fp32_on_a_cpu(backend, model_dirs):
+    """The precision rule as a pure function of the denoiser's config and the device (no GPU needed): bf16 for a
+    full-size denoiser on any CUDA device, with a sentence for the log; fp32 on a CPU, for a small model, or when the
+    config cannot be read. Training's 'auto' asks the same rule."""
+    tiny = backend.read_denoiser_config(str(model_dirs[backend.name]))
+    full = {**tiny, **FULL_SIZE[backend.name]}
+    for device in ("cuda", "cuda:1", torch.device("cuda", 0)):
+        dtype, said = backend.load_dtype(full, device)
+        assert dtype == torch.bfloat16 and backend.title in said and "bf16" in said
+        assert backend.runs_in_bf16(full, device)
+    for config, device in ((full, "cpu"), (full, torch.device("cpu")), (full, None), (tiny, "cuda"), (None, "cuda")):
+        assert backend.load_dtype(config, device) == (torch.float32, None)
+        assert not backend.runs_in_bf16(config, device)
+
+
+def test_wan_keeps_its_vae_in_fp32_when_the_rest_loads_in_bf16(model_dirs, monkeypatch, caplog):
+    """diffusers' Wan docs load the VAE in fp32 and the pipeline in bf16; load_pipeline does so when the rule says
+    bf16 for the device the model runs on (here a tiny folder made to count as full size), and says so in the log;
+    the other families take one dtype, and nothing changes on a CPU."""
+    assert WAN.component_dtypes(torch.bfloat16) == {"default": torch.bfloat16, "vae": torch.float32}
+    assert WAN.component_dtypes(torch.float32) == torch.float32
+    assert HUVIDPO.component_dtypes(torch.bfloat16) == ANIMATEDIFF.component_dtypes(torch.bfloat16) == torch.bfloat16
+
+    def dtypes(pipe):
+        return {name: pipe.components[name].dtype for name in ("transformer", "text_encoder", "vae")}
+
+    folder = str(model_dirs["wan"])
+    assert set(dtypes(load_pipeline(folder)).values()) == {torch.float32}
+    monkeypatch.setattr(WAN, "full_size", lambda config: True)
+    assert set(dtypes(load_pipeline(folder)).values()) == {torch.float32}  # no device: the CPU
+    with caplog.at_level("WARNING", logger="huvidpo.hub"):
+        pipe = load_pipeline(folder, runs_on="cuda")  # loaded for a CUDA GPU, left on the CPU
+    assert dtypes(pipe) == {"transformer": torch.bfloat16, "text_encoder": torch.bfloat16, "vae": torch.float32}
+    assert "Wan 2.1" in caplog.text and "bf16, its vae in fp32" in caplog.text
+    frames, _ = generate(pipe, clip_settings(WAN))  # the pipeline runs with its VAE in fp32 (here on the CPU)
+    assert frames.shape == (FRAMES["wan"], SIZE, SIZE, 3) and np.isfinite(frames).all()
+    assert load_pipeline(folder, torch_dtype=torch.float32, runs_on="cuda").transformer.dtype == torch.float32
 
 
 # ---------------------------------------------------------------------------------------------- the studio

@@ -416,8 +416,12 @@ def test_dpo_timestep_range_is_where_the_loss_is_taken(pair_dir, tmp_path):
 
 
 def test_stage1_moves_only_its_trainable_set(world_dir, tmp_path):
+    """... and its text encoder encodes the prompts before the first step and never during the steps."""
     pipe = tiny_pipe()
     before = {name: p.detach().clone() for name, p in pipe.unet.named_parameters()}
+    calls = []
+    pipe.text_encoder.register_forward_hook(lambda *_: calls.append("text"))
+    pipe.unet.register_forward_hook(lambda *_: calls.append("unet"))
     stage1_names = set(pipe.unet.stage1_parameters())
     config = Stage1Config(
         data=str(world_dir), output_dir=str(tmp_path / "stage1"), num_frames=NUM_FRAMES, resolution=SIZE, max_steps=3,
@@ -426,6 +430,7 @@ def test_stage1_moves_only_its_trainable_set(world_dir, tmp_path):
     result = train_stage1(config, pipe=pipe)
     moved = {name for name, p in pipe.unet.named_parameters() if not torch.equal(p.detach(), before[name])}
     assert moved == stage1_names
+    assert "text" in calls[:calls.index("unet")] and "text" not in calls[calls.index("unet"):]
     assert result.steps == 3 and [row["step"] for row in result.metrics_history] == [1, 2, 3]
     assert sorted(p.name for p in (tmp_path / "stage1" / "checkpoints").iterdir()) == ["step-2", "step-3"]
     reloaded = load_pipeline(str(tmp_path / "stage1"))

@@ -80,6 +80,7 @@ class Backend(ABC):
     denoiser_name: str = "unet"
     first_frame_condition: bool = False
     default_frames: int = 16  # the paper's clip length
+    fp32_components: tuple[str, ...] = ()  # pipeline components that stay fp32 when the rest loads in half precision
 
     # ------------------------------------------------------------------------------------------ models
 
@@ -97,7 +98,16 @@ class Backend(ABC):
         if image_pipeline is not None:
             raise ValueError(f"{self.title} makes videos from text alone and takes no first-frame model: leave the "
                              "image model empty.")
-        return self.pipeline_class.from_pretrained(model, dtype=torch_dtype)
+        return self.pipeline_class.from_pretrained(model, dtype=self.component_dtypes(torch_dtype))
+
+    def component_dtypes(self, torch_dtype: torch.dtype) -> torch.dtype | dict[str, torch.dtype]:
+        """What ``from_pretrained`` gets as ``dtype`` for ``torch_dtype``: the dtype itself, or, in half precision
+        with ``fp32_components``, diffusers' per-component dict that keeps those in fp32."""
+        import torch
+
+        if torch_dtype == torch.float32 or not self.fp32_components:
+            return torch_dtype
+        return {"default": torch_dtype, **dict.fromkeys(self.fp32_components, torch.float32)}
 
     @abstractmethod
     def tiny_pipeline(self, seed: int = 0):
@@ -121,6 +131,25 @@ class Backend(ABC):
         model's size need bf16 and gradient checkpointing to train on a 24 GB GPU (``mixed_precision`` 'auto').
         A UNet by its widest block."""
         return max(denoiser_config.get("block_out_channels") or [0]) >= SD_UNET_WIDTH
+
+    def runs_in_bf16(self, denoiser_config: dict | None, device: Any) -> bool:
+        """The precision rule, in one place: a model whose denoiser is full size (:meth:`full_size`) runs in bf16 on a
+        CUDA ``device`` (a ``torch.device`` or its name); anything else, and everything on a CPU, in fp32. Loading
+        for generation follows it (:meth:`load_dtype`), and so does training's ``mixed_precision`` 'auto'
+        (``huvidpo.training.trainer.resolve_auto_precision``). ``denoiser_config`` None (unreadable): fp32."""
+        return str(device).startswith("cuda") and bool(denoiser_config) and self.full_size(denoiser_config)
+
+    def load_dtype(self, denoiser_config: dict | None, device: Any) -> tuple[torch.dtype, str | None]:
+        """The dtype to load a pipeline in that will run on ``device`` (:meth:`runs_in_bf16`; the
+        ``fp32_components`` stay fp32 regardless, see :meth:`component_dtypes`), and, when it is bf16, the sentence
+        that says so for the log."""
+        import torch
+
+        if not self.runs_in_bf16(denoiser_config, device):
+            return torch.float32, None
+        kept = f", its {' and '.join(self.fp32_components)} in fp32" if self.fp32_components else ""
+        return torch.bfloat16, (f"A {self.title} model of Stable Diffusion's size or larger on a CUDA GPU: loading it "
+                                f"in bf16{kept} (half the memory of fp32).")
 
     @abstractmethod
     def default_size(self, pipe) -> tuple[int, int]:

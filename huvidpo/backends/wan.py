@@ -9,6 +9,8 @@ What is unusual here:
   no first-frame conditioning in text-to-video, so the loss covers every latent frame.
 - Prompts are encoded for training exactly as the pipeline encodes them to generate: padded to
   ``MAX_SEQUENCE_LENGTH`` tokens, the states past each prompt's end zeroed.
+- In half precision the VAE stays fp32 (``fp32_components``), as diffusers' Wan docs load it; ``WanPipeline`` casts
+  latents to the VAE's dtype to decode, and :meth:`WanBackend.encode_video` feeds it frames in its dtype.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class WanBackend(TextToVideoBackend):
     denoiser_name = "transformer"
     first_frame_condition = False
     default_frames = 33  # 2 s at Wan's 16 fps, as HuViDPO's 16 frames at 8 fps (WanPipeline's own default is 81: 5 s)
+    fp32_components = ("vae",)  # diffusers' Wan docs: the VAE in fp32 for better decoding, the rest in bf16
 
     @property
     def pipeline_class(self) -> type:

@@ -10,7 +10,7 @@ What is unusual here:
   MSE difference measures the clips, not the draw. The reference pass goes first: its activations
   are freed before the policy's graph is built.
 - VAE latents and text states of the pairs are encoded once before training (``PairCache``); the
-  loop never touches the VAE or the text encoder.
+  loop never touches the VAE or the text encoder, and runs with the text encoder off the accelerator.
 - ``guidance_scale`` > 1 (not in the paper) compares the classifier-free-guided predictions, the ones the
   sampler follows, instead of the conditional ones: Diffusion-DPO's derivation with the guided reverse
   process as the policy. The winners' term (``rpo_alpha``) still anchors the conditional prediction.

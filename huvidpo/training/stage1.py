@@ -97,8 +97,8 @@ class Stage1Trainer(Trainer):
         return denoising_loss(self.backend.predict(self.model, noisy, timesteps, text), target), {}
 
     def save_outputs(self, output_dir: Path) -> None:
-        place(self.denoiser, self.denoiser.device, torch.float32)
-        place(self.pipe.vae, self.pipe.vae.device, torch.float32)
+        for part in (self.denoiser, self.pipe.vae, self.pipe.text_encoder):  # a bf16 run loaded them in bf16
+            place(part, part.device, torch.float32)
         self.pipe.save_pretrained(output_dir)
 
     def card_text(self, base_name: str, data_name: str) -> str:

@@ -17,10 +17,14 @@ What is unusual here:
   and ``checkpoints_total_limit`` are handled here, as diffusers' training scripts do.
 - Cancelling (a ``threading.Event``-like ``stop_event``) stops before the next step, then saves a
   checkpoint and the outputs, exactly as the end of training does.
+- The text encoder only encodes: each stage encodes its prompts once before the loop, and the loop runs with the
+  text encoder in CPU memory (:func:`text_encoder_offloaded`), so a large one (Wan 2.1's UMT5) leaves the GPU to
+  training. Frozen weights are loaded in the run's dtype of frozen weights (:func:`load_training_pipeline`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -212,7 +216,7 @@ class Trainer:
 
         # 3. Model: its family's backend says how it is trained; the stage encodes what it encodes once and chooses
         #    what is trained
-        pipe = self.pipe = self.pipe if self.pipe is not None else load_training_pipeline(config.model)
+        pipe = self.pipe = self.pipe if self.pipe is not None else load_training_pipeline(config.model, self.dtype)
         self.backend = backend_for(pipe)
         if config.num_frames is None:  # the family's clip length (config.yaml keeps None: a resume resolves it again)
             config = self.config = replace(config, num_frames=self.backend.default_frames)
@@ -235,8 +239,9 @@ class Trainer:
         accelerator.register_save_state_pre_hook(self._save_hook)
         accelerator.register_load_state_pre_hook(self._load_hook)
 
-        # 5. Train
-        history, cancelled = self._loop(resume_from)
+        # 5. Train, without the text encoder on the accelerator: the stage encoded every prompt it needs in prepare
+        with text_encoder_offloaded(pipe, self.device):
+            history, cancelled = self._loop(resume_from)
 
         # 6. Outputs, model card, push
         steps = self.progress.step
@@ -362,14 +367,15 @@ class Trainer:
 
 def resolve_auto_precision(config: TrainingConfig, backend, denoiser_config: dict | None,
                            cuda: bool | None = None) -> tuple[TrainingConfig, str | None]:
-    """``mixed_precision='auto'`` made concrete: bf16 with gradient checkpointing for a denoiser its family calls
-    Stable Diffusion-sized or larger (:meth:`~huvidpo.backends.Backend.full_size`) on a CUDA GPU (16 frames of
-    320x512 then fit 24 GB: ``bench/realsize.py``), 'no' otherwise. ``cuda`` None: whether torch sees a CUDA GPU.
+    """``mixed_precision='auto'`` made concrete by the precision rule loading follows too
+    (:meth:`~huvidpo.backends.Backend.runs_in_bf16`): bf16 with gradient checkpointing for a denoiser its family
+    calls Stable Diffusion-sized or larger on a CUDA GPU (16 frames of 320x512 then fit 24 GB:
+    ``bench/realsize.py``), 'no' otherwise. ``cuda`` None: whether torch sees a CUDA GPU.
     Returns the settings to train with and, when it chose bf16, the sentence that says so."""
     if config.mixed_precision != AUTO:
         return config, None
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    if not (cuda and denoiser_config and backend.full_size(denoiser_config)):
+    if not backend.runs_in_bf16(denoiser_config, "cuda" if cuda else "cpu"):
         return replace(config, mixed_precision="no"), None
     chosen = replace(config, mixed_precision="bf16", gradient_checkpointing=True)
     return chosen, (f"A {backend.title} model of Stable Diffusion's size or larger on a CUDA GPU: training in bf16 with "
@@ -423,8 +429,28 @@ def place(module: torch.nn.Module, device, dtype: torch.dtype | None = None) -> 
         module.to(dtype=dtype)
 
 
-def load_training_pipeline(model: str):
-    """The pipeline to train: ``model`` (path or Hub id) or the embedded default.
+@contextlib.contextmanager
+def text_encoder_offloaded(pipe, device: torch.device):
+    """The pipeline's text encoder in CPU memory while the body runs (the training loop), and back where it was
+    after it (diffusers' ``offload_models``, so even on error): the pipeline leaves training as it entered the loop.
+    The stages encode their prompts (and DPO its empty prompt) once before training, so the encoder's memory (Wan
+    2.1's UMT5: 5.7 B parameters, 10.6 GB in bf16) is free for the steps. Nothing moves when ``device`` is the CPU."""
+    from diffusers.training_utils import free_memory, offload_models
+
+    encoder = getattr(pipe, "text_encoder", None)
+    if encoder is None or torch.device(device).type == "cpu":
+        yield
+        return
+    with offload_models(encoder, device="cpu"):
+        free_memory()  # hand the freed blocks back, as diffusers' training scripts do after encoding
+        yield
+
+
+def load_training_pipeline(model: str, torch_dtype: torch.dtype | None = None):
+    """The pipeline to train, on the CPU (the trainer places each part): ``model`` (path or Hub id) or the embedded
+    default, in ``torch_dtype``: the run's dtype of frozen weights (:func:`weight_dtype`), or, None (a run whose
+    settings are not resolved yet: the studio's), what the precision rule picks for the device the run trains on
+    (``hub.load_pipeline``'s ``runs_on``), which is what ``mixed_precision`` 'auto' picks too.
 
     When the embedded default has not been built yet (no ``assets/huvidpo-tiny``), the tiny classes are
     built at random with a warning, so the CLI demo still runs on a fresh checkout.
@@ -442,7 +468,7 @@ def load_training_pipeline(model: str):
         pipe = build_tiny_pipeline(seed=0)
         pipe.set_progress_bar_config(disable=True)
         return pipe
-    return load_pipeline(model or None)
+    return load_pipeline(model or None, torch_dtype=torch_dtype, runs_on="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def training_size(config: TrainingConfig, pipe, backend) -> tuple[int, int]:
