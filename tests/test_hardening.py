@@ -78,9 +78,12 @@ def test_3_a_failed_push_is_retried_with_backoff_not_after_the_whole_interval(tm
     assert status["pushes_failed"] == 2 and status["pushes_ok"] == 1 and status["pending"] == 0
 
 
-# app.py as `python app.py ARGS` runs it, with every thread's stack dumped on SIGUSR1 (what a hang shows)
-DUMPS_STACKS_ON_SIGUSR1 = ("import faulthandler, runpy, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
-                           "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+# `python app.py ARGS` as typed in a terminal: Ctrl-C raises KeyboardInterrupt even when the test run itself was started
+# as a background job (`pytest &` in a script ignores SIGINT, and a child inherits that), and every thread's stack is
+# dumped on SIGUSR1 (what a hang shows)
+APP_AS_IN_A_TERMINAL = ("import faulthandler, runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        "faulthandler.register(signal.SIGUSR1, all_threads=True); "
+                        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def test_3_ctrl_c_ends_the_app_promptly_when_the_hub_stalls(tmp_path):
@@ -89,7 +92,7 @@ def test_3_ctrl_c_ends_the_app_promptly_when_the_hub_stalls(tmp_path):
         env = {**os.environ, "HF_ENDPOINT": url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": FAKE_TOKEN,
                "HUVIDPO_HUB_TIMEOUT": "2", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            [sys.executable, "-c", DUMPS_STACKS_ON_SIGUSR1, "app.py", "--port", str(free_port()), "--tabs", "label",
+            [sys.executable, "-c", APP_AS_IN_A_TERMINAL, "app.py", "--port", str(free_port()), "--tabs", "label",
              "--data-dir", str(data), "--votes-repo", "me/votes"],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
