@@ -473,18 +473,12 @@ def train_image_stages(plan: BuildPlan, seed: int, log, vae_from: Path | None):
     )
     image_pipe.text_encoder.requires_grad_(False)
     log("== 3/5 first-frame text-to-image model")
-    train_text_to_image(
-        image_pipe, steps=plan.t2i_steps, batch_size=plan.t2i_batch, num_images=plan.t2i_images, text_lr=0.0,
-        foreground_weight=plan.t2i_foreground_weight, seed=seed, log=log,
-        unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob,
-    )
+    cycle = dict(batch_size=plan.t2i_batch, num_images=plan.t2i_images, text_lr=0.0, foreground_weight=plan.t2i_foreground_weight,
+                 log=log, unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob)  # what both cycles share
+    train_text_to_image(image_pipe, steps=plan.t2i_steps, seed=seed, **cycle)
     if plan.t2i_refine_steps:
         log(f"first-frame model, second cycle: {plan.t2i_refine_steps} steps at lr {plan.t2i_refine_lr}")
-        train_text_to_image(
-            image_pipe, steps=plan.t2i_refine_steps, batch_size=plan.t2i_batch, lr=plan.t2i_refine_lr, num_images=plan.t2i_images,
-            text_lr=0.0, foreground_weight=plan.t2i_foreground_weight, seed=seed + 7, log=log,
-            unstated_speed_prob=plan.unstated_speed_prob, wording_prob=plan.wording_prob,
-        )
+        train_text_to_image(image_pipe, steps=plan.t2i_refine_steps, lr=plan.t2i_refine_lr, seed=seed + 7, **cycle)
     image_pipe.unet.requires_grad_(False)
 
     first_frames = first_frame_accuracy(image_pipe, make_prompt_set("heldout", plan.check_prompts), steps=25)
