@@ -78,7 +78,10 @@ class GenerationSettings:
     image_steps: int = setting(25, "Steps of the first-frame text-to-image model.", min=1)
     lora: str | None = setting(None, "LoRA folder, file or Hub id to apply (None: base model).")
     lora_scale: float = setting(1.0, "Strength of the LoRA (0 = base model).", min=-2.0, max=2.0, step=0.05)
-    fps: int = setting(8, "Frames per second of the written mp4.", min=1, max=60)
+    fps: int | None = setting(
+        None, "Frames per second of the written mp4. Default: the model family's ("
+        + ", ".join(f"{family.title} {family.fps}" for family in BACKENDS.values()) + ").", min=1, max=60,
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -151,6 +154,14 @@ def generate(
     return backend.generate(pipe, settings, image=image, step_callback=step_callback, video=video, strength=strength)
 
 
+def clip_fps(settings: GenerationSettings, pipe: DiffusionPipeline) -> int:
+    """The frame rate a clip of ``pipe`` made with ``settings`` is written at: ``settings.fps``, else the model
+    family's (Wan 2.1's clips are 16 frames per second, HuViDPO's 8)."""
+    from .backends import backend_for
+
+    return settings.fps or backend_for(pipe).fps
+
+
 def build_parser() -> SettingsParser:
     """Flags for every field of ``GenerationSettings`` and ``GenerateCommand`` (``--lora-scale`` or ``--lora_scale``),
     and ``--config`` for a YAML file of the same keys (flags override it)."""
@@ -180,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .data.video import write_preview, write_video
 
-    out = write_video(frames, command.out, fps=settings.fps)
+    out = write_video(frames, command.out, fps=clip_fps(settings, pipe))
     print(f"wrote {out}")
     if command.preview:
-        preview = write_preview(frames, Path(command.out).with_suffix("." + command.preview), fps=settings.fps)
+        preview = write_preview(frames, Path(command.out).with_suffix("." + command.preview), fps=clip_fps(settings, pipe))
         print(f"wrote {preview}")
     return 0
 

@@ -15,7 +15,7 @@ from peft.utils import get_peft_model_state_dict
 
 from huvidpo.backends import ANIMATEDIFF, BACKENDS, HUVIDPO, WAN, backend_for
 from huvidpo.backends.base import diffusion_input_and_target, flow_matching_input_and_target
-from huvidpo.data.video import read_video, write_video
+from huvidpo.data.video import probe_video, read_video, write_video
 from huvidpo.generate import GenerationSettings, generate
 from huvidpo.hub import DEFAULT_ADAPTER, LORA_WEIGHT_NAME, load_pipeline
 from huvidpo.training import DPOConfig, train_dpo, write_world_pairs
@@ -355,8 +355,8 @@ def test_the_generate_tab_serves_a_folder_of_each_family(name, model_dirs, tmp_p
 
 
 def test_a_wan_folder_generates_with_the_familys_frame_count_and_refuses_eight_frames(model_dirs, tmp_path, capsys):
-    """Nobody chose a frame count: the Generate tab's preset and the CLI take Wan's (the studio's 8-frame habit is
-    gone); 8 frames, as a user would type them, are refused in words that name the setting and the nearest counts."""
+    """Nobody chose a frame count or rate: the Generate tab's preset and the CLI take Wan's (the studio's 8-frame
+    habit is gone) and write its 16 fps; 8 frames, as a user would type them, are refused in words that name the setting and the nearest counts."""
     from huvidpo.generate import main
     from huvidpo.studio import GenerationService, StudioConfig
 
@@ -364,7 +364,8 @@ def test_a_wan_folder_generates_with_the_familys_frame_count_and_refuses_eight_f
     assert (config.default_frames, config.train_frames, config.comparison_frames) == (29, 33, 33)  # 29: within max 32
     service = GenerationService(config)
     tab_sends = dict(prompt="a red circle", frames=config.default_frames, steps=2, height=SIZE, width=SIZE)
-    assert read_video(service.generate(GenerationSettings(**tab_sends)).video).shape[0] == 29
+    clip = service.generate(GenerationSettings(**tab_sends)).video
+    assert read_video(clip).shape[0] == 29 and probe_video(clip).fps == 16  # Wan's clips play at 16 fps, not 8
     with pytest.raises(ValueError, match=r"^frames: Wan 2\.1 takes 1 \+ 4k frames .*got 8\. Nearest: 5 or 9\.$"):
         service.generate(GenerationSettings(**{**tab_sends, "frames": 8}))
     with pytest.raises(ValueError, match=r"^train_frames: Wan 2\.1 takes .*got 8\. Nearest: 5 or 9\.$"):
@@ -374,6 +375,9 @@ def test_a_wan_folder_generates_with_the_familys_frame_count_and_refuses_eight_f
            "--width", str(SIZE)]
     assert main([*cli, "--out", str(tmp_path / "default.mp4")]) == 0
     assert read_video(tmp_path / "default.mp4").shape[0] == WAN.default_frames
+    assert probe_video(tmp_path / "default.mp4").fps == 16
+    assert main([*cli, "--frames", "5", "--fps", "12", "--out", str(tmp_path / "twelve.mp4")]) == 0
+    assert probe_video(tmp_path / "twelve.mp4").fps == 12  # a frame rate given is the one written
     capsys.readouterr()
     assert main([*cli, "--frames", "8", "--out", str(tmp_path / "eight.mp4")]) == 2
     said = capsys.readouterr().err

@@ -38,7 +38,7 @@ def fill_pool(pipe: Any, pool: CandidatePool, prompts: list[str], clips_per_prom
     import tempfile
 
     from ..data.video import write_video
-    from ..generate import generate
+    from ..generate import clip_fps, generate
 
     seeds = list(seeds) if seeds is not None else list(range(clips_per_prompt))
     first_frames: dict[str, Any] = {}
@@ -54,7 +54,7 @@ def fill_pool(pipe: Any, pool: CandidatePool, prompts: list[str], clips_per_prom
         frames, first = generate(pipe, replace(settings, prompt=prompt, seed=seed), image=image)
         first_frames.setdefault(prompt, first)
         name = hashlib.sha1(prompt.encode()).hexdigest()[:12]
-        return write_video(frames, clips_dir / f"{name}_{seed}.mp4", fps=settings.fps)
+        return write_video(frames, clips_dir / f"{name}_{seed}.mp4", fps=clip_fps(settings, pipe))
 
     recorded = {"model": model_name, **{key: value for key, value in settings.to_dict().items()
                                         if key not in ("prompt", "seed", "lora")}, "shared_first_frame": shared_first_frame}

@@ -80,6 +80,7 @@ class Backend(ABC):
     denoiser_name: str = "unet"
     first_frame_condition: bool = False
     default_frames: int = 16  # the paper's clip length
+    fps: int = 8  # the frame rate the family's clips are made for (HuViDPO's and AnimateDiff's 8)
     fp32_components: tuple[str, ...] = ()  # pipeline components that stay fp32 when the rest loads in half precision
 
     # ------------------------------------------------------------------------------------------ models

@@ -34,6 +34,7 @@ class WanBackend(TextToVideoBackend):
     pipeline_class_names = ("WanPipeline",)
     denoiser_name = "transformer"
     first_frame_condition = False
+    fps = 16  # Wan 2.1's clips are 16 frames per second (its 81 frames: 5 s)
     default_frames = 33  # 2 s at Wan's 16 fps, as HuViDPO's 16 frames at 8 fps (WanPipeline's own default is 81: 5 s)
     fp32_components = ("vae",)  # diffusers' Wan docs: the VAE in fp32 for better decoding, the rest in bf16
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..data.video import write_video
-from ..generate import GenerationSettings, apply_lora, generate
+from ..generate import GenerationSettings, apply_lora, clip_fps, generate
 from ..pipeline import HuViDPOPipeline
 from .clip_metrics import ClipScorer, diversity
 from ..world.metrics import OracleClipMetrics, oracle_clip_metrics, pairwise_win_rate, summarize_oracle
@@ -95,7 +95,7 @@ def evaluate(
                     video = None
                     if save_videos:
                         path = out_dir / "videos" / f"{variant.slug}_p{p:03d}_s{seed}.mp4"
-                        video = str(write_video(frames, path, fps=settings.fps))
+                        video = str(write_video(frames, path, fps=clip_fps(settings, pipe)))
                     records.append({
                         "variant": variant.label, "prompt": prompt, "prompt_index": p, "seed": int(seed),
                         "settings": settings.to_dict(), "oracle": oracle.to_dict(), "clip": clip_scores,

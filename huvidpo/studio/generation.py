@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from huvidpo.data.video import write_video
-from huvidpo.generate import GenerationSettings, generate
+from huvidpo.generate import GenerationSettings, clip_fps, generate
 from huvidpo.settings import check_settings as check_ranges
 from huvidpo.locations import (
     ASSETS_DIR,
@@ -294,7 +294,7 @@ class GenerationService:
         seconds = time.perf_counter() - started
         stem = self.config.generated_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         stem.parent.mkdir(parents=True, exist_ok=True)
-        video = write_video(frames, stem.with_suffix(".mp4"), fps=settings.fps)
+        video = write_video(frames, stem.with_suffix(".mp4"), fps=clip_fps(settings, pipe))
         first_frame.save(stem.with_suffix(".png"))
         self._prune()
         recorded = {

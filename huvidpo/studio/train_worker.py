@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from huvidpo.data.video import write_video
-from huvidpo.generate import GenerationSettings, generate
+from huvidpo.generate import GenerationSettings, clip_fps, generate
 
 MEMORY_ADVICE = ("lower 'Frames per clip', or train from the command line (huvidpo-train dpo) with a smaller "
                  "--resolution and --gradient_checkpointing (docs/real-scale.md)")
@@ -164,13 +164,13 @@ def compare(job: RunJob, pipe, stop_event, report: Reporter) -> None:
         row = {"prompt": settings.prompt, "seed": settings.seed}
         check()
         frames, _ = generate(pipe, replace(settings, lora=str(job.dpo_config.output_dir)), step_callback=check)
-        row["after"] = str(write_video(frames, job.clips_dir / f"{index}-after.mp4", fps=settings.fps))
+        row["after"] = str(write_video(frames, job.clips_dir / f"{index}-after.mp4", fps=clip_fps(settings, pipe)))
         one_more(f"after, prompt {index + 1}")
         if not cached.is_file():
             check()
             frames, _ = generate(pipe, settings, step_callback=check)
             cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = write_video(frames, cached.with_name(f"{cached.stem}-{job.run_id}.mp4"), fps=settings.fps)
+            partial = write_video(frames, cached.with_name(f"{cached.stem}-{job.run_id}.mp4"), fps=clip_fps(settings, pipe))
             partial.replace(cached)  # whole or absent: a crash never leaves a broken clip to reuse
             one_more(f"before, prompt {index + 1}")
         row["before"] = str(shutil.copyfile(cached, job.clips_dir / f"{index}-before.mp4"))
