@@ -356,7 +356,8 @@ def test_the_generate_tab_serves_a_folder_of_each_family(name, model_dirs, tmp_p
 
 def test_a_wan_folder_generates_with_the_familys_frame_count_and_refuses_eight_frames(model_dirs, tmp_path, capsys):
     """Nobody chose a frame count or rate: the Generate tab's preset and the CLI take Wan's (the studio's 8-frame
-    habit is gone) and write its 16 fps; 8 frames, as a user would type them, are refused in words that name the setting and the nearest counts."""
+    habit is gone) and write its 16 fps; 8 frames, as a user would type them, are refused in words that name the
+    setting and the nearest counts."""
     from huvidpo.generate import main
     from huvidpo.studio import GenerationService, StudioConfig
 
