@@ -7,6 +7,13 @@ subprocess and reports the peak RSS of its step (``VmHWM``, reset after the mode
 copy of inflation does not count; the child's whole-process ``ru_maxrss`` is kept beside it) and its
 seconds. Peak RSS on the CPU stands in for GPU memory: the same tensors live in one or the other.
 
+Each child runs with glibc's mmap threshold fixed at 128 KiB (``MALLOC_MMAP_THRESHOLD_``; ``--malloc default``
+measures without): every tensor of 128 KiB or more is a mapping of its own, returned to the system when the
+tensor is freed, so peak RSS follows the tensors alive at once. With glibc's default the threshold rises to 32 MiB
+after the first large free and freed activations stay in the heap: the same DPO step at 16x320x256 peaked at
+8.40 GB there against 4.90 GB here, and our step and the naive one differed by that allocator's luck (-0.23 to
++0.6 GB) instead of by the reference copy (research/2026-12-03-realsize-allocator.md).
+
 Variants, at 16 frames of 320x512 (40x64 latents) unless told otherwise:
 - ``infer_*``: one sampler step with classifier-free guidance (UNet on 2 x 16 frames, DDIM step), no grad;
 - ``decode*``: the VAE decoding 16 frames, at once or one at a time (diffusers' ``vae.enable_slicing()``);
@@ -20,7 +27,7 @@ Variants, at 16 frames of 320x512 (40x64 latents) unless told otherwise:
 Then a memory model, printed as a PREDICTION: weights + optimizer (from parameter counts) + activations (the
 measured rest, per frame and latent pixel), for the paper's size on a GPU, and which settings fit 24 GB.
 
-Writes ``bench/results/realsize.json``. The full run needs up to ~20 GB RAM and tens of CPU minutes; check
+Writes ``bench/results/realsize.json``. The full run needs up to ~18 GB RAM and about two CPU hours; check
 it small first (a UNet with 1/10 of SD's channels, 4 frames of 64x64)::
 
     python bench/realsize.py --channels-div 10 --frames 4 --height 64 --width 64 --out /tmp/realsize.json
@@ -36,6 +43,7 @@ import contextlib
 import copy
 import gc
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -50,6 +58,8 @@ from dpo_step import reset_peak, rss_kb  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results" / "realsize.json"
 GB = 2**30
+# glibc settings of the children (--malloc live): tensors of 128 KiB and up are mapped alone and unmapped when freed
+LIVE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 # stable-diffusion-v1-5/stable-diffusion-v1-5, unet/config.json (the keys that shape the network)
 SD15_UNET = {
@@ -261,7 +271,7 @@ def available_gb() -> float:
 def settings_of(args) -> dict:
     return {"frames": args.frames, "height": args.height, "width": args.width, "channels_div": args.channels_div,
             "unet": "SD 1.5 config, random weights, VideoUNet.from_unet2d (preset ours)", "steps": args.steps,
-            "lora": "r16 alpha 32 on to_q, to_k, to_v, to_out.0", "cfg_scale": 7.5}  # threads: per variant (they change
+            "lora": "r16 alpha 32 on to_q, to_k, to_v, to_out.0", "cfg_scale": 7.5, "malloc": args.malloc}  # threads: per variant (they change
     # its seconds, not its memory)
 
 
@@ -333,6 +343,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads in each child.")
     parser.add_argument("--headroom-gb", type=float, default=1.0, help="Skip a variant predicted to need more than "
                         "free RAM minus this (predictions come from the smaller variants already measured).")
+    parser.add_argument("--malloc", choices=("live", "default"), default="live",
+                        help="live: glibc returns every freed tensor of 128 KiB or more to the system, so peak RSS "
+                        "follows live tensors (the stand-in for GPU memory); default: glibc's own settings.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="Keep the variants --out already holds at the same "
@@ -372,7 +385,8 @@ def main() -> None:
         command = [sys.executable, __file__, "--child", name, "--frames", str(args.frames), "--height", str(args.height),
                    "--width", str(args.width), "--channels-div", str(args.channels_div), "--steps", str(args.steps),
                    "--threads", str(args.threads)]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+        env = {**os.environ, **(LIVE_MALLOC if args.malloc == "live" else {})}
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, check=False)
         if done.returncode:
             reason = "killed (out of memory?)" if done.returncode < 0 else done.stderr.strip().splitlines()[-1][:300]
             skipped[name] = f"failed: {reason}"

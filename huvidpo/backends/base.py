@@ -129,7 +129,8 @@ class Backend(ABC):
 
     def full_size(self, denoiser_config: dict) -> bool:
         """Whether a denoiser of this config is Stable Diffusion 1.x-sized or larger, so that 16 frames at the
-        model's size need bf16 and gradient checkpointing to train on a 24 GB GPU (``mixed_precision`` 'auto').
+        model's size train with gradient checkpointing and bf16 on a GPU (``mixed_precision`` 'auto': without
+        checkpointing 16 frames of 320x512 do not fit 24 GB; bf16 halves the weights and the activations).
         A UNet by its widest block."""
         return max(denoiser_config.get("block_out_channels") or [0]) >= SD_UNET_WIDTH
 

@@ -65,7 +65,7 @@ class TrainingConfig:
         AUTO,
         "Frozen weights in this dtype, trained ones in fp32. fp16 needs a GPU. 'auto': bf16, with gradient "
         "checkpointing on, for a denoiser of Stable Diffusion's size or larger (a UNet as wide as SD 1.x's, Wan 2.1's "
-        "1.3B transformer or larger) on a CUDA GPU (what a 24 GB card needs); 'no' otherwise.",
+        "1.3B transformer or larger) on a CUDA GPU (checkpointing is what lets a 24 GB card fit it); 'no' otherwise.",
         choices=MIXED_PRECISIONS,
     )
     gradient_checkpointing: bool = setting(False, "Recompute UNet activations in backward to save memory.")
