@@ -150,8 +150,11 @@ def test_the_text_encoder_only_encodes_before_the_steps_and_the_lora_is_unchange
     losses, lora_sum, lora_b_sum = DPO_REGRESSION[backend.name]
     lora = {key: p.detach().double() for key, p in backend.denoiser(pipe).named_parameters() if "lora_" in key}
     assert [row["loss"] for row in rows] == pytest.approx(losses, rel=1e-5)
-    assert sum(p.abs().sum() for p in lora.values()).item() == pytest.approx(lora_sum, rel=1e-4)
-    assert sum(p.abs().sum() for key, p in lora.items() if "lora_B" in key).item() == pytest.approx(lora_b_sum, rel=1e-4)
+    # Adam steps a parameter by about the learning rate (1e-2) whatever its gradient's size, so a gradient within
+    # float noise of zero steps either way on another CPU (Wan's sum moved by 0.035 on one, its losses not at all):
+    # the sums may differ by a few such steps, 0.1 in all, beside the relative 1e-4.
+    assert sum(p.abs().sum() for p in lora.values()).item() == pytest.approx(lora_sum, rel=1e-4, abs=0.1)
+    assert sum(p.abs().sum() for key, p in lora.items() if "lora_B" in key).item() == pytest.approx(lora_b_sum, rel=1e-4, abs=0.1)
 
 
 def test_training_steps_run_with_the_text_encoder_in_cpu_memory_and_it_comes_back(monkeypatch):
