@@ -6,9 +6,9 @@ prompts that leave the speed out, as ``bench/taste.py`` fills it). Each round k 
 1. The labeler casts ``votes_per_round`` more votes through the real PairSampler and VoteStore; the sampler serves
    the least-judged pairs of the whole pool, so from round 2 on most pairs put the newest round's clips against each
    other and against earlier rounds (same prompt and seed, same first frame).
-2. DPO on every decided pair so far, with the shipped plan (``huvidpo.world.taste.TASTE_DPO``); the reference is the
-   base model in round 1 and, with ``--reference previous`` (the default), the previous round's LoRA afterwards (the
-   new LoRA starts from it).
+2. DPO on every decided pair so far (``--pairs round``: on this round's new votes only), with the shipped plan
+   (``huvidpo.world.taste.TASTE_DPO``); the reference is the base model in round 1 and, with ``--reference previous``
+   (the default), the previous round's LoRA afterwards (the new LoRA starts from it).
 3. On held-out prompts x seeds: the share of clips in the taste's mode (the "taste share") and the oracle's
    faithfulness, with ``bench/taste.py``'s functions.
 4. The round's clips enter the pool (``huvidpo.annotation.rounds.fill_round``: the base clips' prompts and seeds).
@@ -32,6 +32,7 @@ from typing import Any
 from taste import faithfulness, make_pool, measure, share  # bench/taste.py (this script's folder is on sys.path)
 
 from huvidpo.annotation import PairSampler, VoteStore, export_preferences
+from huvidpo.annotation.export import SourcedClip, export_votes
 from huvidpo.annotation.rounds import fill_round
 from huvidpo.annotation.stats import version_ranking
 from huvidpo.generate import GenerationSettings
@@ -79,6 +80,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Toy sizes: checks every step runs.")
     parser.add_argument("--reference", default="previous", choices=REFERENCES,
                         help="DPO reference from round 2 on: the previous round's LoRA (default) or the base model.")
+    parser.add_argument("--pairs", default="all", choices=("all", "round"),
+                        help="What each round's DPO trains on: every decided pair so far (default) or the round's new votes only.")
     parser.add_argument("--out", type=Path, default=None, help="Results file (default: bench/results/rounds.json).")
     args = parser.parse_args()
     plan = QUICK if args.quick else RoundsPlan()
@@ -99,7 +102,13 @@ def main() -> None:
     previous: str | None = None
     for number in range(1, plan.rounds + 1):
         cast = label_with_taste(PairSampler(pool, store, seed=number), TASTE, max_votes=plan.votes_per_round)
-        pairs = len(export_preferences(store, pool, root / f"export-{number}"))
+        if args.pairs == "round":
+            cast_ids = {vote.vote_id for vote in cast}
+            clips = {clip.clip_id: SourcedClip(clip, pool.root) for clip in pool.clips()}
+            votes = [vote for vote in store.effective_votes() if vote.vote_id in cast_ids]
+            pairs = len(export_votes(votes, clips, root / f"export-{number}"))
+        else:
+            pairs = len(export_preferences(store, pool, root / f"export-{number}"))
         if pairs == 0:  # every vote a tie (at toy sizes the clips often show no readable mode)
             rows.append({"round": number, "votes": len(cast), "pairs": 0, "skipped": "no decided pair yet"})
             print(json.dumps(rows[-1]), flush=True)
@@ -124,7 +133,7 @@ def main() -> None:
     ranking = version_ranking(store, pool, min_votes=plan.leaderboard_min_votes, resamples=plan.leaderboard_resamples)
 
     result = {"model": args.model or "embedded default", "taste": TASTE.name, "plan": asdict(plan),
-              "reference": args.reference, "rounds": rows, "final_votes": len(final),
+              "reference": args.reference, "pairs": args.pairs, "rounds": rows, "final_votes": len(final),
               "leaderboard": ranking["rows"], "leaderboard_note": ranking["note"]}
     out = args.out or RESULTS_DIR / ("rounds-quick.json" if args.quick else "rounds.json")
     out.parent.mkdir(parents=True, exist_ok=True)
