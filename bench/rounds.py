@@ -7,15 +7,16 @@ prompts that leave the speed out, as ``bench/taste.py`` fills it). Each round k 
    the least-judged pairs of the whole pool, so from round 2 on most pairs put the newest round's clips against each
    other and against earlier rounds (same prompt and seed, same first frame).
 2. DPO on every decided pair so far (``--pairs round``: on this round's new votes only), with the shipped plan
-   (``huvidpo.world.taste.TASTE_DPO``); the reference is the base model in round 1 and, with ``--reference previous``
-   (the default), the previous round's LoRA afterwards (the new LoRA starts from it).
+   (``huvidpo.world.taste.TASTE_DPO``). The reference is the base model and each round's LoRA starts at zero (the
+   default, ``--reference base``: the best of the variants measured, research/2026-12-04-rounds-reference.md); with
+   ``--reference previous`` it is the previous round's LoRA from round 2 on, and the new LoRA starts from it.
 3. On held-out prompts x seeds: the share of clips in the taste's mode (the "taste share") and the oracle's
    faithfulness, with ``bench/taste.py``'s functions.
 4. The round's clips enter the pool (``huvidpo.annotation.rounds.fill_round``: the base clips' prompts and seeds).
 A last labeling pass judges the third round's pairs, and the leaderboard (Bradley-Terry strengths relative to the
 base, bootstrap 95 % intervals, ranked by the lower bound) ranks the four versions by the labeler's votes.
 
-    python bench/rounds.py             # bench/results/rounds.json (about 2 hours on one core)
+    python bench/rounds.py             # bench/results/rounds.json (about an hour on one core)
     python bench/rounds.py --quick     # every step at toy size, in minutes (bench/results/rounds-quick.json)
 """
 
@@ -78,8 +79,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Pipeline to measure (default: the embedded default).")
     parser.add_argument("--root", type=Path, default=Path("outputs/bench-rounds"), help="Working folder (emptied first).")
     parser.add_argument("--quick", action="store_true", help="Toy sizes: checks every step runs.")
-    parser.add_argument("--reference", default="previous", choices=REFERENCES,
-                        help="DPO reference from round 2 on: the previous round's LoRA (default) or the base model.")
+    parser.add_argument("--reference", default="base", choices=REFERENCES,
+                        help="DPO reference from round 2 on: the base model (default) or the previous round's LoRA.")
     parser.add_argument("--pairs", default="all", choices=("all", "round"),
                         help="What each round's DPO trains on: every decided pair so far (default) or the round's new votes only.")
     parser.add_argument("--out", type=Path, default=None, help="Results file (default: bench/results/rounds.json).")
